@@ -1,0 +1,264 @@
+"""The I/O thread and the one outbound FIFO.
+
+Only the I/O thread touches the shell, control, stdin and iopub sockets.
+Everything the kernel sends goes through ``Outbound``, a single bounded FIFO,
+so the order in which code produces messages, on any channel, is the order
+in which they leave. When the FIFO is full, producers wait (a print loop
+cannot grow memory without limit). Incoming messages are parsed here and
+handed to callbacks, which put them on the handlers' queues.
+
+IOPub is an XPUB socket with XPUB_NODROP: when a subscriber is slow the send
+fails with EAGAIN instead of dropping, and this thread holds the message and
+retries, in order, while it goes on reading incoming requests.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+
+import zmq
+
+from ..wire import Session, WireError
+from ..wire.errors import InvalidContent
+
+log = logging.getLogger("kernelkit.io")
+
+SHELL, CONTROL, STDIN, IOPUB = "shell", "control", "stdin", "iopub"
+CHANNELS = (SHELL, CONTROL, STDIN, IOPUB)
+
+# Outbound FIFO capacity: enough to keep the socket busy, small enough that a
+# runaway producer waits instead of eating memory.
+OUTBOUND_MAXSIZE = 4096
+# While iopub is full, retry this often (ms). XPUB always reports POLLOUT, so
+# the retry has to be timed.
+RETRY_MS = 2
+# Messages read from one socket before looking at the others (fairness).
+RECV_BATCH = 64
+
+
+class _Marker:
+    __slots__ = ("name", "event")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.event = threading.Event()
+
+
+class Outbound:
+    """The single outbound FIFO. Thread-safe; any thread may ``send``."""
+
+    def __init__(self, ctx: zmq.Context, maxsize: int = OUTBOUND_MAXSIZE):
+        self.queue: queue.Queue = queue.Queue(maxsize)
+        self.wake_endpoint = f"inproc://kernelkit-wake-{id(self)}"
+        self._ctx = ctx
+        self._wake_socket = None
+        self._wake_lock = threading.Lock()
+        # True while a wake-up is on its way and the I/O thread has not yet
+        # taken it: later producers need not send another.
+        self.wake_pending = False
+
+    def connect(self) -> None:
+        """Connect the wake socket (after the I/O thread has bound its end)."""
+        sock = self._ctx.socket(zmq.PUSH)
+        sock.linger = 0
+        sock.connect(self.wake_endpoint)
+        self._wake_socket = sock
+
+    def send(self, channel: str, frames: list) -> None:
+        """Queue ``frames`` for ``channel``; waits while the FIFO is full."""
+        self.queue.put((channel, frames))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.wake_pending:
+            return
+        with self._wake_lock:
+            # the lock serialises use of the one wake socket across threads
+            if not self.wake_pending and self._wake_socket is not None:
+                self.wake_pending = True
+                self._wake_socket.send(b"", zmq.NOBLOCK)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far has been handed to ZeroMQ."""
+        marker = _Marker("flush")
+        self.queue.put((None, marker))
+        self._wake()
+        return marker.event.wait(timeout)
+
+    def stop(self) -> _Marker:
+        """Ask the I/O thread to send what is queued, close its sockets and end."""
+        marker = _Marker("stop")
+        self.queue.put((None, marker))
+        self._wake()
+        return marker
+
+    def close(self) -> None:
+        with self._wake_lock:
+            if self._wake_socket is not None:
+                self._wake_socket.close(linger=0)
+                self._wake_socket = None
+
+
+class _LogLimiter:
+    """At most one log line per second per kind of problem, with a count of the rest."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self._last: dict = {}
+        self._suppressed: dict = {}
+
+    def warn(self, key, text: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        extra = self._suppressed.pop(key, 0)
+        self._last[key] = now
+        log.warning("%s%s", text, f" ({extra} more like it suppressed)" if extra else "")
+
+
+class IOThread(threading.Thread):
+    """Owns the four request/broadcast sockets.
+
+    ``on_message(channel, msg)`` is called (on this thread) for every valid
+    message on shell, control and stdin; ``on_invalid(channel, msg, error)``
+    for a message whose header is readable but whose content is not. Both
+    must only enqueue, never block.
+    """
+
+    def __init__(self, ctx: zmq.Context, session: Session, sockets: dict, outbound: Outbound, on_message, on_invalid=None):
+        super().__init__(name="kernelkit-io", daemon=True)
+        self.ctx = ctx
+        self.session = session
+        self.sockets = {ch: sockets[ch] for ch in CHANNELS}
+        self.outbound = outbound
+        self.on_message = on_message
+        self.on_invalid = on_invalid
+        self.iopub_topic_prefix = f"kernel.{session.session_id}.".encode()
+        self.welcomed = threading.Event()  # set after the first iopub_welcome
+        self._pending: deque = deque()  # messages taken from the FIFO but not yet sent
+        self._limiter = _LogLimiter()
+        self._wake = ctx.socket(zmq.PULL)
+        self._wake.bind(outbound.wake_endpoint)
+        self._stopped = False
+        self._stop_marker = None
+
+    # -- the loop --------------------------------------------------------
+    def run(self) -> None:
+        poller = zmq.Poller()
+        for ch in CHANNELS:
+            poller.register(self.sockets[ch], zmq.POLLIN)
+        poller.register(self._wake, zmq.POLLIN)
+        by_socket = {self.sockets[ch]: ch for ch in CHANNELS}
+        try:
+            while not self._stopped:
+                timeout = RETRY_MS if self._pending else None
+                for sock, _ in poller.poll(timeout):
+                    if sock is self._wake:
+                        self._drain_wake()
+                    elif sock is self.sockets[IOPUB]:
+                        self._read_subscriptions()
+                    else:
+                        self._read(by_socket[sock], sock)
+                self._send_outbound()
+        except Exception:
+            log.exception("I/O thread failed")
+        finally:
+            self._close()
+
+    def _drain_wake(self) -> None:
+        # clear the flag first: a producer that queues after this point wakes us again
+        self.outbound.wake_pending = False
+        while True:
+            try:
+                self._wake.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    # -- incoming ----------------------------------------------------------
+    def _read(self, channel: str, sock) -> None:
+        for _ in range(RECV_BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = self.session.parse(frames)
+            except InvalidContent as e:
+                self._limiter.warn((channel, type(e).__name__), f"{channel}: invalid request content: {e}")
+                if self.on_invalid is not None:
+                    self.on_invalid(channel, e.message, e)
+                continue
+            except WireError as e:
+                self._limiter.warn(
+                    (channel, type(e).__name__),
+                    f"{channel}: dropped malformed message ({type(e).__name__}: {e})",
+                )
+                continue
+            self.on_message(channel, msg)
+
+    def _read_subscriptions(self) -> None:
+        sock = self.sockets[IOPUB]
+        while True:
+            try:
+                event = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not event or event[0] != 1:
+                continue  # unsubscribe, or anything else: nothing to do
+            try:
+                topic = event[1:].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            self._welcome(topic)
+
+    def _welcome(self, topic: str) -> None:
+        frames = self.session.frames("iopub_welcome", {"subscription": topic})
+        if topic:
+            frames.insert(0, topic.encode("utf-8"))
+        first = not self.welcomed.is_set()
+        # the welcome goes before anything still held, so it is the first
+        # message the new subscriber sees
+        if first:
+            starting = self.session.frames("status", {"execution_state": "starting"})
+            starting.insert(0, self.iopub_topic_prefix + b"status")
+            self._pending.appendleft((IOPUB, starting))
+            self.welcomed.set()
+        self._pending.appendleft((IOPUB, frames))
+
+    # -- outgoing ----------------------------------------------------------
+    def _send_outbound(self) -> None:
+        pending = self._pending
+        get = self.outbound.queue.get_nowait
+        while True:
+            if not pending:
+                try:
+                    pending.append(get())
+                except queue.Empty:
+                    return
+            channel, frames = pending[0]
+            if channel is None:  # a marker
+                pending.popleft()
+                if frames.name == "stop":
+                    self._stopped = True
+                    self._stop_marker = frames
+                    return
+                frames.event.set()
+                continue
+            try:
+                self.sockets[channel].send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                return  # a subscriber is full: keep it, retry soon
+            except zmq.ZMQError as e:
+                log.error("cannot send on %s: %s", channel, e)
+            pending.popleft()
+
+    def _close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()  # with the linger set at bind time
+        self._wake.close(linger=0)
+        if self._stop_marker is not None:
+            self._stop_marker.event.set()

@@ -1,0 +1,1 @@
+"""Dispatch, status, stdin, control and the base class kernel authors subclass."""

@@ -1,0 +1,79 @@
+"""Asking the client for input: input_request out, input_reply back.
+
+Replies are matched to the waiting request by their parent msg_id; a reply
+for a prompt that is no longer waiting (it was interrupted) is dropped, so a
+late answer never feeds the next prompt.
+"""
+
+import logging
+import queue
+import threading
+
+log = logging.getLogger("kernelkit.stdin")
+
+
+class StdinNotAllowed(RuntimeError):
+    """The request that is running did not allow stdin (``allow_stdin`` false)."""
+
+
+class InputCancelled(KeyboardInterrupt):
+    """The wait for input was interrupted."""
+
+
+_CANCEL = object()
+
+
+class StdinRouter:
+    def __init__(self, session, outbound, channel: str = "stdin"):
+        self._session = session
+        self._outbound = outbound
+        self._channel = channel
+        self._waiting: dict[str, queue.SimpleQueue] = {}
+        self._lock = threading.Lock()
+
+    def deliver(self, msg) -> None:
+        """Called on the I/O thread for every message arriving on stdin."""
+        if msg.msg_type != "input_reply":
+            log.warning("stdin: ignored unexpected %r", msg.msg_type)
+            return
+        parent_id = msg.parent_header.get("msg_id")
+        with self._lock:
+            waiter = self._waiting.get(parent_id)
+        if waiter is None:
+            log.info("stdin: dropped an input_reply for a prompt that is no longer waiting (%s)", parent_id)
+            return
+        waiter.put(msg)
+
+    def ask(self, request, prompt: str = "", password: bool = False) -> str:
+        """Send an input_request for ``request`` and wait for the answer.
+
+        Interruptible: SIGINT (on the main thread) or ``cancel_all`` raise
+        KeyboardInterrupt here. Raises StdinNotAllowed if the request did not
+        allow stdin.
+        """
+        if not request.allow_stdin:
+            raise StdinNotAllowed(f"{request.msg_type} was sent with allow_stdin=False: this frontend does not support input")
+        msg = self._session.message("input_request", {"prompt": str(prompt), "password": bool(password)}, parent=request.message)
+        frames = self._session.serialize(msg, request.message.identities)
+        # the client's input_reply names our input_request as its parent
+        msg_id = msg.msg_id
+        waiter: queue.SimpleQueue = queue.SimpleQueue()
+        with self._lock:
+            self._waiting[msg_id] = waiter
+        try:
+            self._outbound.send(self._channel, frames)
+            reply = waiter.get()
+        finally:
+            with self._lock:
+                self._waiting.pop(msg_id, None)
+        if reply is _CANCEL:
+            raise InputCancelled("input interrupted")
+        value = reply.content.get("value", "")
+        return value if isinstance(value, str) else str(value)
+
+    def cancel_all(self) -> None:
+        """Wake every waiting prompt with an interrupt (used for threads SIGINT cannot reach)."""
+        with self._lock:
+            waiters = list(self._waiting.values())
+        for w in waiters:
+            w.put(_CANCEL)

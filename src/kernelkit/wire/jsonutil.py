@@ -1,0 +1,48 @@
+"""JSON encoding for message parts: orjson when installed, else the stdlib."""
+
+import json
+from datetime import date, datetime
+
+try:  # pragma: no cover - depends on the environment
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None
+
+
+def _default(obj):
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "replace")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    # numpy scalars and similar know how to become Python numbers
+    for conv in ("item", "tolist"):
+        if hasattr(obj, conv):
+            return getattr(obj, conv)()
+    return repr(obj)
+
+
+def _stdlib_dumps(obj) -> bytes:
+    return json.dumps(obj, default=_default, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+if orjson is not None:
+    _OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+    def dumps(obj) -> bytes:
+        try:
+            return orjson.dumps(obj, default=_default, option=_OPTS)
+        except TypeError:
+            # e.g. ints beyond 64 bits: the stdlib copes
+            return _stdlib_dumps(obj)
+
+    loads = orjson.loads
+    JSONDecodeError = orjson.JSONDecodeError
+else:
+    dumps = _stdlib_dumps
+
+    def loads(data):
+        return json.loads(data)
+
+    JSONDecodeError = ValueError

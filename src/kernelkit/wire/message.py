@@ -1,0 +1,26 @@
+"""The parsed form of a Jupyter message."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Message:
+    header: dict
+    parent_header: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    content: dict = field(default_factory=dict)
+    buffers: list = field(default_factory=list)
+    # ZeroMQ routing identities that preceded the delimiter; replies copy them.
+    identities: list = field(default_factory=list)
+
+    @property
+    def msg_type(self) -> str:
+        return self.header.get("msg_type", "")
+
+    @property
+    def msg_id(self) -> str:
+        return self.header.get("msg_id", "")
+
+    @property
+    def subshell_id(self):
+        return self.header.get("subshell_id")

@@ -1,0 +1,138 @@
+"""Build and parse message frames for one kernel process (no sockets).
+
+Frames: ``[identities..., b"<IDS|MSG>", signature, header, parent_header,
+metadata, content, buffers...]``. The signature covers the four JSON frames
+exactly as sent; identities and buffers are not signed.
+"""
+
+import getpass
+import itertools
+import os
+import uuid
+from datetime import datetime, timezone
+
+from . import jsonutil
+from .errors import (
+    InvalidContent,
+    InvalidJSON,
+    MissingDelimiter,
+    MissingHeaderField,
+    NotAnObject,
+    TooFewFrames,
+    WireError,
+)
+from .message import Message
+from .signing import DEFAULT_SCHEME, Signer
+
+DELIMITER = b"<IDS|MSG>"
+PROTOCOL_VERSION = "5.5"
+_EMPTY = b"{}"
+_REQUIRED_HEADER = ("msg_id", "msg_type")
+
+
+def _username() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        return os.environ.get("USER", "kernel")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _json_object(part: str, data) -> dict:
+    try:
+        value = jsonutil.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidJSON(part, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    if not isinstance(value, dict):
+        raise NotAnObject(part, type(value).__name__)
+    return value
+
+
+class Session:
+    """Message factory and parser bound to one key and one session id.
+
+    A new ``Session`` (and so a new session id) is made per process, so a
+    restarted kernel has a new session.
+    """
+
+    def __init__(self, key: bytes | str = b"", signature_scheme: str = DEFAULT_SCHEME, *, username: str | None = None):
+        self.signer = Signer(key, signature_scheme)
+        self.session_id = uuid.uuid4().hex
+        self.username = username if username is not None else _username()
+        self._counter = itertools.count(1)
+
+    # -- building -------------------------------------------------------
+    def header(self, msg_type: str, subshell_id=None) -> dict:
+        h = {
+            "msg_id": f"{self.session_id}_{os.getpid()}_{next(self._counter)}",
+            "msg_type": msg_type,
+            "username": self.username,
+            "session": self.session_id,
+            "date": now_iso(),
+            "version": PROTOCOL_VERSION,
+        }
+        if subshell_id is not None:
+            h["subshell_id"] = subshell_id
+        return h
+
+    def message(self, msg_type: str, content=None, parent: Message | dict | None = None, metadata=None) -> Message:
+        parent_header = parent.header if isinstance(parent, Message) else (parent or {})
+        subshell = parent_header.get("subshell_id") if parent_header else None
+        return Message(self.header(msg_type, subshell), parent_header, metadata or {}, content if content is not None else {})
+
+    def serialize(self, msg: Message, identities=None) -> list[bytes]:
+        dumps = jsonutil.dumps
+        parts = [
+            dumps(msg.header),
+            dumps(msg.parent_header) if msg.parent_header else _EMPTY,
+            dumps(msg.metadata) if msg.metadata else _EMPTY,
+            dumps(msg.content),
+        ]
+        frames = list(identities if identities is not None else msg.identities)
+        frames.append(DELIMITER)
+        frames.append(self.signer.sign(parts))
+        frames.extend(parts)
+        if msg.buffers:
+            frames.extend(bytes(b) for b in msg.buffers)
+        return frames
+
+    def frames(self, msg_type: str, content=None, parent: Message | dict | None = None, metadata=None, identities=None, buffers=None) -> list[bytes]:
+        """Build and serialize in one step; returns the frames to send."""
+        msg = self.message(msg_type, content, parent, metadata)
+        if buffers:
+            msg.buffers = list(buffers)
+        return self.serialize(msg, identities)
+
+    # -- parsing --------------------------------------------------------
+    def parse(self, frames: list, *, check_replay: bool = True) -> Message:
+        """Parse and verify frames; raise a specific WireError when malformed.
+
+        When the header is readable but the content is not, raises
+        InvalidContent carrying the message so a reply can still be sent.
+        """
+        frames = [f.bytes if hasattr(f, "bytes") else f for f in frames]
+        try:
+            idx = frames.index(DELIMITER)
+        except ValueError:
+            raise MissingDelimiter("no <IDS|MSG> delimiter frame") from None
+        identities = frames[:idx]
+        rest = frames[idx + 1 :]
+        if len(rest) < 5:
+            raise TooFewFrames(f"expected signature and 4 message frames after the delimiter, got {len(rest)}")
+        signature, parts, buffers = rest[0], rest[1:5], rest[5:]
+        self.signer.verify(signature, parts, check_replay=check_replay)
+        header = _json_object("header", parts[0])
+        for name in _REQUIRED_HEADER:
+            if not isinstance(header.get(name), str) or not header.get(name):
+                raise MissingHeaderField(name)
+        msg = Message(header, {}, {}, {}, buffers, identities)
+        try:
+            msg.parent_header = _json_object("parent_header", parts[1])
+            msg.metadata = _json_object("metadata", parts[2])
+            msg.content = _json_object("content", parts[3])
+        except WireError as e:
+            raise InvalidContent(str(e), msg) from None
+        return msg
