@@ -1,0 +1,159 @@
+"""Helpers for tests: start real kernel processes, play the launcher's part."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import zmq
+
+from kernelkit.wire import DELIMITER, Session, jsonutil
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+EXEC_KERNEL = [sys.executable, str(HERE / "kernels" / "exec_kernel.py")]
+CALC_KERNEL = [sys.executable, str(ROOT / "examples" / "calc_kernel.py")]
+
+
+class KernelProcess:
+    """A kernel subprocess with its stderr captured."""
+
+    def __init__(self, argv, file, extra_args=(), env=None):
+        self.file = str(file)
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen(
+            [*argv, "-f", self.file, *extra_args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=e,
+            start_new_session=True,
+        )
+        self._stderr = []
+        self._stdout = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.proc.stderr, self._stderr), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stdout, self._stdout), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _drain(stream, sink):
+        for line in iter(stream.readline, b""):
+            sink.append(line.decode("utf-8", "replace"))
+
+    @property
+    def stderr(self) -> str:
+        for t in self._readers:
+            if self.proc.poll() is not None:
+                t.join(2)
+        return "".join(self._stderr)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout)
+
+    def interrupt(self):
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+
+def write_json(path, data) -> str:
+    Path(path).write_text(json.dumps(data))
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+class Registrar:
+    """The launcher's side of the handshake, bare, so tests can misbehave.
+
+    dialect "A": REP... served by a ROUTER (a REQ peer puts an empty frame
+    after its identity); dialect "B": ROUTER for DEALER peers.
+    ``answer``: "ok", "error", "badsig" or "none".
+    """
+
+    def __init__(self, dialect="A", key="secret", answer="ok", kernel_id="k-1", scheme="hmac-sha256"):
+        self.dialect = dialect
+        self.key = key
+        self.answer = answer
+        self.kernel_id = kernel_id
+        self.session = Session(key, scheme)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.ports = None
+        self.request = None
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def registration(self, port_as="int", **extra) -> dict:
+        port = self.port if port_as == "int" else str(self.port)
+        if self.dialect == "A":
+            d = {"transport": "tcp", "ip": "127.0.0.1", "signature_scheme": "hmac-sha256", "key": self.key, "registration_port": port}
+        else:
+            d = {
+                "kernel_id": self.kernel_id,
+                "transport": "tcp",
+                "registration_ip": "127.0.0.1",
+                "registration_port": port,
+                "signature_scheme": "hmac-sha256",
+                "key": self.key,
+            }
+        d.update(extra)
+        return d
+
+    def _serve(self):
+        if not self.sock.poll(30000):
+            self.done.set()
+            return
+        frames = self.sock.recv_multipart()
+        ident = frames[0]
+        if self.dialect == "A":
+            msg = self.session.parse(frames[frames.index(b"") + 1 :] if frames[1] == b"" else frames[1:])
+            self.request = msg
+            self.ports = {k[:-5]: v for k, v in msg.content.items() if k.endswith("_port")}
+        else:
+            body = frames[frames.index(DELIMITER) + 2]
+            self.session.signer.verify(frames[frames.index(DELIMITER) + 1], [body])
+            content = jsonutil.loads(body)
+            self.request = content
+            self.ports = {k[:-5]: int(v) for k, v in content.items() if k.endswith("_port")}
+        if self.answer != "none":
+            self.sock.send_multipart([ident] + ([b""] if self.dialect == "A" else []) + self._receipt())
+        self.done.set()
+
+    def _receipt(self):
+        if self.dialect == "A":
+            status = "error" if self.answer == "error" else "ok"
+            frames = self.session.frames("handshake_reply", {"status": status}, parent=self.request)
+        else:
+            body = b'{"status": "error"}' if self.answer == "error" else b"ACK"
+            frames = [DELIMITER, self.session.signer.sign([body]), body]
+        if self.answer == "badsig":
+            i = frames.index(DELIMITER) + 1
+            frames[i] = b"0" * len(frames[i])
+        return frames
+
+    def connection_info(self) -> dict:
+        """What a client needs, once the kernel registered."""
+        assert self.done.wait(30), "kernel never registered"
+        d = {"transport": "tcp", "ip": "127.0.0.1", "key": self.key, "signature_scheme": "hmac-sha256"}
+        d.update({f"{c}_port": p for c, p in self.ports.items()})
+        return d
+
+    def close(self):
+        self._thread.join(1)
+        self.sock.close()
+        self.ctx.term()
