@@ -61,7 +61,7 @@ def _fail(path, what: str):
 def _port(path, data, key):
     value = data.get(key)
     # dialect B peers (xeus) write ports as strings; accept both
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         _fail(path, f"{key} must be a port number (0-65535), got {data.get(key)!r}")

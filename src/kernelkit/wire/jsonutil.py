@@ -1,4 +1,4 @@
-"""JSON encoding for message parts: orjson when installed, else the stdlib."""
+"""JSON for message parts: orjson encodes when installed; the stdlib decodes."""
 
 import json
 from datetime import date, datetime
@@ -37,12 +37,11 @@ if orjson is not None:
             # e.g. ints beyond 64 bits: the stdlib copes
             return _stdlib_dumps(obj)
 
-    loads = orjson.loads
-    JSONDecodeError = orjson.JSONDecodeError
 else:
     dumps = _stdlib_dumps
 
-    def loads(data):
-        return json.loads(data)
 
-    JSONDecodeError = ValueError
+def loads(data):
+    # the stdlib, not orjson: orjson turns integers beyond 64 bits into
+    # floats, and requests are few enough that parsing speed does not matter
+    return json.loads(data)
