@@ -145,6 +145,7 @@ class IOThread(threading.Thread):
         self._wake.bind(outbound.wake_endpoint)
         self._stopped = False
         self._stop_marker = None
+        self._held_since = None  # when iopub started refusing (slow subscriber)
 
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
@@ -170,13 +171,17 @@ class IOThread(threading.Thread):
             self._close()
 
     def _drain_wake(self) -> None:
-        # clear the flag first: a producer that queues after this point wakes us again
-        self.outbound.wake_pending = False
         while True:
             try:
                 self._wake.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
+        # Clear the flag only after the socket is empty, and before the FIFO
+        # is drained: a producer that saw the flag set queued its message
+        # before we drain; one that sees it clear sends a wake-up that stays
+        # in the socket. (Clearing first could swallow a wake-up whose flag
+        # is then left set, and the kernel would stall.)
+        self.outbound.wake_pending = False
 
     # -- incoming ----------------------------------------------------------
     def _read(self, channel: str, sock) -> None:
@@ -208,11 +213,13 @@ class IOThread(threading.Thread):
             except zmq.Again:
                 return
             if not event or event[0] != 1:
+                log.debug("iopub: subscription event %r ignored", event[:20])
                 continue  # unsubscribe, or anything else: nothing to do
             try:
                 topic = event[1:].decode("utf-8")
             except UnicodeDecodeError:
                 continue
+            log.debug("iopub: welcoming a subscriber to %r", topic)
             self._welcome(topic)
 
     def _welcome(self, topic: str) -> None:
@@ -251,10 +258,22 @@ class IOThread(threading.Thread):
             try:
                 self.sockets[channel].send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
-                return  # a subscriber is full: keep it, retry soon
+                # a subscriber is full: keep the message, retry soon
+                self._note_held()
+                return
             except zmq.ZMQError as e:
                 log.error("cannot send on %s: %s", channel, e)
             pending.popleft()
+            self._held_since = None
+
+    def _note_held(self) -> None:
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        elif now - self._held_since > 10:
+            self._limiter.warn(
+                "held", f"iopub: a subscriber has not read for {now - self._held_since:.0f} s; holding output for it"
+            )
 
     def _close(self) -> None:
         for sock in self.sockets.values():

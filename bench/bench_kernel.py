@@ -1,0 +1,126 @@
+"""Benchmark kernels through jupyter_client: launch-to-ready, round trips, stream throughput.
+
+    python3 bench/bench_kernel.py [--rounds N] [--lines N] [--kernel NAME ...]
+
+Each kernel is started on a classic connection file; figures are medians over
+rounds. Run it before and after any change to the message path.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+KERNELS = {
+    # name: (argv, code that prints n lines)
+    "calc": ([sys.executable, str(ROOT / "examples" / "calc_kernel.py")], lambda n: "\n".join(["print(1)"] * n)),
+    "exec-test": (
+        [sys.executable, str(ROOT / "tests" / "kernels" / "exec_kernel.py")],
+        lambda n: f"for i in range({n}): kernel.stream(f'{{i}}\\n')",
+    ),
+}
+
+
+def start(argv, tmp):
+    fname, _ = write_connection_file(str(Path(tmp) / f"k{time.monotonic_ns()}.json"), key=b"bench")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*argv, "-f", fname], stderr=subprocess.DEVNULL if not os.environ.get("BENCH_STDERR") else None)
+    kc = BlockingKernelClient()
+    kc.load_connection_file(fname)
+    kc.start_channels()
+    # ready = a kernel_info reply and our iopub subscription welcomed
+    # (wait_for_ready adds a fixed 0.2 s iopub drain instead)
+    kc.kernel_info()
+    kc.get_shell_msg(timeout=60)
+    while kc.get_iopub_msg(timeout=60)["msg_type"] != "iopub_welcome":
+        pass
+    ready = time.perf_counter() - t0
+    return proc, kc, ready
+
+
+def stop(proc, kc):
+    kc.shutdown()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    kc.stop_channels()
+
+
+def wait_idle(kc, msg_id, count_lines=False):
+    lines = 0
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if count_lines and msg["msg_type"] == "stream":
+            lines += msg["content"]["text"].count("\n")
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return lines
+
+
+def round_trip(kc, send, n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        msg_id = send()
+        kc.get_shell_msg(timeout=30)
+        wait_idle(kc, msg_id)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench(name, rounds, lines, launches):
+    argv, stream_code = KERNELS[name]
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        starts = []
+        for _ in range(launches):
+            proc, kc, t = start(argv, tmp)
+            starts.append(t)
+            stop(proc, kc)
+        out["launch_to_ready_ms"] = 1000 * statistics.median(starts)
+        proc, kc, _ = start(argv, tmp)
+        try:
+            round_trip(kc, kc.kernel_info, 20)  # warm up
+            out["kernel_info_ms"] = 1000 * round_trip(kc, kc.kernel_info, rounds)
+            out["execute_ms"] = 1000 * round_trip(kc, lambda: kc.execute("1", store_history=False), rounds)
+            code = stream_code(lines)
+            best = None
+            for _ in range(3):
+                t = time.perf_counter()
+                msg_id = kc.execute(code, store_history=False)
+                got = wait_idle(kc, msg_id, count_lines=True)
+                dt = time.perf_counter() - t
+                assert got == lines, f"{name}: got {got} of {lines} lines"
+                best = dt if best is None else min(best, dt)
+            out["stream_lines_per_s"] = lines / best
+        finally:
+            stop(proc, kc)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--lines", type=int, default=20000)
+    p.add_argument("--launches", type=int, default=5)
+    p.add_argument("--kernel", action="append", choices=sorted(KERNELS))
+    args = p.parse_args()
+    print(f"{'kernel':<12}{'launch->ready ms':>18}{'kernel_info ms':>16}{'execute ms':>12}{'stream lines/s':>16}")
+    for name in args.kernel or list(KERNELS):
+        r = bench(name, args.rounds, args.lines, args.launches)
+        print(f"{name:<12}{r['launch_to_ready_ms']:>18.1f}{r['kernel_info_ms']:>16.3f}{r['execute_ms']:>12.3f}{r['stream_lines_per_s']:>16.0f}")
+
+
+if __name__ == "__main__":
+    main()
