@@ -2,7 +2,9 @@
 
 Replies are matched to the waiting request by their parent msg_id; a reply
 for a prompt that is no longer waiting (it was interrupted) is dropped, so a
-late answer never feeds the next prompt.
+late answer never feeds the next prompt. A reply with no parent at all (as
+jupyter_client's ``KernelClient.input`` sends) goes to the only waiting
+prompt, if there is exactly one.
 """
 
 import logging
@@ -39,6 +41,10 @@ class StdinRouter:
         parent_id = msg.parent_header.get("msg_id")
         with self._lock:
             waiter = self._waiting.get(parent_id)
+            if waiter is None and not parent_id and len(self._waiting) == 1:
+                # jupyter_client's KernelClient.input() (jupyter console) sends
+                # no parent: give it to the one prompt that is waiting
+                waiter = next(iter(self._waiting.values()))
         if waiter is None:
             log.info("stdin: dropped an input_reply for a prompt that is no longer waiting (%s)", parent_id)
             return

@@ -1,0 +1,77 @@
+"""The outbound FIFO and the I/O thread, in process: many producers, nothing lost or stalled."""
+
+import sys
+import threading
+
+import pytest
+import zmq
+
+from kernelkit.io import IOPUB, IOThread, Outbound
+from kernelkit.startup.bind import bind_sockets
+from kernelkit.startup.files import ConnectionInfo
+from kernelkit.wire import Session
+
+
+@pytest.fixture
+def io_thread():
+    ctx, hb_ctx = zmq.Context(), zmq.Context()
+    session = Session(b"k")
+    sockets, ports = bind_sockets(ctx, hb_ctx, ConnectionInfo(ip="127.0.0.1"))
+    sockets.pop("hb").close(linger=0)
+    outbound = Outbound(ctx, maxsize=64)  # small, so producers often wait on a full FIFO
+    io = IOThread(ctx, session, sockets, outbound, on_message=lambda ch, m: None)
+    outbound.connect()
+    io.start()
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.connect(f"tcp://127.0.0.1:{ports['iopub']}")
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    assert sub.poll(10_000), "no iopub_welcome"
+    assert session.parse(sub.recv_multipart()).msg_type == "iopub_welcome"
+    assert session.parse(sub.recv_multipart()).content == {"execution_state": "starting"}
+    yield session, outbound, sub
+    stopped = outbound.stop().event.wait(5)
+    io.join(5)
+    outbound.close()
+    sub.close()
+    hb_ctx.term()
+    if stopped:  # a stalled I/O thread still owns its sockets: term() would hang
+        ctx.term()
+
+
+def test_many_producers_lose_nothing_and_never_stall(io_thread):
+    session, outbound, sub = io_thread
+    producers, per_producer = 4, 3000
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave producers and the I/O thread as much as possible
+
+    def produce(p):
+        for i in range(per_producer):
+            outbound.send(IOPUB, session.frames("stream", {"name": "stdout", "text": f"{p}:{i}"}))
+
+    threads = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    try:
+        for t in threads:
+            t.start()
+        seen = {p: -1 for p in range(producers)}
+        for _ in range(producers * per_producer):
+            assert sub.poll(10_000), f"stalled: received up to {seen}"
+            p, i = map(int, session.parse(sub.recv_multipart()).content["text"].split(":"))
+            assert i == seen[p] + 1, "a producer's messages left out of order"
+            seen[p] = i
+    finally:
+        sys.setswitchinterval(old)
+        for t in threads:
+            t.join(10)
+    assert all(i == per_producer - 1 for i in seen.values())
+
+
+def test_flush_waits_until_everything_queued_was_sent(io_thread):
+    session, outbound, sub = io_thread
+    for i in range(500):
+        outbound.send(IOPUB, session.frames("stream", {"name": "stdout", "text": str(i)}))
+    assert outbound.flush(10)
+    # everything was handed to ZeroMQ before flush returned: all 500 arrive
+    for i in range(500):
+        assert sub.poll(10_000)
+        assert session.parse(sub.recv_multipart()).content["text"] == str(i)
