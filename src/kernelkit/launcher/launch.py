@@ -1,0 +1,269 @@
+"""Start one kernel through the handshake: registration file, process, wait.
+
+:class:`PendingLaunch` is the part shared by :func:`launch_kernel` and the
+jupyter_client provisioner: it registers the launch with a
+:class:`~.registration.RegistrationService`, writes the registration file,
+starts the process and waits for the kernel to report its ports, failing fast
+when the process exits first.
+"""
+
+import asyncio
+import collections
+import concurrent.futures
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+
+from jupyter_client.launcher import launch_kernel as _popen_kernel
+from jupyter_core.paths import jupyter_runtime_dir
+
+from .registration import LOOPBACK, HandshakeError, RegistrationService, shared_service
+
+DEFAULT_TIMEOUT = 30.0
+STDERR_TAIL_LINES = 20
+_WILDCARDS = ("", "0.0.0.0", "*", "::")
+
+
+def _new_key() -> str:
+    return secrets.token_hex(32)
+
+
+def write_registration_file(data: dict, name: str, directory: str | None = None) -> str:
+    """Write ``data`` as JSON, readable by the owner only; returns the path."""
+    directory = directory or jupyter_runtime_dir()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, f"kernelkit-registration-{name}.json")
+    # O_EXCL + mode 0600 at creation: the key is never readable by others, not even briefly
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    return path
+
+
+def _text(value) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class PendingLaunch:
+    """One kernel from "registration file written" to "registered".
+
+    Use: ``command(argv)`` (or fill ``path`` in yourself), ``spawn(cmd)``,
+    ``wait(timeout)`` / ``await async_wait(timeout)``, and always ``close()``
+    (removes the file, stops waiting); ``abort()`` also kills the process.
+    """
+
+    def __init__(self, *, key=None, signature_scheme="hmac-sha256", dialect="B", ip=LOOPBACK, transport="tcp",
+                 curve=None, service: RegistrationService | None = None, forward_stderr=True, runtime_dir=None):
+        if service is None:
+            # dialect A registers on the address the kernel binds; dialect B has registration_ip
+            reg_ip = ip if dialect.upper() == "A" and ip not in _WILDCARDS else LOOPBACK
+            service = shared_service(reg_ip)
+        self.service = service
+        self.ip = ip or LOOPBACK
+        self.expected = service.expect(key or _new_key(), signature_scheme, dialect, self.ip, transport)
+        # CurveZMQ server keys ride in the registration file like in a connection file
+        self.curve = {} if curve is None else {"curve_publickey": _text(curve[0]), "curve_secretkey": _text(curve[1])}
+        self.expected.registration.update(self.curve)
+        self.path = write_registration_file(self.expected.registration, self.expected.kernel_id, runtime_dir)
+        self.forward_stderr = forward_stderr
+        self.process: subprocess.Popen | None = None
+        self.stderr_tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.expected.dialect
+
+    def command(self, argv) -> list:
+        """``argv`` with ``{connection_file}`` replaced by the registration file."""
+        if not any("{connection_file}" in a for a in argv):
+            raise ValueError("the kernel command must contain {connection_file} (where the registration file goes)")
+        return [a.replace("{connection_file}", self.path) for a in argv]
+
+    def spawn(self, cmd: list, **popen_kwargs) -> subprocess.Popen:
+        """Start the kernel (own session, like jupyter_client), teeing its stderr."""
+        read_fd, write_fd = os.pipe()
+        try:
+            self.process = _popen_kernel(cmd, stderr=write_fd, **popen_kwargs)
+        except OSError as e:
+            os.close(read_fd)
+            raise HandshakeError(f"cannot start the kernel {cmd[0]!r}: {e.strerror or e}") from None
+        finally:
+            os.close(write_fd)
+        self._watcher = threading.Thread(target=self._watch, args=(read_fd,), name=f"kernelkit-stderr-{self.process.pid}", daemon=True)
+        self._watcher.start()
+        return self.process
+
+    def _watch(self, read_fd: int) -> None:
+        """Tee the kernel's stderr; when it closes, reap the process and fail the
+        launch if the kernel had not registered (fail fast, not at the timeout)."""
+        with open(read_fd, "rb") as stream:
+            for line in stream:
+                self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+                if self.forward_stderr:
+                    try:
+                        os.write(2, line)
+                    except OSError:
+                        pass
+        code = self.process.wait()
+        self.service.fail(self.expected, self._error(f"kernel {_describe_exit(code)} before registering"))
+
+    def _error(self, summary: str) -> HandshakeError:
+        tail = [line for line in self.stderr_tail if line.strip()]
+        if tail:
+            summary += f": {tail[-1].strip()}"
+        return HandshakeError(summary, tail)
+
+    def _timed_out(self, timeout: float) -> HandshakeError:
+        code = self.process.poll() if self.process else None
+        if code is not None:
+            return self._error(f"kernel {_describe_exit(code)} before registering")
+        return self._error(f"kernel did not register within {timeout:g} s (does it take a registration file? dialect {self.dialect})")
+
+    def _connection_info(self, ports: dict) -> dict:
+        reg = self.expected.registration
+        info = {"transport": reg["transport"], "ip": self.ip, "key": self.expected.session.signer.key, "signature_scheme": reg["signature_scheme"]}
+        info.update(ports)
+        info.update(self.curve)
+        return info
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
+        """Block until the kernel registers; returns jupyter_client connection info."""
+        try:
+            return self._connection_info(self.expected.future.result(timeout))
+        except concurrent.futures.TimeoutError:
+            raise self._timed_out(timeout) from None
+        except concurrent.futures.CancelledError:
+            raise HandshakeError("the launch was abandoned") from None
+
+    async def async_wait(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
+        """As :meth:`wait`, for asyncio callers."""
+        waiter = asyncio.wrap_future(self.expected.future)
+        # asyncio.wait, not wait_for: a timeout must not cancel the shared future
+        await asyncio.wait({waiter}, timeout=timeout)
+        if not waiter.done():
+            raise self._timed_out(timeout)
+        if waiter.cancelled():
+            raise HandshakeError("the launch was abandoned")
+        return self._connection_info(waiter.result())
+
+    def abort(self) -> None:
+        """Kill the kernel's process group (if running) and close."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
+            proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        """Stop waiting and remove the registration file (the kernel read it at start)."""
+        self.service.forget(self.expected)
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
+@dataclass
+class LaunchedKernel:
+    """A registered kernel: its process and the connection info for clients
+    (``BlockingKernelClient().load_connection_info(k.connection_info)``)."""
+
+    process: subprocess.Popen
+    connection_info: dict
+    stderr_tail: collections.deque = field(repr=False)
+
+    def kill(self) -> None:
+        """Kill the kernel's process group and reap it."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except OSError:
+                self.process.kill()
+        self.process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def kernel_command(argv=None, kernel_name=None, env=None):
+    """The command template and environment for an argv or a kernelspec name."""
+    env = dict(os.environ if env is None else env)
+    if (argv is None) == (kernel_name is None):
+        raise ValueError("give exactly one of argv and kernel_name")
+    if argv is not None:
+        return list(argv), env
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(kernel_name)  # NoSuchKernel if unknown
+    env.update(spec.env or {})
+    names = {"resource_dir": spec.resource_dir, "prefix": sys.prefix}
+    cmd = [re.sub(r"\{(resource_dir|prefix)\}", lambda m: names[m.group(1)], a) for a in spec.argv]
+    if cmd and cmd[0] in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
+        cmd[0] = sys.executable  # as jupyter_client does
+    return cmd, env
+
+
+def _prepare(argv, kernel_name, env, **options):
+    cmd, env = kernel_command(argv, kernel_name, env)
+    pending = PendingLaunch(**options)
+    try:
+        return pending, pending.command(cmd), env
+    except BaseException:
+        pending.close()
+        raise
+
+
+def launch_kernel(argv=None, *, kernel_name=None, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, **options) -> LaunchedKernel:
+    """Start a kernel from ``argv`` (with ``{connection_file}``) or a kernelspec
+    name, and wait until it has registered its ports.
+
+    ``options``: ``dialect`` ("B" default, or "A"), ``ip``, ``key``,
+    ``signature_scheme``, ``curve`` (public, secret), ``service``,
+    ``forward_stderr``, ``runtime_dir``.
+    Raises HandshakeError (process died, with its last stderr lines; timeout;
+    unusable registration); the process is killed then.
+    """
+    pending, cmd, env = _prepare(argv, kernel_name, env, **options)
+    try:
+        pending.spawn(cmd, env=env, cwd=cwd)
+        info = pending.wait(timeout)
+    except BaseException:
+        pending.abort()
+        raise
+    pending.close()
+    return LaunchedKernel(pending.process, info, pending.stderr_tail)
+
+
+async def async_launch_kernel(argv=None, *, kernel_name=None, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, **options) -> LaunchedKernel:
+    """:func:`launch_kernel` for asyncio callers."""
+    pending, cmd, env = _prepare(argv, kernel_name, env, **options)
+    try:
+        pending.spawn(cmd, env=env, cwd=cwd)
+        info = await pending.async_wait(timeout)
+    except BaseException:
+        pending.abort()
+        raise
+    pending.close()
+    return LaunchedKernel(pending.process, info, pending.stderr_tail)

@@ -1,0 +1,133 @@
+"""``kernelkit-handshake``: a jupyter_client provisioner that starts kernels through
+the handshake (JEP 66) instead of handing them five pre-picked ports.
+
+Select it in a kernelspec::
+
+    "metadata": {"kernel_provisioner": {
+        "provisioner_name": "kernelkit-handshake",
+        "config": {"dialect": "B", "registration_timeout": 30}
+    }}
+
+``argv`` keeps ``{connection_file}``: the provisioner puts the registration
+file's path there. ``dialect``: "B" (default: jupyter_client docs, xeus, carries
+a kernel_id) or "A" (ark/Positron). Once the kernel has registered, the
+KernelManager writes the usual connection file, with the kernel's real ports.
+Everything after start (signals, interrupt, shutdown, waiting) is
+LocalProvisioner's: the kernel is a local process in its own session.
+"""
+
+import os
+
+import zmq
+from jupyter_client.localinterfaces import is_local_ip, local_ips
+from jupyter_client.provisioning import LocalProvisioner
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+from traitlets import CaselessStrEnum, Float
+
+from .launch import DEFAULT_TIMEOUT, PendingLaunch
+
+
+class HandshakeProvisioner(LocalProvisioner):
+    dialect = CaselessStrEnum(["A", "B"], default_value="B", config=True, help="registration dialect: B (kernel_id, DEALER) or A (REQ, handshake_request)")
+    registration_timeout = Float(DEFAULT_TIMEOUT, config=True, help="seconds to wait for the kernel to register")
+
+    _launch: PendingLaunch | None = None
+    _stderr_tail = None
+
+    async def pre_launch(self, **kwargs):
+        """Register the launch, write the registration file, build the command.
+
+        Unlike LocalProvisioner, no ports are picked and no connection file is
+        written here: the manager writes it from what launch_kernel returns.
+        """
+        km = self.parent
+        extra_arguments = kwargs.pop("extra_arguments", [])
+        encryption = kwargs.pop("transport_encryption", None)
+        self._close_launch()
+        if km is None:
+            options = {}
+            curve = None
+        else:
+            if km.transport == "tcp" and not is_local_ip(km.ip):
+                raise RuntimeError(f"Can only launch a kernel on a local interface. This one is not: {km.ip}. Valid addresses: {local_ips()}")
+            # the manager's key, so clients sharing its Session keep working across restarts
+            options = {"key": km.session.key, "signature_scheme": km.session.signature_scheme, "ip": km.ip, "transport": km.transport}
+            curve = self._curve_keys(km, encryption)
+        self._launch = PendingLaunch(dialect=self.dialect, curve=curve, **options)
+        if km is None:
+            cmd = self._launch.command(self.kernel_spec.argv + extra_arguments)
+        else:
+            cmd = self._format_cmd(km, extra_arguments)
+        return await KernelProvisionerBase.pre_launch(self, cmd=cmd, **kwargs)
+
+    def _format_cmd(self, km, extra_arguments) -> list:
+        # format_kernel_cmd fills {connection_file} from km.connection_file; point
+        # that at the registration file for the call, so every other substitution
+        # ({resource_dir}, {prefix}, launch args, python -> sys.executable) stays
+        # exactly jupyter_client's
+        saved = km.connection_file
+        km.connection_file = self._launch.path
+        try:
+            return km.format_kernel_cmd(extra_arguments=extra_arguments)
+        finally:
+            km.connection_file = saved
+
+    @staticmethod
+    def _curve_keys(km, requested):
+        """CurveZMQ server keys for the kernel, by the manager's policy (as LocalProvisioner)."""
+        if not hasattr(km, "_transport_encryption_policy"):
+            return None
+        policy = km._transport_encryption_policy(requested if requested is not None else km.transport_encryption)
+        if policy == "disabled" or not (policy == "required" or km._kernel_supports_curve_encryption()):
+            return None
+        if km.curve_publickey is None:
+            km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
+        return km.curve_publickey, km.curve_secretkey
+
+    async def launch_kernel(self, cmd, **kwargs):
+        """Start the process and wait for its registration; returns connection info
+        with the kernel's own ports. On failure the process is killed and
+        HandshakeError says why (with the kernel's last stderr lines)."""
+        launch = self._launch
+        if launch is None:
+            raise RuntimeError("launch_kernel without pre_launch")
+        try:
+            self.process = launch.spawn(cmd, **self._scrub_kwargs(kwargs))
+            self._stderr_tail = launch.stderr_tail
+            self.pid = self.process.pid
+            try:
+                self.pgid = os.getpgid(self.pid)
+            except OSError:
+                self.pgid = None
+            self.cwd = kwargs.get("cwd") or os.getcwd()
+            self.connection_info = await launch.async_wait(self.registration_timeout)
+        except BaseException:
+            launch.abort()
+            self.process = None
+            raise
+        finally:
+            self._close_launch()
+        return self.connection_info
+
+    def _close_launch(self) -> None:
+        if self._launch is not None:
+            self._launch.close()
+            self._launch = None
+
+    async def cleanup(self, restart: bool = False) -> None:
+        # no cached ports to return (LocalProvisioner's cleanup): the kernel picked them
+        self._close_launch()
+
+    @property
+    def stderr_tail(self) -> list:
+        """The last lines the kernel wrote to stderr (for diagnostics)."""
+        return list(self._stderr_tail or ())
+
+    async def get_provisioner_info(self) -> dict:
+        info = await super().get_provisioner_info()
+        info["dialect"] = self.dialect
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.dialect = provisioner_info.get("dialect", self.dialect)

@@ -1,0 +1,319 @@
+"""The launcher's side of the handshake (JEP 66): one ROUTER socket, many kernels.
+
+A :class:`RegistrationService` owns one ROUTER socket and the one thread that
+uses it. Launches tell it which kernel they wait for (:meth:`expect`); the
+thread answers each kernel's request in the kernel's own dialect and resolves
+the launch's future with the reported ports.
+
+Dialect A (REQ peer; ROUTER sees ``[identity, b"", <IDS|MSG>, sig, header,
+parent, metadata, content]``): a full ``handshake_request``; the receipt is a
+full ``handshake_reply``. The request names no kernel, so it belongs to the
+pending launch whose key verifies its signature (each launch has its own key).
+
+Dialect B (DEALER peer; ``[identity, <IDS|MSG>, sig, content]``): one signed
+content frame with ``kernel_id``; the receipt is one signed frame, ``ACK``
+(what xeus sends).
+
+Either way a request that verifies with no pending launch is answered with an
+unsigned ``error`` (so the kernel gives up at once instead of timing out) and
+logged.
+"""
+
+import atexit
+import concurrent.futures
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import zmq
+
+from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
+
+log = logging.getLogger("kernelkit.launcher")
+
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+LOOPBACK = "127.0.0.1"
+_RECEIPT_B = b"ACK"
+
+
+class HandshakeError(RuntimeError):
+    """A kernel did not register. ``summary`` says why in one line; ``str()``
+    adds the last lines the kernel wrote to stderr, when there are any."""
+
+    def __init__(self, summary: str, stderr_tail=()):
+        super().__init__(summary)
+        self.summary = summary
+        self.stderr_tail = list(stderr_tail)
+
+    def __str__(self) -> str:
+        if not self.stderr_tail:
+            return self.summary
+        return "\n".join([self.summary, "last lines of the kernel's stderr:", *("  " + line for line in self.stderr_tail)])
+
+
+@dataclass(eq=False)
+class Expected:
+    """A launch waiting for its kernel to register.
+
+    ``future`` resolves to the five ports (``{"shell_port": int, ...}``) or to
+    HandshakeError; ``registration`` is what goes into the registration file.
+    """
+
+    dialect: str
+    kernel_id: str
+    session: Session
+    registration: dict
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+
+def _resolve(future, result=None, error=None) -> None:
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass  # a caller cancelled the future it was given
+
+
+def _endpoint(ip: str) -> str:
+    return f"tcp://[{ip}]" if ":" in ip else f"tcp://{ip}"
+
+
+def _ports(content: dict) -> dict:
+    """The five ports as ints; ValueError naming what is wrong."""
+    ports = {}
+    for name in PORT_NAMES:
+        value = content.get(name)
+        # dialect B peers (xeus) send ports as strings
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 65535:
+            raise ValueError(f"{name} must be a port number, got {value!r}")
+        ports[name] = value
+    return ports
+
+
+class RegistrationService:
+    """One ROUTER socket on ``ip`` serving the handshakes of many kernels.
+
+    Thread-safe: :meth:`expect`, :meth:`forget`, :meth:`fail` and :meth:`close`
+    may be called from any thread; only the service's own thread touches the
+    socket.
+    """
+
+    def __init__(self, ip: str = LOOPBACK):
+        self.ip = ip
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.linger = 0
+        if ":" in ip:
+            self._sock.ipv6 = True
+        self.port = self._sock.bind_to_random_port(_endpoint(ip))
+        self._expected: dict[str, Expected] = {}  # by kernel_id
+        self._lock = threading.Lock()
+        # writing a byte here wakes the thread to stop (a pipe works from any thread)
+        self._wake_r, self._wake_w = os.pipe()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=f"kernelkit-registration-{self.port}", daemon=True)
+        self._thread.start()
+
+    # -- called by launches (any thread) ---------------------------------
+    def expect(self, key: bytes | str, signature_scheme: str = "hmac-sha256", dialect: str = "B", ip: str = LOOPBACK, transport: str = "tcp") -> Expected:
+        """Wait for one kernel; returns the Expected whose ``registration`` dict
+        is the registration file to hand that kernel (which binds on ``ip``)."""
+        dialect = dialect.upper()
+        if dialect not in ("A", "B"):
+            raise ValueError(f"unknown handshake dialect {dialect!r} (expected 'A' or 'B')")
+        if transport != "tcp":
+            raise ValueError(f"the handshake launcher supports the tcp transport only, not {transport!r}")
+        if not key:
+            # an empty key would verify anything: no way to tell kernels apart, no security
+            raise ValueError("a handshake launch needs a non-empty key")
+        session = Session(key, signature_scheme)
+        kernel_id = str(uuid.uuid4())
+        common = {"transport": transport, "signature_scheme": signature_scheme, "key": session.signer.key.decode("utf-8")}
+        if dialect == "A":
+            # dialect A has one address for binding and registering
+            registration = {**common, "ip": ip, "registration_port": self.port}
+        else:
+            # xeus-python requires "ip" and a string registration_port; kernelkit takes both
+            registration = {**common, "kernel_id": kernel_id, "ip": ip, "registration_ip": self.ip, "registration_port": str(self.port)}
+        expected = Expected(dialect, kernel_id, session, registration)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the registration service is closed")
+            # a dialect A request is matched by key alone, so its key must be unique
+            if any(e.session.signer.key == session.signer.key and "A" in (dialect, e.dialect) for e in self._expected.values()):
+                raise ValueError("another pending launch uses the same key: dialect A launches need a key each")
+            self._expected[kernel_id] = expected
+        return expected
+
+    def _claim(self, expected: Expected) -> bool:
+        """Stop waiting for ``expected``; True for the one caller that did."""
+        with self._lock:
+            if self._expected.get(expected.kernel_id) is expected:
+                del self._expected[expected.kernel_id]
+                return True
+            return False
+
+    def forget(self, expected: Expected) -> None:
+        """No longer wait for this kernel (timed out, launch abandoned)."""
+        if self._claim(expected):
+            expected.future.cancel()
+
+    def fail(self, expected: Expected, error: Exception) -> None:
+        """Resolve a still-pending launch with ``error`` (e.g. the process died)."""
+        if self._claim(expected):
+            _resolve(expected.future, error=error)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._expected)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pending, self._expected = list(self._expected.values()), {}
+        for expected in pending:
+            _resolve(expected.future, error=HandshakeError("the registration service was closed"))
+        os.write(self._wake_w, b"x")
+        self._thread.join(5)
+        os.close(self._wake_w)
+        os.close(self._wake_r)
+
+    # -- the service thread ----------------------------------------------
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        try:
+            while True:
+                events = dict(poller.poll())
+                if self._wake_r in events:
+                    return
+                frames = self._sock.recv_multipart()
+                try:
+                    self._handle(frames)
+                except Exception:  # one odd peer must not stop registrations for everybody
+                    log.exception("registration: unexpected error handling a request")
+        finally:
+            self._sock.close(linger=0)
+            self._ctx.term()
+
+    def _handle(self, frames: list) -> None:
+        envelope, rest = frames[:1], frames[1:]
+        if rest and rest[0] == b"":  # a REQ peer's empty delimiter frame
+            envelope.append(b"")
+            rest = rest[1:]
+        if DELIMITER not in rest:
+            return self._reject(envelope, "no <IDS|MSG> delimiter frame", dialect="B")
+        body = rest[rest.index(DELIMITER) + 1 :]
+        if len(body) >= 5:
+            self._handle_message(envelope, body)
+        elif len(body) == 2:
+            self._handle_content_frame(envelope, body)
+        else:
+            self._reject(envelope, f"unexpected number of frames ({len(body)}) after the delimiter", dialect="B")
+
+    def _candidates(self, kernel_id=None) -> list:
+        with self._lock:
+            if kernel_id in self._expected:
+                return [self._expected[kernel_id]]
+            return list(self._expected.values())
+
+    def _handle_message(self, envelope: list, body: list) -> None:
+        """Dialect A: a full signed handshake_request."""
+        frames = [DELIMITER, *body]
+        for expected in self._candidates():
+            try:
+                msg = expected.session.parse(frames)
+            except (BadSignature, MissingSignature):
+                continue  # someone else's key
+            except WireError as e:
+                return self._refuse(envelope, expected, f"malformed handshake_request: {e}", dialect="A")
+            if msg.msg_type != "handshake_request":
+                return self._refuse(envelope, expected, f"expected handshake_request, got {msg.msg_type}", dialect="A", parent=msg)
+            try:
+                ports = _ports(msg.content)
+            except ValueError as e:
+                return self._refuse(envelope, expected, f"invalid handshake_request: {e}", dialect="A", parent=msg)
+            return self._accept(envelope, expected, ports, expected.session.frames("handshake_reply", {"status": "ok"}, parent=msg))
+        self._reject(envelope, "no pending launch's key verifies this handshake_request", dialect="A")
+
+    def _handle_content_frame(self, envelope: list, body: list) -> None:
+        """Dialect B: ``[signature, content]`` with kernel_id and string ports."""
+        signature, raw = body
+        try:
+            content = jsonutil.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            content = None
+        kernel_id = content.get("kernel_id") if isinstance(content, dict) else None
+        for expected in self._candidates(kernel_id):
+            try:
+                expected.session.signer.verify(signature, [raw])
+            except WireError:
+                continue
+            if not isinstance(content, dict):
+                return self._refuse(envelope, expected, "handshake content is not a JSON object", dialect="B")
+            try:
+                ports = _ports(content)
+            except ValueError as e:
+                return self._refuse(envelope, expected, f"invalid handshake: {e}", dialect="B")
+            receipt = [DELIMITER, expected.session.signer.sign([_RECEIPT_B]), _RECEIPT_B]
+            return self._accept(envelope, expected, ports, receipt)
+        self._reject(envelope, f"no pending launch for kernel_id {kernel_id!r} whose key verifies the signature", dialect="B")
+
+    def _accept(self, envelope, expected, ports, receipt) -> None:
+        if not self._claim(expected):
+            # the launch gave up (timeout, process exit) between match and now
+            return self._reject(envelope, "the launch is no longer waiting for this kernel", expected.dialect)
+        self._sock.send_multipart(envelope + receipt)
+        log.info("kernel %s registered (dialect %s): %s", expected.kernel_id, expected.dialect, ports)
+        _resolve(expected.future, ports)
+
+    def _refuse(self, envelope, expected, why: str, dialect: str, parent=None) -> None:
+        """The kernel holds the right key but sent something unusable: the launch fails."""
+        log.warning("registration refused: %s", why)
+        if dialect == "A":
+            reply = expected.session.frames("handshake_reply", {"status": "error", "error": why}, parent=parent)
+        else:
+            body = jsonutil.dumps({"status": "error", "error": why})
+            reply = [DELIMITER, expected.session.signer.sign([body]), body]
+        self._sock.send_multipart(envelope + reply)
+        self.fail(expected, HandshakeError(f"kernel sent an unusable registration: {why}"))
+
+    def _reject(self, envelope, why: str, dialect: str) -> None:
+        """Nobody we wait for: answer unsigned (we cannot sign for an unknown key)."""
+        log.warning("registration rejected: %s", why)
+        content = jsonutil.dumps({"status": "error", "error": why})
+        if dialect == "A":
+            header = jsonutil.dumps({"msg_id": uuid.uuid4().hex, "msg_type": "handshake_reply", "session": "", "username": "", "date": "", "version": "5.3"})
+            reply = [DELIMITER, b"", header, b"{}", b"{}", content]
+        else:
+            reply = [DELIMITER, b"", content]
+        self._sock.send_multipart(envelope + reply)
+
+
+_shared: dict[str, RegistrationService] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_service(ip: str = LOOPBACK) -> RegistrationService:
+    """The process-wide service on ``ip`` (started on first use, closed at exit)."""
+    with _shared_lock:
+        service = _shared.get(ip)
+        if service is None or service._closed:
+            service = _shared[ip] = RegistrationService(ip)
+        return service
+
+
+@atexit.register
+def _close_shared() -> None:
+    for service in list(_shared.values()):
+        service.close()
