@@ -1,0 +1,234 @@
+"""The kernelkit-handshake provisioner under jupyter_client's KernelManager:
+start, run code, interrupt, restart, shutdown; 20 kernels at once; xeus-python."""
+
+import asyncio
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+from jupyter_client import AsyncKernelManager, BlockingKernelClient, KernelManager
+
+from kernelkit.launcher import HandshakeError
+from kernelkit.launcher.provisioner import HandshakeProvisioner
+from support import EXEC_KERNEL
+
+
+def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", **spec_extra):
+    provisioner = {"provisioner_name": "kernelkit-handshake", "config": {}}
+    if dialect:
+        provisioner["config"]["dialect"] = dialect
+    spec = {"argv": argv, "display_name": name, "language": language,
+            "metadata": {"kernel_provisioner": provisioner}, **spec_extra}
+    if interrupt_mode:
+        spec["interrupt_mode"] = interrupt_mode
+    d = root / "kernels" / name
+    d.mkdir(parents=True)
+    (d / "kernel.json").write_text(json.dumps(spec))
+    return name
+
+
+@pytest.fixture
+def jupyter_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    return tmp_path
+
+
+def exec_spec(jupyter_dirs, dialect=None, interrupt_mode=None):
+    name = f"exec-{dialect or 'default'}-{interrupt_mode or 'signal'}"
+    return write_spec(jupyter_dirs / "share", name, [*EXEC_KERNEL, "-f", "{connection_file}"], dialect, interrupt_mode)
+
+
+@pytest.fixture
+def started():
+    """Start KernelManagers and always shut them down."""
+    managers = []
+
+    def start(name, **kw):
+        km = KernelManager(kernel_name=name, **kw)
+        managers.append(km)
+        km.start_kernel()
+        return km
+
+    yield start
+    for km in managers:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+
+
+def client(km):
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    return kc
+
+
+def run(kc, code, timeout=30):
+    out = []
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=out.append)
+    results = [m["content"]["data"]["text/plain"] for m in out if m["msg_type"] == "execute_result"]
+    streams = "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream")
+    return reply["content"], results, streams
+
+
+def file_ports(km):
+    with open(km.connection_file) as f:
+        info = json.load(f)
+    return {k: v for k, v in info.items() if k.endswith("_port")}
+
+
+def test_entry_point_is_registered():
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+    assert "kernelkit-handshake" in KernelProvisionerFactory.instance().get_provisioner_entries()
+
+
+@pytest.mark.parametrize("dialect", ["A", "B"])
+def test_start_run_restart_shutdown(jupyter_dirs, started, dialect):
+    km = started(exec_spec(jupyter_dirs, dialect))
+    assert isinstance(km.provisioner, HandshakeProvisioner) and km.provisioner.dialect == dialect
+    # the connection file the manager wrote holds ports a fresh client can use
+    before = file_ports(km)
+    assert before == {k: v for k, v in km.get_connection_info().items() if k.endswith("_port")}
+    kc = BlockingKernelClient()
+    kc.load_connection_file(km.connection_file)
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    run(kc, "x = 6")
+    assert run(kc, "x * 7")[1] == ["42"]
+    kc.stop_channels()
+    # no registration file is left behind
+    assert not [p for p in os.listdir(jupyter_dirs / "runtime") if p.startswith("kernelkit-registration")]
+
+    old_pid = km.provisioner.pid
+    km.restart_kernel()
+    after = file_ports(km)
+    assert km.provisioner.pid != old_pid
+    assert after != before, "a restart is a new handshake with new ports"
+    kc = client(km)
+    content, results, _ = run(kc, "'x' in kernel.ns")
+    assert content["status"] == "ok" and results == ["False"]
+    kc.stop_channels()
+
+    pid, connection_file = km.provisioner.pid, km.connection_file
+    km.shutdown_kernel()
+    assert not km.has_kernel and not os.path.exists(connection_file)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("mode", ["signal", "message"])
+def test_interrupt(jupyter_dirs, started, mode):
+    km = started(exec_spec(jupyter_dirs, interrupt_mode=mode))
+    assert km.kernel_spec.interrupt_mode == mode
+    kc = client(km)
+    msg_id = kc.execute("kernel.stream('started\\n'); time.sleep(60)")
+    # interrupt only once the cell runs (an idle kernel has nothing to interrupt)
+    while True:
+        msg = kc.get_iopub_msg(timeout=20)
+        if msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id:
+            break
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=20)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    assert run(kc, "1 + 1")[1] == ["2"], "the kernel goes on after the interrupt"
+    kc.stop_channels()
+
+
+def test_kernel_dying_at_start_fails_fast(jupyter_dirs):
+    name = write_spec(jupyter_dirs / "share", "dies", [sys.executable, "-c", "import sys; sys.exit('no licence for this kernel')", "{connection_file}"])
+    km = KernelManager(kernel_name=name)
+    with pytest.raises(HandshakeError, match="exited with code 1 before registering: no licence for this kernel"):
+        km.start_kernel()
+    assert not km.has_kernel
+    assert not [p for p in os.listdir(jupyter_dirs / "runtime") if p.startswith("kernelkit-registration")]
+
+
+def test_bad_dialect_in_kernelspec_is_an_error(jupyter_dirs):
+    name = write_spec(jupyter_dirs / "share", "bad-dialect", [*EXEC_KERNEL, "-f", "{connection_file}"], dialect="C")
+    km = KernelManager(kernel_name=name)
+    with pytest.raises(Exception, match="dialect"):
+        km.start_kernel()
+    assert not km.has_kernel
+
+
+def test_twenty_kernels_at_once(jupyter_dirs):
+    """No port race, no crossed registrations: every kernel comes up and answers
+    a question only it can answer."""
+    name = exec_spec(jupyter_dirs)
+
+    async def one(i):
+        km = AsyncKernelManager(kernel_name=name)
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            msg_id = kc.execute(f"{i} * 1000 + __import__('os').getpid() % 1000")
+            while True:
+                msg = await kc.get_iopub_msg(timeout=60)
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_result":
+                    return km, int(msg["content"]["data"]["text/plain"])
+        finally:
+            kc.stop_channels()
+
+    async def main():
+        managers = []
+        try:
+            results = await asyncio.gather(*(one(i) for i in range(20)), return_exceptions=True)
+            managers = [r[0] for r in results if isinstance(r, tuple)]
+            errors = [r for r in results if not isinstance(r, tuple)]
+            assert not errors, errors
+            for i, (km, value) in enumerate(results):
+                assert value == i * 1000 + km.provisioner.pid % 1000
+            ports = [p for km, _ in results for p in km.ports]
+            assert len(set(ports)) == 100
+        finally:
+            await asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers))
+
+    asyncio.run(main())
+
+
+def xeus_spec(root, dialect=None):
+    source = os.path.join(sys.prefix, "share", "jupyter", "kernels", "xpython", "kernel.json")
+    if importlib.util.find_spec("xpython_launcher") is None or not os.path.exists(source):
+        pytest.skip("xeus-python is not installed (pip install 'xeus-python>=0.19,<0.20')")
+    with open(source) as f:
+        spec = json.load(f)
+    d = root / "kernels" / "xpython-handshake"
+    d.mkdir(parents=True)
+    spec["metadata"] = dict(spec.get("metadata") or {}, kernel_provisioner={"provisioner_name": "kernelkit-handshake", "config": {"dialect": dialect or "B"}})
+    (d / "kernel.json").write_text(json.dumps(spec))
+    return "xpython-handshake"
+
+
+def test_xeus_python_starts_runs_and_restarts(jupyter_dirs, started):
+    km = started(xeus_spec(jupyter_dirs / "share"))
+    kc = client(km)
+    info = kc.kernel_info(reply=True, timeout=30)["content"]
+    assert info["implementation"] == "xeus-python"
+    content, results, streams = run(kc, "import os\nprint('pid', os.getpid())\n6 * 7")
+    assert content["status"] == "ok" and results == ["42"] and streams == f"pid {km.provisioner.pid}\n"
+    kc.stop_channels()
+    before = file_ports(km)
+    km.restart_kernel()
+    assert file_ports(km) != before
+    kc = client(km)
+    assert run(kc, "21 * 2")[1] == ["42"]
+    kc.stop_channels()
+    km.shutdown_kernel()
+    assert not km.has_kernel
+
+
+def test_provisioner_info_round_trips(jupyter_dirs, started):
+    km = started(exec_spec(jupyter_dirs, "A"))
+    info = asyncio.run(km.provisioner.get_provisioner_info())
+    assert info["dialect"] == "A" and info["pid"] == km.provisioner.pid
+    assert info["connection_info"]["shell_port"] == km.shell_port
+    json.dumps(info, default=lambda b: b.decode())  # persistable
+    other = HandshakeProvisioner(kernel_id=info["kernel_id"], kernel_spec=km.kernel_spec, parent=None)
+    asyncio.run(other.load_provisioner_info(info))
+    assert other.dialect == "A" and other.pid == km.provisioner.pid

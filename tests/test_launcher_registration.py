@@ -1,0 +1,228 @@
+"""The registration service and the launch API: real kernel processes, real ZeroMQ.
+
+In-process peers use kernelkit's own kernel-side ``register()`` so that many
+handshakes can run at once cheaply; the launch tests start real kernels.
+"""
+
+import asyncio
+import concurrent.futures
+import sys
+import time
+
+import pytest
+import zmq
+from jupyter_client import AsyncKernelClient, BlockingKernelClient
+
+from kernelkit.launcher import HandshakeError, RegistrationService, async_launch_kernel, launch_kernel
+from kernelkit.startup import StartupError
+from kernelkit.startup.files import parse
+from kernelkit.startup.handshake import register
+from kernelkit.wire import DELIMITER, Session
+from support import CALC_KERNEL, EXEC_KERNEL
+
+EXEC_ARGV = [*EXEC_KERNEL, "-f", "{connection_file}"]
+CALC_ARGV = [*CALC_KERNEL, "-f", "{connection_file}"]
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(tmp_path, monkeypatch):
+    d = tmp_path / "runtime"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def service():
+    s = RegistrationService()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.term()
+
+
+def fake_kernel(ctx, expected, ports, key=None, timeout=5.0):
+    """Register like a kernel would, from the registration dict; returns the StartupError or None."""
+    reg = parse(dict(expected.registration, **({"key": key} if key else {})))
+    try:
+        register(ctx, Session(reg.connection.key, reg.connection.signature_scheme), reg, ports, timeout)
+    except StartupError as e:
+        return e
+    return None
+
+
+def port_set(base):
+    return {c: base + i for i, c in enumerate(("shell", "iopub", "stdin", "control", "hb"))}
+
+
+def test_registration_file_contents_per_dialect(service):
+    a = service.expect("k-a", dialect="A")
+    b = service.expect("k-b", dialect="B")
+    assert a.registration == {"transport": "tcp", "signature_scheme": "hmac-sha256", "key": "k-a", "ip": "127.0.0.1", "registration_port": service.port}
+    # xeus needs ip and a string port
+    assert b.registration["registration_port"] == str(service.port)
+    assert b.registration["kernel_id"] == b.kernel_id and b.registration["ip"] == "127.0.0.1"
+    assert parse(a.registration).dialect == "A" and parse(b.registration).dialect == "B"
+    service.forget(a)
+    service.forget(b)
+    assert service.pending == 0 and a.future.cancelled()
+
+
+def test_many_kernels_both_dialects_at_once(service, ctx):
+    """40 handshakes race on one socket; each launch gets its own kernel's ports."""
+    launches = [(service.expect(f"key-{i}", dialect="AB"[i % 2]), port_set(20000 + 10 * i)) for i in range(40)]
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        errors = list(pool.map(lambda lp: fake_kernel(ctx, *lp), launches))
+    assert errors == [None] * 40
+    for expected, ports in launches:
+        assert expected.future.result(0) == {f"{c}_port": p for c, p in ports.items()}
+    assert service.pending == 0
+
+
+@pytest.mark.parametrize("dialect", ["A", "B"])
+def test_wrong_key_is_refused_and_launch_keeps_waiting(service, ctx, dialect):
+    expected = service.expect("right", dialect=dialect)
+    t = time.perf_counter()
+    error = fake_kernel(ctx, expected, port_set(30000), key="wrong")
+    # answered at once (error receipt), not after the kernel's 5 s timeout
+    assert error is not None and time.perf_counter() - t < 2
+    assert not expected.future.done()
+    assert fake_kernel(ctx, expected, port_set(30000)) is None
+    assert expected.future.result(0)["shell_port"] == 30000
+
+
+def test_unknown_kernel_id_and_garbage_do_not_stop_the_service(service, ctx):
+    expected = service.expect("k", dialect="B")
+    stranger = dict(expected.registration, kernel_id="somebody-else", key="other")
+    reg = parse(stranger)
+    with pytest.raises(StartupError):
+        register(ctx, Session(b"other"), reg, port_set(31000), 5)
+    junk = ctx.socket(zmq.DEALER)
+    junk.linger = 0
+    junk.connect(f"tcp://127.0.0.1:{service.port}")
+    junk.send_multipart([b"no delimiter here"])
+    junk.send_multipart([DELIMITER, b"sig"])
+    assert junk.poll(5000)
+    assert b"error" in junk.recv_multipart()[-1]
+    junk.close()
+    assert fake_kernel(ctx, expected, port_set(31000)) is None
+    assert expected.future.result(0)["hb_port"] == 31004
+
+
+@pytest.mark.parametrize("dialect", ["A", "B"])
+def test_verified_but_unusable_ports_fail_the_launch(service, ctx, dialect):
+    expected = service.expect("k", dialect=dialect)
+    error = fake_kernel(ctx, expected, dict(port_set(32000), hb=0))
+    assert error is not None and "refused" in str(error)
+    with pytest.raises(HandshakeError, match="hb_port"):
+        expected.future.result(0)
+
+
+def test_dialect_a_needs_a_key_per_launch(service):
+    service.expect("same", dialect="A")
+    with pytest.raises(ValueError, match="same key"):
+        service.expect("same", dialect="A")
+    with pytest.raises(ValueError, match="non-empty key"):
+        service.expect("", dialect="B")
+
+
+@pytest.mark.parametrize("dialect", ["A", "B"])
+@pytest.mark.parametrize("argv", [EXEC_ARGV, CALC_ARGV], ids=["exec", "calc"])
+def test_launch_kernel_and_run_code(runtime_dir, dialect, argv):
+    with launch_kernel(argv, dialect=dialect) as kernel:
+        files = list(runtime_dir.iterdir())
+        assert files == [], "the registration file is removed once the kernel registered"
+        kc = BlockingKernelClient()
+        kc.load_connection_info(kernel.connection_info)
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=20)
+            reply = kc.execute_interactive("6 * 7", timeout=20)
+            assert reply["content"]["status"] == "ok"
+        finally:
+            kc.stop_channels()
+    assert kernel.process.poll() is not None
+
+
+def test_registration_file_is_private_while_it_exists(runtime_dir):
+    """The kernel itself checks: it reports the mode of the file it was given."""
+    probe = [sys.executable, "-c", "import os, sys, stat; p = sys.argv[1]; "
+             "sys.stderr.write('%o %s\\n' % (stat.S_IMODE(os.stat(p).st_mode), os.path.dirname(p))); sys.exit(1)",
+             "{connection_file}"]
+    with pytest.raises(HandshakeError) as info:
+        launch_kernel(probe, forward_stderr=False)
+    mode, directory = info.value.summary.rsplit(": ", 1)[1].split(" ", 1)
+    assert mode == "600" and directory == str(runtime_dir)
+    assert list(runtime_dir.iterdir()) == []
+
+
+def test_async_launch_with_async_client():
+    async def main():
+        kernel = await async_launch_kernel(EXEC_ARGV)
+        kc = AsyncKernelClient()
+        kc.load_connection_info(kernel.connection_info)
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=20)
+            msg_id = kc.execute("kernel.stream('hi\\n')")
+            reply = await kc.get_shell_msg(timeout=20)
+            assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "ok"
+        finally:
+            kc.stop_channels()
+            kernel.kill()
+
+    asyncio.run(main())
+
+
+def test_kernel_that_dies_fails_fast_with_its_stderr(runtime_dir):
+    dying = [sys.executable, "-c", "import sys; print('first'); sys.stderr.write('warming up\\nno GPU here\\n'); sys.exit(3)", "{connection_file}"]
+    t = time.perf_counter()
+    with pytest.raises(HandshakeError) as info:
+        launch_kernel(dying, timeout=30, forward_stderr=False)
+    assert time.perf_counter() - t < 10, "must not wait for the timeout"
+    assert info.value.summary == "kernel exited with code 3 before registering: no GPU here"
+    assert info.value.stderr_tail == ["warming up", "no GPU here"]
+    assert list(runtime_dir.iterdir()) == []
+
+
+def test_kernel_that_never_registers_times_out_and_is_killed(runtime_dir):
+    silent = [sys.executable, "-c", "import time; time.sleep(60)", "{connection_file}"]
+    with pytest.raises(HandshakeError, match=r"did not register within 0.5 s") as info:
+        launch_kernel(silent, timeout=0.5)
+    assert info.value.stderr_tail == []
+    assert list(runtime_dir.iterdir()) == []
+
+
+def test_kernel_speaking_the_other_dialect_is_told_so():
+    """A dialect A request arriving for a dialect B launch (and vice versa) still
+    matches by key; the receipt follows the request's shape."""
+    service = RegistrationService()
+    ctx = zmq.Context()
+    try:
+        expected = service.expect("k", dialect="B")
+        reg = parse(expected.registration)
+        reg.dialect = "A"
+        register(ctx, Session(b"k"), reg, port_set(33000), 5)
+        assert expected.future.result(0)["shell_port"] == 33000
+    finally:
+        service.close()
+        ctx.term()
+
+
+def test_unknown_program_is_one_line():
+    with pytest.raises(HandshakeError, match="cannot start the kernel '/nonexistent/kernel': No such file"):
+        launch_kernel(["/nonexistent/kernel", "{connection_file}"])
+    with pytest.raises(ValueError, match="connection_file"):
+        launch_kernel([sys.executable, "-c", "pass"])
+
+
+def test_closed_service_fails_pending_launches():
+    service = RegistrationService()
+    expected = service.expect("k")
+    service.close()
+    with pytest.raises(HandshakeError, match="closed"):
+        expected.future.result(0)
