@@ -79,7 +79,11 @@ class PendingLaunch:
         # CurveZMQ server keys ride in the registration file like in a connection file
         self.curve = {} if curve is None else {"curve_publickey": _text(curve[0]), "curve_secretkey": _text(curve[1])}
         self.expected.registration.update(self.curve)
-        self.path = write_registration_file(self.expected.registration, self.expected.kernel_id, runtime_dir)
+        try:
+            self.path = write_registration_file(self.expected.registration, self.expected.kernel_id, runtime_dir)
+        except BaseException:
+            service.forget(self.expected)
+            raise
         self.forward_stderr = forward_stderr
         self.process: subprocess.Popen | None = None
         self.stderr_tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -96,30 +100,37 @@ class PendingLaunch:
         return [a.replace("{connection_file}", self.path) for a in argv]
 
     def spawn(self, cmd: list, **popen_kwargs) -> subprocess.Popen:
-        """Start the kernel (own session, like jupyter_client), teeing its stderr."""
-        read_fd, write_fd = os.pipe()
+        """Start the kernel (own session, like jupyter_client), teeing its stderr
+        unless the caller chose where it goes (``stderr=...``)."""
+        read_fd = write_fd = None
+        if "stderr" not in popen_kwargs:
+            read_fd, write_fd = os.pipe()
+            popen_kwargs["stderr"] = write_fd
         try:
-            self.process = _popen_kernel(cmd, stderr=write_fd, **popen_kwargs)
+            self.process = _popen_kernel(cmd, **popen_kwargs)
         except OSError as e:
-            os.close(read_fd)
+            if read_fd is not None:
+                os.close(read_fd)
             raise HandshakeError(f"cannot start the kernel {cmd[0]!r}: {e.strerror or e}") from None
         finally:
-            os.close(write_fd)
+            if write_fd is not None:
+                os.close(write_fd)
         self._watcher = threading.Thread(target=self._watch, args=(read_fd,), name=f"kernelkit-stderr-{self.process.pid}", daemon=True)
         self._watcher.start()
         return self.process
 
-    def _watch(self, read_fd: int) -> None:
+    def _watch(self, read_fd: int | None) -> None:
         """Tee the kernel's stderr; when it closes, reap the process and fail the
         launch if the kernel had not registered (fail fast, not at the timeout)."""
-        with open(read_fd, "rb") as stream:
-            for line in stream:
-                self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
-                if self.forward_stderr:
-                    try:
-                        os.write(2, line)
-                    except OSError:
-                        pass
+        if read_fd is not None:
+            with open(read_fd, "rb") as stream:
+                for line in stream:
+                    self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+                    if self.forward_stderr:
+                        try:
+                            os.write(2, line)
+                        except OSError:
+                            pass
         code = self.process.wait()
         self.service.fail(self.expected, self._error(f"kernel {_describe_exit(code)} before registering"))
 

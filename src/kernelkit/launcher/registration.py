@@ -112,6 +112,7 @@ class RegistrationService:
         if ":" in ip:
             self._sock.ipv6 = True
         self.port = self._sock.bind_to_random_port(_endpoint(ip))
+        self.pid = os.getpid()
         self._expected: dict[str, Expected] = {}  # by kernel_id
         self._lock = threading.Lock()
         # writing a byte here wakes the thread to stop (a pipe works from any thread)
@@ -308,7 +309,8 @@ def shared_service(ip: str = LOOPBACK) -> RegistrationService:
     """The process-wide service on ``ip`` (started on first use, closed at exit)."""
     with _shared_lock:
         service = _shared.get(ip)
-        if service is None or service._closed:
+        # a forked child cannot use its parent's socket or thread: it gets its own
+        if service is None or service._closed or service.pid != os.getpid():
             service = _shared[ip] = RegistrationService(ip)
         return service
 
