@@ -226,3 +226,34 @@ def test_closed_service_fails_pending_launches():
     service.close()
     with pytest.raises(HandshakeError, match="closed"):
         expected.future.result(0)
+
+
+def test_launch_from_a_kernelspec(tmp_path, monkeypatch):
+    import json
+
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    spec = tmp_path / "share" / "kernels" / "calc"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": ["python", str(CALC_KERNEL[1]), "-f", "{connection_file}", "--log-level", "{resource_dir}"],
+        "display_name": "Calc", "language": "calc", "env": {"CALC_MARK": "from-spec"},
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
+    from kernelkit.launcher.launch import kernel_command
+
+    cmd, env = kernel_command(kernel_name="calc")
+    assert cmd[0] == sys.executable and cmd[-1] == str(spec) and env["CALC_MARK"] == "from-spec"
+    # the real launch, with a spec the kernel accepts
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["python", str(CALC_KERNEL[1]), "-f", "{connection_file}"], "display_name": "Calc", "language": "calc"}))
+    with launch_kernel(kernel_name="calc") as kernel:
+        kc = BlockingKernelClient()
+        kc.load_connection_info(kernel.connection_info)
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=20)
+            assert kc.kernel_info(reply=True, timeout=20)["content"]["implementation"] == "calc"
+        finally:
+            kc.stop_channels()
+    with pytest.raises(NoSuchKernel):
+        launch_kernel(kernel_name="no-such-kernel")

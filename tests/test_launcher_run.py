@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -137,3 +138,37 @@ def test_kernel_that_does_not_start_is_one_line(tmp_path, env, case):
     assert p.returncode == 2
     assert errors(p)[-1].startswith(f"kernelkit run: {expected}"), p.stderr
     assert not os.path.exists(tmp_path / "n.out.ipynb")
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_interrupts_the_cell_then_stops(tmp_path, env, presses):
+    nb = notebook(tmp_path / "long.ipynb", "x = 1", "kernel.stream('running\\n'); time.sleep(60)" if presses == 1
+                  # a cell that ignores the interrupt: only the second Ctrl-C ends the run
+                  else "kernel.stream('running\\n')\nwhile True:\n    try:\n        time.sleep(60)\n    except KeyboardInterrupt:\n        kernel.stream('ignored\\n')",
+                  "never = 1")
+    p = subprocess.Popen([sys.executable, "-m", "kernelkit.cli", "run", nb, "--kernel-cmd", EXEC_CMD],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline() == "running\n"  # the cell is running: now press Ctrl-C
+        p.send_signal(signal.SIGINT)
+        if presses == 2:
+            assert p.stdout.readline() == "ignored\n"
+            p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 130, err
+    assert "Traceback (most recent call last)" not in err
+    expected = "kernelkit run: interrupted in cell 3" if presses == 1 else "kernelkit run: stopped in cell 3"
+    assert expected in err.splitlines()
+    result = nbformat.read(str(tmp_path / "long.out.ipynb"), as_version=4)
+    assert result.cells[1].execution_count == 1 and result.cells[3].execution_count is None
+
+
+def test_kernel_dying_in_a_cell(tmp_path, env):
+    nb = notebook(tmp_path / "die.ipynb", "x = 1", "__import__('os')._exit(9)", "never = 1")
+    p = kernelkit_run([nb, "--kernel-cmd", EXEC_CMD], env)
+    assert p.returncode == 1
+    assert errors(p)[-2] == "kernelkit run: the kernel died while running cell 3"
+    assert nbformat.read(str(tmp_path / "die.out.ipynb"), as_version=4).cells[1].execution_count == 1

@@ -9,7 +9,8 @@ The executed notebook goes to ``-o OUT`` or, by default, next to the input as
 
 Exit status: 0 all cells ran; 1 a cell failed, timed out or the kernel died
 (the notebook is written with what ran); 2 bad input or a kernel that did not
-start (nothing is written).
+start (nothing is written); 130 Ctrl-C: the first interrupts the running cell,
+a second stops the run (what ran is written).
 """
 
 import argparse
@@ -17,6 +18,7 @@ import asyncio
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
 
@@ -189,36 +191,74 @@ def _client_class():
 
 
 async def _execute(args, nb, km, terminal) -> int:
+    """Start the kernel, run every cell, write the notebook; returns the exit status.
+
+    The steps of nbclient's ``execute()``, spelled out so that we own SIGINT:
+    a first Ctrl-C interrupts the running cell, a second one stops everything.
+    """
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     from .registration import HandshakeError
 
     quiet = _quiet_log()
     km.log = quiet
-    client = _client_class()(
-        nb, km, terminal, timeout=args.timeout, startup_timeout=int(args.startup_timeout), log=quiet,
-        resources={"metadata": {"path": os.path.dirname(os.path.abspath(args.notebook))}},
-    )
+    client = _client_class()(nb, km, terminal, timeout=args.timeout, startup_timeout=int(args.startup_timeout), log=quiet)
     output = args.output or _default_output(args.notebook)
     started = time.perf_counter()
+    interrupts = 0
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def on_sigint():
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1 and client.current is not None:
+            terminal.progress(f"{PROG}: interrupting cell {client.current + 1} (Ctrl-C again to stop)")
+            asyncio.ensure_future(km.interrupt_kernel())
+        else:
+            main_task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
     terminal.progress(f"{PROG}: {args.notebook}: {len(client.to_run)} code cells on {km.kernel_spec.display_name}")
     try:
-        await client.async_execute(cleanup_kc=True)
-    except HandshakeError as e:
-        return _fail(f"the kernel did not start: {e.summary}", 2)
-    except CellTimeoutError:
-        status = _fail(f"cell {client.current + 1} timed out after {args.timeout:g} s", 1)
-    except DeadKernelError:
-        status = _fail(f"the kernel died while running cell {client.current + 1}", 1)
-    except CellExecutionError as e:
-        status = _fail(f"cell {client.current + 1} failed: {e.ename}: {e.evalue}", 1)
-    except RuntimeError as e:
-        if client.current is None:  # e.g. "Kernel didn't respond in N seconds"
-            return _fail(f"the kernel did not start: {str(e).strip().splitlines()[0]}", 2)
-        raise
-    else:
-        status = 0
+        try:
+            # the notebook's folder is the kernel's working directory, as in Jupyter
+            await km.start_kernel(cwd=os.path.dirname(os.path.abspath(args.notebook)))
+            await client.async_start_new_kernel_client()
+            info = await client.async_wait_for_reply(client.kc.kernel_info())
+            if info and "language_info" in info["content"]:
+                nb.metadata["language_info"] = info["content"]["language_info"]
+        except HandshakeError as e:
+            return _fail(f"the kernel did not start: {e.summary}", 2)
+        except (RuntimeError, TimeoutError) as e:  # e.g. "Kernel didn't respond in N seconds"
+            return _fail(f"the kernel did not start: {(str(e).strip() or type(e).__name__).splitlines()[0]}", 2)
+        except asyncio.CancelledError:
+            return _fail("stopped while the kernel was starting", 130)
+        try:
+            client.reset_execution_trackers()
+            for index, cell in enumerate(nb.cells):
+                await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+            client.set_widgets_metadata()
+            status = 0
+        except CellTimeoutError:
+            status = _fail(f"cell {client.current + 1} timed out after {args.timeout:g} s", 1)
+        except DeadKernelError:
+            # nbclient reports our cancellation (second Ctrl-C) as a dead kernel too
+            if interrupts > 1:
+                status = _fail(f"stopped in cell {client.current + 1}", 130)
+            else:
+                status = _fail(f"the kernel died while running cell {client.current + 1}", 1)
+        except CellExecutionError as e:
+            if interrupts:
+                status = _fail(f"interrupted in cell {client.current + 1}", 130)
+            else:
+                status = _fail(f"cell {client.current + 1} failed: {e.ename}: {e.evalue}", 1)
+        except asyncio.CancelledError:
+            status = _fail(f"stopped in cell {client.current + 1}", 130)
     finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if client.kc is not None:
+            client.kc.stop_channels()
         if km.has_kernel:
             await km.shutdown_kernel(now=True)
     _write(nb, output)
@@ -255,8 +295,8 @@ def main(argv=None) -> int:
         return _fail(str(e), 2)
     try:
         return asyncio.run(_execute(args, nb, km, _Terminal()))
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except KeyboardInterrupt:  # before our handler was in place
+        return _fail("stopped", 130)
 
 
 if __name__ == "__main__":
