@@ -14,9 +14,10 @@ Dialect B (DEALER peer; ``[identity, <IDS|MSG>, sig, content]``): one signed
 content frame with ``kernel_id``; the receipt is one signed frame, ``ACK``
 (what xeus sends).
 
-Either way a request that verifies with no pending launch is answered with an
-unsigned ``error`` (so the kernel gives up at once instead of timing out) and
-logged.
+A request that no pending launch's key verifies is logged and answered with an
+unsigned ``error`` (so that kernel gives up at once instead of timing out); the
+launches keep waiting for their own kernels. A verified but unusable request
+(bad ports) is answered with a signed ``error`` and fails its launch.
 """
 
 import atexit
