@@ -95,6 +95,7 @@ class Registrar:
         self.ports = None
         self.request = None
         self.done = threading.Event()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -115,7 +116,14 @@ class Registrar:
         return d
 
     def _serve(self):
-        if not self.sock.poll(30000):
+        # poll in slices so close() can stop us before closing the socket
+        for _ in range(300):
+            if self._closing.is_set():
+                self.done.set()
+                return
+            if self.sock.poll(100):
+                break
+        else:
             self.done.set()
             return
         frames = self.sock.recv_multipart()
@@ -154,6 +162,7 @@ class Registrar:
         return d
 
     def close(self):
-        self._thread.join(1)
+        self._closing.set()
+        self._thread.join(5)
         self.sock.close()
         self.ctx.term()

@@ -101,7 +101,7 @@ class Outbound:
                 self._wake_socket = None
 
 
-class _LogLimiter:
+class LogLimiter:
     """At most one log line per second per kind of problem, with a count of the rest."""
 
     def __init__(self, interval: float = 1.0):
@@ -109,7 +109,7 @@ class _LogLimiter:
         self._last: dict = {}
         self._suppressed: dict = {}
 
-    def warn(self, key, text: str) -> None:
+    def warn(self, key, text: str, logger=None) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
@@ -117,7 +117,7 @@ class _LogLimiter:
             return
         extra = self._suppressed.pop(key, 0)
         self._last[key] = now
-        log.warning("%s%s", text, f" ({extra} more like it suppressed)" if extra else "")
+        (logger or log).warning("%s%s", text, f" ({extra} more like it suppressed)" if extra else "")
 
 
 class IOThread(threading.Thread):
@@ -140,7 +140,8 @@ class IOThread(threading.Thread):
         self.iopub_topic_prefix = f"kernel.{session.session_id}.".encode()
         self.welcomed = threading.Event()  # set after the first iopub_welcome
         self._pending: deque = deque()  # messages taken from the FIFO but not yet sent
-        self._limiter = _LogLimiter()
+        self._welcomes: deque = deque()  # iopub_welcome (and the first status), sent first
+        self._limiter = LogLimiter()
         self._wake = ctx.socket(zmq.PULL)
         self._wake.bind(outbound.wake_endpoint)
         self._stopped = False
@@ -156,7 +157,7 @@ class IOThread(threading.Thread):
         by_socket = {self.sockets[ch]: ch for ch in CHANNELS}
         try:
             while not self._stopped:
-                timeout = RETRY_MS if self._pending else None
+                timeout = RETRY_MS if (self._pending or self._welcomes) else None
                 for sock, _ in poller.poll(timeout):
                     if sock is self._wake:
                         self._drain_wake()
@@ -209,35 +210,48 @@ class IOThread(threading.Thread):
         sock = self.sockets[IOPUB]
         while True:
             try:
-                event = sock.recv(zmq.NOBLOCK)
+                frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if not event or event[0] != 1:
-                log.debug("iopub: subscription event %r ignored", event[:20])
-                continue  # unsubscribe, or anything else: nothing to do
+            # a subscription event is one frame: \x01<topic> or \x00<topic>
+            if len(frames) != 1 or not frames[0] or frames[0][0] not in (0, 1):
+                self._limiter.warn("iopub-junk", "iopub: ignored a message that is not a subscription")
+                continue
+            event = frames[0]
             try:
                 topic = event[1:].decode("utf-8")
             except UnicodeDecodeError:
+                self._limiter.warn("iopub-topic", "iopub: ignored a subscription to a non-UTF-8 topic")
                 continue
-            log.debug("iopub: welcoming a subscriber to %r", topic)
-            self._welcome(topic)
+            # XPUB_MANUAL: nothing reaches this subscriber until we apply it here
+            sock.setsockopt(zmq.SUBSCRIBE if event[0] == 1 else zmq.UNSUBSCRIBE, event[1:])
+            if event[0] == 1:
+                log.debug("iopub: welcoming a subscriber to %r", topic)
+                self._welcome(topic)
 
     def _welcome(self, topic: str) -> None:
         frames = self.session.frames("iopub_welcome", {"subscription": topic})
         if topic:
             frames.insert(0, topic.encode("utf-8"))
-        first = not self.welcomed.is_set()
-        # the welcome goes before anything still held, so it is the first
-        # message the new subscriber sees
-        if first:
+        # welcomes go before anything still held, so each is the first
+        # message its subscriber sees; among themselves, in arrival order
+        self._welcomes.append((IOPUB, frames))
+        if not self.welcomed.is_set():
             starting = self.session.frames("status", {"execution_state": "starting"})
             starting.insert(0, self.iopub_topic_prefix + b"status")
-            self._pending.appendleft((IOPUB, starting))
+            self._welcomes.append((IOPUB, starting))
             self.welcomed.set()
-        self._pending.appendleft((IOPUB, frames))
 
     # -- outgoing ----------------------------------------------------------
     def _send_outbound(self) -> None:
+        welcomes = self._welcomes
+        while welcomes:
+            try:
+                self.sockets[IOPUB].send_multipart(welcomes[0][1], zmq.NOBLOCK)
+            except zmq.Again:
+                self._note_held()
+                return
+            welcomes.popleft()
         pending = self._pending
         get = self.outbound.queue.get_nowait
         while True:

@@ -13,7 +13,7 @@ import queue
 import threading
 import traceback
 
-from ..io import CONTROL, IOPUB, SHELL, STDIN
+from ..io import CONTROL, IOPUB, SHELL, STDIN, LogLimiter
 from ..wire.errors import InvalidContent
 from ..wire.requests import validate
 from .request import Request
@@ -46,7 +46,9 @@ class ShellQueue:
         self.subshell_id = subshell_id
         self.queue: queue.Queue = queue.Queue()
         self.current: Request | None = None
-        self.abort_pending = False
+        # after a failed execute with stop_on_error: executes that arrived
+        # up to this arrival number are answered "aborted"
+        self.abort_through: int | None = None
 
 
 class Runtime:
@@ -66,6 +68,8 @@ class Runtime:
         self.topic_prefix = f"kernel.{session.session_id}.".encode()
         self.on_stop = None  # set by the app: called once when shutdown is requested
         self._stop_after = None
+        self._arrived = 0  # arrival number of the last request (I/O thread)
+        self._limiter = LogLimiter()
         self._local = threading.local()
 
     # -- from the I/O thread (must not block) -----------------------------
@@ -74,6 +78,8 @@ class Runtime:
             self.stdin.deliver(msg)
             return
         req = Request(msg, channel)
+        self._arrived += 1
+        req.arrival = self._arrived
         try:
             validate(msg)
         except InvalidContent as e:
@@ -90,7 +96,10 @@ class Runtime:
 
     def on_invalid(self, channel: str, msg, error) -> None:
         if channel in (SHELL, CONTROL) and msg.msg_type.endswith("_request"):
-            self.control_queue.put(Request(msg, channel, invalid=error))
+            req = Request(msg, channel, invalid=error)
+            self._arrived += 1
+            req.arrival = self._arrived
+            self.control_queue.put(req)
 
     # -- sending ----------------------------------------------------------------
     @property
@@ -124,12 +133,17 @@ class Runtime:
         if req.invalid is not None:
             self.status("busy", req)
             err = req.invalid
-            self.reply(req, {"status": "error", "ename": type(err).__name__, "evalue": str(err), "traceback": []})
+            content = {"status": "error", "ename": type(err).__name__, "evalue": str(err), "traceback": []}
+            if req.msg_type == "execute_request":
+                content["execution_count"] = kernel.execution_count
+            self.reply(req, content)
             self.status("idle", req)
             return
         handler = kernel._handlers.get(req.msg_type)
         if handler is None:
-            log.warning("%s: ignored unknown message type %r", req.channel, req.msg_type)
+            self._limiter.warn(
+                ("unknown", req.channel, req.msg_type), f"{req.channel}: ignored unknown message type {req.msg_type!r}", log
+            )
             return
         self.status("busy", req)
         previous = getattr(self._local, "request", None)
@@ -142,6 +156,10 @@ class Runtime:
             content = {"status": "error", **describe_exception(e)}
         finally:
             self._local.request = previous
+        try:
+            kernel.flush_output()  # all output of a request leaves before its reply
+        except Exception:
+            log.exception("flushing output failed")
         if content is not None:
             content.setdefault("status", "ok")
             self.reply(req, content)
@@ -150,9 +168,11 @@ class Runtime:
             self.request_stop()
 
     def abort_after(self, req: Request) -> None:
+        """Abort the executes that arrived before ``req``'s error reply is
+        sent; a request sent after the client saw the reply runs."""
         shell = self.shells.get(req.subshell_id)
         if shell is not None:
-            shell.abort_pending = True
+            shell.abort_through = self._arrived
 
     def stop_after_reply(self, req: Request) -> None:
         """Shut down once ``req`` has been answered and its idle sent."""
@@ -178,20 +198,22 @@ class Runtime:
                 self.handle(req)
             finally:
                 shell.current = None
-            if shell.abort_pending:
-                shell.abort_pending = False
-                self.abort_queued(shell)
+            if shell.abort_through is not None:
+                self.abort_queued(shell, shell.abort_through)
+                shell.abort_through = None
 
-    def abort_queued(self, shell: ShellQueue) -> None:
-        """After a failed execute with stop_on_error: answer the executes
-        already queued behind it with ``aborted``; other requests run."""
+    def abort_queued(self, shell: ShellQueue, through: int) -> None:
+        """After a failed execute with stop_on_error: answer the executes that
+        arrived up to ``through`` with ``aborted``; other requests run."""
         while True:
             try:
                 req = shell.queue.get_nowait()
             except queue.Empty:
                 return
-            if req is _STOP:
-                shell.queue.put(_STOP)
+            if req is _STOP or req.arrival > through:
+                # put it back at the front: it must run next, in order
+                with shell.queue.mutex:
+                    shell.queue.queue.appendleft(req)
                 return
             if req.msg_type == "execute_request":
                 self.abort(req)

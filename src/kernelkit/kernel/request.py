@@ -8,7 +8,7 @@ class Request:
     (the reply goes back there, with the same identities).
     """
 
-    __slots__ = ("message", "channel", "execution_count", "invalid")
+    __slots__ = ("message", "channel", "execution_count", "invalid", "arrival")
 
     def __init__(self, message, channel: str, invalid: Exception | None = None):
         self.message = message
@@ -16,6 +16,8 @@ class Request:
         self.execution_count = None
         # set when the header was readable but the content was not
         self.invalid = invalid
+        # arrival number, assigned by the I/O thread (orders aborts)
+        self.arrival = 0
 
     @property
     def content(self) -> dict:

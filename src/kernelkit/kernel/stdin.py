@@ -11,6 +11,8 @@ import logging
 import queue
 import threading
 
+from ..io import LogLimiter
+
 log = logging.getLogger("kernelkit.stdin")
 
 
@@ -32,11 +34,12 @@ class StdinRouter:
         self._channel = channel
         self._waiting: dict[str, queue.SimpleQueue] = {}
         self._lock = threading.Lock()
+        self._limiter = LogLimiter()
 
     def deliver(self, msg) -> None:
         """Called on the I/O thread for every message arriving on stdin."""
         if msg.msg_type != "input_reply":
-            log.warning("stdin: ignored unexpected %r", msg.msg_type)
+            self._limiter.warn(("stdin", msg.msg_type), f"stdin: ignored unexpected {msg.msg_type!r}", log)
             return
         parent_id = msg.parent_header.get("msg_id")
         with self._lock:

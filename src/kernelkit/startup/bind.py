@@ -44,6 +44,9 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     if channel == "iopub":
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        # the I/O thread applies each subscription itself, right before the
+        # welcome, so a new subscriber's first message is its welcome
+        sock.setsockopt(zmq.XPUB_MANUAL, 1)
         sock.setsockopt(zmq.XPUB_NODROP, 1)
         sock.sndhwm = IOPUB_HWM
 

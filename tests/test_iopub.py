@@ -1,0 +1,199 @@
+"""IOPub as XPUB (JEP 65), seen from raw SUB sockets: welcomes, the one
+``starting``, and no loss for slow subscribers (XPUB_NODROP, hold and retry)."""
+
+import time
+
+import pytest
+import zmq
+
+from rawkernel import RawKernel, collect_until, idle_for, recv, reply_to
+
+
+@pytest.fixture
+def rk(tmp_path):
+    k = RawKernel(tmp_path)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def _status(r, state):
+    return r.msg_type == "status" and r.content.get("execution_state") == state
+
+
+def _assert_welcome(r, topic: str):
+    assert r.msg_type == "iopub_welcome", r
+    assert r.content == {"subscription": topic}
+    assert r.msg.parent_header == {}
+    assert r.msg.metadata == {}
+    assert r.prefix == ([topic.encode()] if topic else []), r.prefix
+
+
+def test_every_subscriber_is_welcomed_and_starting_is_sent_once(rk):
+    sub1 = rk.sub()
+    rk.start()
+    # the first subscriber: its welcome, then the one 'starting'
+    first = recv(rk, sub1, 20)
+    assert first is not None, rk.proc.stderr
+    _assert_welcome(first, "")
+    second = recv(rk, sub1, 5)
+    assert second is not None and _status(second, "starting"), second
+    assert second.msg.parent_header == {}
+
+    # a second subscriber on the same topic is welcomed too (XPUB_VERBOSE)
+    sub2 = rk.sub()
+    w2 = recv(rk, sub2, 5)
+    assert w2 is not None, "a second subscriber to b'' got no welcome"
+    _assert_welcome(w2, "")
+
+    # a subscriber to a named topic gets a welcome prefixed by that topic
+    sub3 = rk.sub(b"foo")
+    w3 = recv(rk, sub3, 5)
+    assert w3 is not None, "a subscriber to b'foo' got no welcome"
+    _assert_welcome(w3, "foo")
+
+    # kernel_info: announces iopub_welcome; its idle marks "some later point"
+    shell = rk.dealer("shell")
+    msg_id = rk.send(shell, "kernel_info_request")
+    reply, _ = reply_to(rk, shell, msg_id)
+    assert reply.msg_type == "kernel_info_reply"
+    assert "iopub_welcome" in reply.content["supported_features"]
+
+    seen1 = [first, second] + collect_until(rk, sub1, idle_for(msg_id), 5)
+    seen2 = [w2] + collect_until(rk, sub2, idle_for(msg_id), 5)
+    assert sum(_status(r, "starting") for r in seen1) == 1, seen1
+    assert not any(_status(r, "starting") for r in seen2), seen2
+    # sub1 saw the later welcomes too (b'' matches every topic), nothing else odd
+    welcomes1 = [r.content["subscription"] for r in seen1 if r.msg_type == "iopub_welcome"]
+    assert welcomes1 == ["", "", "foo"], welcomes1
+    busy = [r for r in seen1 if _status(r, "busy") and r.parent_id == msg_id]
+    assert len(busy) == 1
+
+
+def test_new_subscribers_first_message_is_its_welcome_while_output_flows(rk):
+    """Subscribers that join while a cell streams output must still see their
+    welcome before anything else."""
+    sub1 = rk.start_and_wait()
+    recv(rk, sub1, 5)  # starting
+    shell = rk.dealer("shell")
+    n = 20000
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.stream(f'{{i}}\\n')"})
+
+    poller = zmq.Poller()
+    poller.register(sub1, zmq.POLLIN)
+    firsts = {}  # new sub -> first message it got
+    streams = 0
+    done = False
+    deadline = time.monotonic() + 40
+    while not done:
+        assert time.monotonic() < deadline, f"cell output did not finish; {streams} lines"
+        for sock, _ in poller.poll(5000):
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                msg = rk.session.parse(frames, check_replay=False)
+                if sock is sub1:
+                    if msg.msg_type == "stream":
+                        streams += 1
+                        # join a new subscriber every 1000 lines, mid-stream
+                        if streams % 1000 == 0 and len(firsts) < 15:
+                            s = rk.sub()
+                            poller.register(s, zmq.POLLIN)
+                            firsts[s] = None
+                    elif msg.parent_header.get("msg_id") == msg_id and msg.content.get("execution_state") == "idle":
+                        done = True
+                elif firsts[sock] is None:
+                    firsts[sock] = msg
+    assert streams == n
+    assert firsts, "no subscriber joined while output flowed"
+    # every joiner got something (its welcome at least): wait for stragglers
+    for s in firsts:
+        if firsts[s] is None:
+            r = recv(rk, s, 5)
+            firsts[s] = r.msg if r is not None else None
+    bad = [(m.msg_type if m else None) for m in firsts.values() if m is None or m.msg_type != "iopub_welcome"]
+    assert not bad, f"{len(bad)} of {len(firsts)} late subscribers first got {bad} instead of their welcome"
+
+
+def test_slow_subscriber_loses_nothing(rk):
+    sub = rk.start_and_wait()
+    shell = rk.dealer("shell")
+    n = 10000
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.stream(f'{{i}}\\n')"})
+    # do not read iopub at all until the reply is here
+    reply, _ = reply_to(rk, shell, msg_id, timeout=40)
+    assert reply.content["status"] == "ok", reply.content
+    got = collect_until(rk, sub, idle_for(msg_id), 10)
+    lines = [r.content["text"] for r in got if r.msg_type == "stream" and r.parent_id == msg_id]
+    assert len(lines) == n, f"got {len(lines)} of {n} stream messages"
+    assert lines == [f"{i}\n" for i in range(n)]
+    # the busy for this request came first, then nothing after the idle
+    mine = [r for r in got if r.parent_id == msg_id]
+    assert _status(mine[0], "busy") and _status(mine[-1], "idle")
+    assert recv(rk, sub, 0.2) is None
+
+
+def test_overflowed_subscriber_is_held_for_not_dropped(rk):
+    """More output than the subscriber's queues can hold: the kernel must wait
+    for it (the reply cannot go out before the output it follows), then
+    deliver every line."""
+    sub = rk.start_and_wait()
+    shell = rk.dealer("shell")
+    # a tiny receive side, so the kernel's 10k-message send queue plus the
+    # TCP buffers cannot swallow the whole cell
+    slow = rk.sub(rcvhwm=1, rcvbuf=65536)
+    w = recv(rk, slow, 5)
+    assert w is not None and w.msg_type == "iopub_welcome"
+    rk.forget(sub)  # only the slow one remains
+    n = 30000
+    pad = "x" * 200
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.stream(f'{{i}} {pad}\\n')"})
+    early = recv(rk, shell, 2)
+    assert early is None, "the reply left before its output could have been delivered: output was dropped"
+    got = []
+    reply = None
+    deadline = time.monotonic() + 50
+    while not (got and idle_for(msg_id)(got[-1])):
+        assert time.monotonic() < deadline, f"got {len(got)} messages"
+        r = recv(rk, slow, 10)
+        assert r is not None, f"iopub went quiet after {len(got)} messages"
+        got.append(r)
+    reply, _ = reply_to(rk, shell, msg_id, timeout=10)
+    assert reply.content["status"] == "ok"
+    lines = [r.content["text"] for r in got if r.msg_type == "stream"]
+    assert len(lines) == n, f"got {len(lines)} of {n} lines"
+    assert lines == [f"{i} {pad}\n" for i in range(n)]
+
+
+def test_subscriber_that_disconnects_does_not_block_the_kernel(rk):
+    sub = rk.start_and_wait()
+    shell = rk.dealer("shell")
+    slow = rk.sub(rcvhwm=1, rcvbuf=65536)
+    w = recv(rk, slow, 5)
+    assert w is not None and w.msg_type == "iopub_welcome"
+    recv(rk, sub, 5)  # the slow one's welcome, seen by sub too
+    n = 30000
+    pad = "x" * 200
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.stream(f'{{i}} {pad}\\n')"})
+    # drain sub until the kernel stalls on the slow subscriber
+    lines = []
+    while True:
+        r = recv(rk, sub, 1.0)
+        if r is None:
+            break
+        if r.msg_type == "stream":
+            lines.append(r.content["text"])
+        assert not idle_for(msg_id)(r), "the cell finished without stalling: the slow subscriber was not held for"
+    assert 0 < len(lines) < n, len(lines)
+    assert recv(rk, shell, 0) is None
+    # the slow subscriber goes away mid-stream: the kernel must carry on
+    rk.forget(slow)
+    got = collect_until(rk, sub, idle_for(msg_id), 40)
+    lines += [r.content["text"] for r in got if r.msg_type == "stream"]
+    reply, _ = reply_to(rk, shell, msg_id, timeout=10)
+    assert reply.content["status"] == "ok"
+    assert lines == [f"{i} {pad}\n" for i in range(n)]
+

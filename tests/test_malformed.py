@@ -1,0 +1,302 @@
+"""Malformed and unexpected input on every socket: dropped (with a rate-limited
+log line) or answered with an error reply; the kernel never stops serving."""
+
+import json
+
+import pytest
+import zmq
+
+from kernelkit.wire import DELIMITER
+from rawkernel import RawKernel, collect_until, idle_for, recv, reply_to
+
+
+@pytest.fixture
+def rk(tmp_path):
+    k = RawKernel(tmp_path)
+    try:
+        k.iopub = k.start_and_wait()
+        yield k
+    finally:
+        k.close()
+
+
+def _header(rk, msg_type="kernel_info_request", **changes):
+    h = rk.session.header(msg_type)
+    h.update(changes)
+    return h
+
+
+# Each builder returns (msg_id, frames): the msg_id a reply would carry if the
+# kernel (wrongly) accepted the message as a kernel_info_request.
+def no_delimiter(rk):
+    msg_id, frames = rk.request_frames("kernel_info_request")
+    return msg_id, [f for f in frames if f != DELIMITER]
+
+
+def too_few_frames(rk):
+    msg_id, frames = rk.request_frames("kernel_info_request")
+    return msg_id, frames[:4]  # delimiter, signature, header, parent
+
+
+def bad_signature(rk):
+    msg_id, frames = rk.request_frames("kernel_info_request")
+    frames[1] = bytes(reversed(frames[1]))
+    return msg_id, frames
+
+
+def unsigned(rk):
+    msg_id, frames = rk.request_frames("kernel_info_request")
+    frames[1] = b""
+    return msg_id, frames
+
+
+def header_not_json(rk):
+    return None, rk.signed(b'{"msg_id": "x", "msg_type": "kernel_info_request"')
+
+
+def header_a_list(rk):
+    return None, rk.signed(json.dumps(["kernel_info_request"]).encode())
+
+
+def header_not_utf8(rk):
+    return None, rk.signed(b'{"msg_id": "\xff\xfe", "msg_type": "kernel_info_request"}')
+
+
+def missing_msg_type(rk):
+    h = _header(rk)
+    del h["msg_type"]
+    return h["msg_id"], rk.signed(json.dumps(h).encode())
+
+
+def msg_type_not_a_string(rk):
+    h = _header(rk, msg_type=["kernel_info_request"])
+    return h["msg_id"], rk.signed(json.dumps(h).encode())
+
+
+def missing_msg_id(rk):
+    h = _header(rk)
+    del h["msg_id"]
+    return None, rk.signed(json.dumps(h).encode())
+
+
+def empty_message(rk):
+    return None, [b""]
+
+
+def only_delimiter(rk):
+    return None, [DELIMITER]
+
+
+CASES = [
+    no_delimiter,
+    too_few_frames,
+    bad_signature,
+    unsigned,
+    header_not_json,
+    header_a_list,
+    header_not_utf8,
+    missing_msg_type,
+    msg_type_not_a_string,
+    missing_msg_id,
+    empty_message,
+    only_delimiter,
+]
+
+
+def _assert_answers(rk, sock, stray_ids=()):
+    """A good kernel_info_request on ``sock`` is answered, and nothing before
+    its reply answers one of ``stray_ids`` (requests on one socket are
+    answered in order, so a reply to an earlier message would come first)."""
+    msg_id = rk.send(sock, "kernel_info_request")
+    reply, before = reply_to(rk, sock, msg_id)
+    assert reply.msg_type == "kernel_info_reply" and reply.content["status"] == "ok"
+    assert not before, f"unexpected replies: {before}"
+    assert not {r.parent_id for r in before} & set(stray_ids)
+    return collect_until(rk, rk.iopub, idle_for(msg_id), 5)
+
+
+def _hb_echoes(rk):
+    hb = rk.socket(zmq.REQ, "hb")
+    hb.send(b"ping")
+    assert hb.poll(2000), "heartbeat did not answer"
+    assert hb.recv() == b"ping"
+    rk.forget(hb)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
+def test_malformed_message_is_dropped_on_every_socket(rk, case):
+    shell, control, stdin = rk.dealer("shell"), rk.dealer("control"), rk.dealer("stdin")
+    sent = []
+    for sock in (shell, control, stdin):
+        msg_id, frames = case(rk)
+        sock.send_multipart(frames)
+        sent.append(msg_id)
+    _assert_answers(rk, shell, sent)
+    _assert_answers(rk, control, sent)
+    assert recv(rk, stdin, 0.1) is None
+    _hb_echoes(rk)
+    assert rk.proc.proc.poll() is None, rk.proc.stderr
+
+
+def test_replayed_message_gets_one_reply(rk):
+    shell, control = rk.dealer("shell"), rk.dealer("control")
+    for sock in (shell, control):
+        msg_id, frames = rk.request_frames("kernel_info_request")
+        sock.send_multipart(frames)
+        sock.send_multipart(frames)  # the very same signed frames again
+        first, _ = reply_to(rk, sock, msg_id)
+        assert first.content["status"] == "ok"
+        # a later request is answered, and the replay was not (in order)
+        _assert_answers(rk, sock, [msg_id])
+    # replayed across sockets: shell's message sent again on control
+    msg_id, frames = rk.request_frames("kernel_info_request")
+    shell.send_multipart(frames)
+    reply_to(rk, shell, msg_id)
+    control.send_multipart(frames)
+    _assert_answers(rk, control, [msg_id])
+
+
+def _invalid_execute_requests(rk):
+    """execute_requests with a readable header and unusable content."""
+    out = []
+    h = _header(rk, "execute_request")
+    out.append(("content not JSON", h["msg_id"], rk.signed(json.dumps(h).encode(), content=b"{code: 1")))
+    h = _header(rk, "execute_request")
+    out.append(("content a list", h["msg_id"], rk.signed(json.dumps(h).encode(), content=b'["x = 1"]')))
+    for label, content in [("no code", {"silent": False}), ("code an int", {"code": 5}), ("silent a string", {"code": "1", "silent": "no"})]:
+        msg_id, frames = rk.request_frames("execute_request", content)
+        out.append((label, msg_id, frames))
+    h = _header(rk, "execute_request")
+    out.append(("parent_header not JSON", h["msg_id"], rk.signed(json.dumps(h).encode(), content=b'{"code": "1"}', parent=b"{")))
+    return out
+
+
+def test_invalid_content_gets_an_error_reply_with_busy_and_idle(rk):
+    shell = rk.dealer("shell")
+    for label, msg_id, frames in _invalid_execute_requests(rk):
+        shell.send_multipart(frames)
+        reply, others = reply_to(rk, shell, msg_id)
+        assert not others, (label, others)
+        assert reply.msg_type == "execute_reply", label
+        assert reply.content["status"] == "error", (label, reply.content)
+        assert reply.content.get("ename") and "evalue" in reply.content, (label, reply.content)
+        assert reply.prefix == [], "the reply went back with the request's identities"
+        got = collect_until(rk, rk.iopub, idle_for(msg_id), 5)
+        mine = [r.content["execution_state"] for r in got if r.msg_type == "status" and r.parent_id == msg_id]
+        assert mine == ["busy", "idle"], (label, got)
+        assert not [r for r in got if r.parent_id == msg_id and r.msg_type != "status"], (label, got)
+    _assert_answers(rk, shell)
+    # nothing was run: the execution count never moved
+    msg_id = rk.send(shell, "execute_request", {"code": "1"})
+    reply, _ = reply_to(rk, shell, msg_id)
+    assert reply.content["status"] == "ok" and reply.content["execution_count"] == 1
+
+
+def test_invalid_content_on_control_gets_an_error_reply(rk):
+    """shutdown_request with a non-boolean restart: an error reply, and the
+    kernel does not shut down."""
+    control = rk.dealer("control")
+    msg_id = rk.send(control, "shutdown_request", {"restart": "yes"})
+    reply, _ = reply_to(rk, control, msg_id)
+    assert reply.msg_type == "shutdown_reply" and reply.content["status"] == "error"
+    collect_until(rk, rk.iopub, idle_for(msg_id), 5)
+    _assert_answers(rk, control)
+    assert rk.proc.proc.poll() is None
+
+
+def test_unknown_message_type_is_ignored(rk):
+    shell, control = rk.dealer("shell"), rk.dealer("control")
+    for sock in (shell, control):
+        msg_id = rk.send(sock, "frobnicate_request", {"zap": 1})
+        assert recv(rk, sock, 1.0) is None, "an unknown message type was answered"
+        _assert_answers(rk, sock, [msg_id])
+    # an unexpected (well-formed) message on stdin: ignored as well
+    stdin = rk.dealer("stdin")
+    rk.send(stdin, "frobnicate_request")
+    rk.send(stdin, "input_reply", {"value": "nobody asked"})
+    _assert_answers(rk, shell)
+
+
+def test_garbage_on_iopub_is_ignored(rk):
+    """Odd subscription frames from an XSUB peer: no welcome for a topic nobody
+    subscribed to, nothing for non-UTF-8 topics, and the kernel goes on."""
+    # a SUB with a non-UTF-8 topic is not welcomed (and breaks nothing)
+    odd = rk.sub(b"\x01\xff\xfe")
+    xsub = rk.socket(zmq.XSUB, "iopub")
+    for frames in (
+        [b"\x01\xff\xfe"],  # subscribe to a non-UTF-8 topic
+        [b"\x00"],  # unsubscribe from b''
+        [b"\x00\xff"],  # unsubscribe, non-UTF-8
+        [b"plain garbage"],  # not a subscription at all
+        [b""],  # empty frame
+        [b"garbage", b"\x01evil"],  # multipart: only a first frame can subscribe
+        [b"\x02\x01", b"\x01evil", b"\x00"],
+    ):
+        xsub.send_multipart(frames)
+    # a real subscription from the same peer (so processed after the garbage)
+    xsub.send(b"\x01probe")
+    got = collect_until(rk, rk.iopub, lambda r: r.msg_type == "iopub_welcome" and r.content["subscription"] == "probe", 5)
+    # anything the kernel made of the garbage has left by the time a request
+    # made now has been answered and its idle arrived
+    got += _assert_answers(rk, rk.dealer("shell"))
+    welcomes = [r.content["subscription"] for r in got if r.msg_type == "iopub_welcome"]
+    assert welcomes == ["probe"], f"welcomes sent for {welcomes}"
+    assert recv(rk, odd, 0.1) is None
+    _hb_echoes(rk)
+
+
+def test_odd_frames_on_heartbeat_are_echoed(rk):
+    dealer = rk.socket(zmq.DEALER, "hb")
+    for frames in ([b""], [b"a", b"", b"b\x00c"], [b"\xff" * 100_000], [b""] * 20, [DELIMITER, b"x"]):
+        dealer.send_multipart(frames)
+        assert dealer.poll(2000), f"no echo for {frames[:3]}"
+        assert dealer.recv_multipart() == frames
+    # a ROUTER peer's messages go nowhere useful, but must not break it
+    router = rk.socket(zmq.ROUTER, "hb")
+    router.send_multipart([b"nobody", b"x"])
+    _hb_echoes(rk)
+
+
+def _bad_frames(rk, i):
+    builders = [no_delimiter, too_few_frames, bad_signature, unsigned, header_not_json, header_a_list, missing_msg_type, empty_message]
+    return builders[i % len(builders)](rk)[1]
+
+
+def test_storm_of_malformed_messages_is_survived_and_logged_sparingly(rk):
+    shell, control, stdin = rk.dealer("shell"), rk.dealer("control"), rk.dealer("stdin")
+    hb = rk.socket(zmq.DEALER, "hb")
+    xsub = rk.socket(zmq.XSUB, "iopub")
+    socks = (shell, control, stdin)
+    for i in range(1000):
+        socks[i % 3].send_multipart(_bad_frames(rk, i))
+        if i % 10 == 0:
+            xsub.send(b"\x00\xff" if i % 20 else b"\x01\xfe")
+            hb.send_multipart([b"storm", str(i).encode()])
+    _assert_answers(rk, shell)
+    _assert_answers(rk, control)
+    _hb_echoes(rk)
+    echoes = 0
+    while hb.poll(1000):
+        hb.recv_multipart()
+        echoes += 1
+        if echoes == 100:
+            break
+    assert echoes == 100
+    stderr = rk.stderr_after_exit()
+    lines = stderr.splitlines()
+    assert lines, "nothing was logged about 1000 malformed messages"
+    assert len(lines) < 100, f"{len(lines)} log lines for 1000 bad messages:\n" + "\n".join(lines[:20])
+
+
+def test_storm_of_unknown_message_types_is_logged_sparingly(rk):
+    """Well-formed messages of unknown types are just as easy to flood with."""
+    shell, control, stdin = rk.dealer("shell"), rk.dealer("control"), rk.dealer("stdin")
+    socks = (shell, control, stdin)
+    for i in range(1000):
+        rk.send(socks[i % 3], "frobnicate_request", {"i": i})
+    _assert_answers(rk, shell)
+    _assert_answers(rk, control)
+    stderr = rk.stderr_after_exit()
+    lines = stderr.splitlines()
+    assert lines, "nothing was logged about 1000 unknown messages"
+    assert len(lines) < 100, f"{len(lines)} log lines for 1000 unknown messages:\n" + "\n".join(lines[:5])
