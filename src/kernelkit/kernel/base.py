@@ -124,8 +124,18 @@ class Kernel:
         return self._runtime.current_request
 
     def publish(self, msg_type: str, content: dict, metadata=None, buffers=None, parent: Request | None = None):
-        """Send any iopub message, parented to the current request."""
+        """Send any iopub message, parented to the current request.
+
+        Buffered stream output is flushed first, so it leaves before the
+        display, error or status that the code produced after it."""
+        if msg_type != "stream":
+            self.flush_output()
         return self._runtime.publish(msg_type, content, parent, metadata, buffers)
+
+    def flush_output(self) -> None:
+        """Send any output the kernel has buffered. Called before every
+        non-stream iopub message, before an input_request and before each
+        reply; kernels that batch output (see kernelkit.python) override it."""
 
     def stream(self, text: str, name: str = "stdout") -> None:
         self.publish("stream", {"name": name, "text": text})
@@ -161,6 +171,7 @@ class Kernel:
         if req is None:
             raise StdinNotAllowed("input() called outside of a request")
         rt = self._runtime
+        self.flush_output()  # the prompt must not overtake output printed before it
         rt.gate.arm()
         try:
             return rt.stdin.ask(req, prompt, password)
