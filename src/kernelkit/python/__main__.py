@@ -1,0 +1,4 @@
+from .kernel import PythonKernel
+
+if __name__ == "__main__":
+    PythonKernel.main()

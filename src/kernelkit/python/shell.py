@@ -1,0 +1,93 @@
+"""IPython's InteractiveShell, wired to a kernelkit kernel.
+
+Results, displays, tracebacks, payloads and comms go out as Jupyter
+messages through the kernel's helpers (and so through the one outbound FIFO).
+"""
+
+import os
+import sys
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets import Any, Instance
+
+
+class KernelDisplayHook(DisplayHook):
+    """``execute_result`` for the value of a cell's last expression."""
+
+    def start_displayhook(self):
+        super().start_displayhook()
+        self._data = None
+
+    def write_output_prompt(self):
+        pass
+
+    def write_format_data(self, format_dict, md_dict=None):
+        self._data = (format_dict, md_dict or {})
+
+    def finish_displayhook(self):
+        if self._data is not None:
+            data, metadata = self._data
+            self.shell.kernel.execute_result(data, metadata)
+        self._data = None
+        self._is_active = False
+
+
+class KernelDisplayPublisher(DisplayPublisher):
+    """``display_data``, ``update_display_data`` and ``clear_output``."""
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+        kernel = self.shell.kernel
+        content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
+        kernel.publish("update_display_data" if update else "display_data", content)
+
+    def clear_output(self, wait=False):
+        self.shell.kernel.clear_output(wait)
+
+
+class KernelShell(InteractiveShell):
+    displayhook_class = KernelDisplayHook
+    display_pub_class = KernelDisplayPublisher
+    kernel = Any()
+    # the error of the last failed cell, for the execute_reply
+    last_error = Instance(dict, allow_none=True)
+
+    def init_environment(self):
+        super().init_environment()
+        env = os.environ
+        # a notebook is no terminal: no interactive pagers, but colours are fine
+        env["PAGER"] = "cat"
+        env["GIT_PAGER"] = "cat"
+        env.setdefault("CLICOLOR", "1")
+        env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+
+    def init_hooks(self):
+        super().init_hooks()
+        self.set_hook("show_in_pager", self._page_payload)
+
+    def _page_payload(self, _shell, data, start=0, screen_lines=0, pager_cmd=None):
+        if isinstance(data, str):
+            data = {"text/plain": data}
+        self.payload_manager.write_payload({"source": "page", "data": data, "start": start})
+
+    def _showtraceback(self, etype, evalue, stb):
+        error = {"ename": str(etype.__name__), "evalue": str(evalue), "traceback": list(stb)}
+        self.last_error = error
+        self.kernel.error(**error)
+
+    def set_next_input(self, text, replace=False):
+        self.payload_manager.write_payload({"source": "set_next_input", "text": text, "replace": replace})
+
+    def ask_exit(self):
+        self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": False})
+
+    def enable_gui(self, gui=None):
+        if gui not in (None, "inline"):
+            raise NotImplementedError(f"GUI event loop {gui!r} is not supported by this kernel")
+
+
+def make_shell(kernel) -> KernelShell:
+    shell = KernelShell.instance(kernel=kernel)
+    sys.displayhook = shell.displayhook
+    return shell
