@@ -1,5 +1,6 @@
 """JSON for message parts: orjson encodes when installed; the stdlib decodes."""
 
+import base64
 import json
 from datetime import date, datetime
 
@@ -13,7 +14,9 @@ def _default(obj):
     if isinstance(obj, (datetime, date)):
         return obj.isoformat()
     if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj).decode("utf-8", "replace")
+        # binary data in JSON is base64 (what IPython's image/png bytes need,
+        # as jupyter_client does)
+        return base64.b64encode(bytes(obj)).decode("ascii")
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     # numpy scalars and similar know how to become Python numbers
