@@ -2,11 +2,17 @@
 
     python3 bench/bench_kernel.py [--rounds N] [--lines N] [--kernel NAME ...]
 
-Each kernel is started on a classic connection file; figures are medians over
-rounds. Run it before and after any change to the message path.
+Kernels: calc and exec-test (kernelkit examples), python (the bundled kernel),
+and, when installed, ipykernel and xeus-python for comparison
+(pip install ipykernel xeus-python). Each kernel is started on a classic
+connection file. launch->ready: process start to the first kernel_info
+reply (client sockets retry every 10 ms). Round trips: request to idle,
+median. Stream: lines per second of a print loop, best of three.
+Run it before and after any change to the message path.
 """
 
 import argparse
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -15,35 +21,57 @@ import tempfile
 import time
 from pathlib import Path
 
+from queue import Empty
+
+import zmq
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
+# clients connect before the kernel binds; retry often so the figure is the kernel's
+zmq.Context.instance().setsockopt(zmq.RECONNECT_IVL, 10)
+
 ROOT = Path(__file__).resolve().parent.parent
 
+def _print_loop(n):
+    return f"for i in range({n}): print(i)"
+
+
 KERNELS = {
-    # name: (argv, code that prints n lines)
-    "calc": ([sys.executable, str(ROOT / "examples" / "calc_kernel.py")], lambda n: "\n".join(["print(1)"] * n)),
+    # name: (argv, code that prints n lines, code for the execute round trip)
+    "calc": ([sys.executable, str(ROOT / "examples" / "calc_kernel.py")], lambda n: "\n".join(["print(1)"] * n), "1"),
     "exec-test": (
         [sys.executable, str(ROOT / "tests" / "kernels" / "exec_kernel.py")],
         lambda n: f"for i in range({n}): kernel.stream(f'{{i}}\\n')",
+        "1",
     ),
+    "python": ([sys.executable, "-m", "kernelkit.python"], _print_loop, "pass"),
 }
+if importlib.util.find_spec("ipykernel"):
+    KERNELS["ipykernel"] = ([sys.executable, "-m", "ipykernel_launcher"], _print_loop, "pass")
+if importlib.util.find_spec("xpython_launcher"):
+    KERNELS["xeus-python"] = ([sys.executable, "-m", "xpython_launcher"], _print_loop, "pass")
 
 
 def start(argv, tmp):
     fname, _ = write_connection_file(str(Path(tmp) / f"k{time.monotonic_ns()}.json"), key=b"bench")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([*argv, "-f", fname], stderr=subprocess.DEVNULL if not os.environ.get("BENCH_STDERR") else None)
+    proc = subprocess.Popen([*argv, "-f", fname], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if not os.environ.get("BENCH_STDERR") else None)
     kc = BlockingKernelClient()
     kc.load_connection_file(fname)
     kc.start_channels()
-    # ready = a kernel_info reply and our iopub subscription welcomed
-    # (wait_for_ready adds a fixed 0.2 s iopub drain instead)
+    # ready = the first kernel_info reply (wait_for_ready adds a fixed 0.2 s
+    # iopub drain); then wait until iopub delivers, so no output is missed
     kc.kernel_info()
     kc.get_shell_msg(timeout=60)
-    while kc.get_iopub_msg(timeout=60)["msg_type"] != "iopub_welcome":
-        pass
     ready = time.perf_counter() - t0
+    while True:
+        msg_id = kc.kernel_info()
+        kc.get_shell_msg(timeout=60)
+        try:
+            wait_idle(kc, msg_id, timeout=0.5)
+            break
+        except Empty:
+            continue
     return proc, kc, ready
 
 
@@ -56,11 +84,16 @@ def stop(proc, kc):
     kc.stop_channels()
 
 
-def wait_idle(kc, msg_id, count_lines=False):
+def wait_idle(kc, msg_id, count_lines=False, timeout=60):
     lines = 0
     while True:
-        msg = kc.get_iopub_msg(timeout=60)
-        if msg["parent_header"].get("msg_id") != msg_id:
+        try:
+            msg = kc.get_iopub_msg(timeout=timeout)
+        except Empty:
+            if count_lines:  # a lossy peer dropped the idle: count what came
+                return lines
+            raise
+        if (msg["parent_header"] or {}).get("msg_id") != msg_id:
             continue
         if count_lines and msg["msg_type"] == "stream":
             lines += msg["content"]["text"].count("\n")
@@ -80,7 +113,7 @@ def round_trip(kc, send, n):
 
 
 def bench(name, rounds, lines, launches):
-    argv, stream_code = KERNELS[name]
+    argv, stream_code, exec_code = KERNELS[name]
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         starts = []
@@ -93,17 +126,20 @@ def bench(name, rounds, lines, launches):
         try:
             round_trip(kc, kc.kernel_info, 20)  # warm up
             out["kernel_info_ms"] = 1000 * round_trip(kc, kc.kernel_info, rounds)
-            out["execute_ms"] = 1000 * round_trip(kc, lambda: kc.execute("1", store_history=False), rounds)
+            out["execute_ms"] = 1000 * round_trip(kc, lambda: kc.execute(exec_code, store_history=False), rounds)
             code = stream_code(lines)
-            best = None
+            best, lost = None, 0
             for _ in range(3):
                 t = time.perf_counter()
                 msg_id = kc.execute(code, store_history=False)
-                got = wait_idle(kc, msg_id, count_lines=True)
+                kc.get_shell_msg(timeout=120)
+                got = wait_idle(kc, msg_id, count_lines=True, timeout=5)
                 dt = time.perf_counter() - t
-                assert got == lines, f"{name}: got {got} of {lines} lines"
+                # kernelkit never drops output; peers may (reported, not hidden)
+                lost = max(lost, lines - got)
                 best = dt if best is None else min(best, dt)
             out["stream_lines_per_s"] = lines / best
+            out["lines_lost"] = lost
         finally:
             stop(proc, kc)
     return out
@@ -116,10 +152,10 @@ def main():
     p.add_argument("--launches", type=int, default=5)
     p.add_argument("--kernel", action="append", choices=sorted(KERNELS))
     args = p.parse_args()
-    print(f"{'kernel':<12}{'launch->ready ms':>18}{'kernel_info ms':>16}{'execute ms':>12}{'stream lines/s':>16}")
+    print(f"{'kernel':<12}{'launch->ready ms':>18}{'kernel_info ms':>16}{'execute ms':>12}{'stream lines/s':>16}{'lines lost':>12}")
     for name in args.kernel or list(KERNELS):
         r = bench(name, args.rounds, args.lines, args.launches)
-        print(f"{name:<12}{r['launch_to_ready_ms']:>18.1f}{r['kernel_info_ms']:>16.3f}{r['execute_ms']:>12.3f}{r['stream_lines_per_s']:>16.0f}")
+        print(f"{name:<12}{r['launch_to_ready_ms']:>18.1f}{r['kernel_info_ms']:>16.3f}{r['execute_ms']:>12.3f}{r['stream_lines_per_s']:>16.0f}{r['lines_lost']:>12}")
 
 
 if __name__ == "__main__":

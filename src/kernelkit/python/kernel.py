@@ -49,6 +49,7 @@ class PythonKernel(Kernel):
     # -- lifecycle ------------------------------------------------------------
     def _attach(self, runtime) -> None:
         super()._attach(runtime)
+        self._main_ident = threading.main_thread().ident
         self._install_streams()
         self._install_thread_parents()
         self._install_input()
@@ -103,8 +104,11 @@ class PythonKernel(Kernel):
         getpass.getpass = getpass_
 
     def _parent_of_writer(self):
-        thread = threading.current_thread()
-        parent = getattr(thread, _PARENT_ATTR, None)
+        # hot path (every write): the main thread's output belongs to the
+        # request it is running
+        if threading.get_ident() == self._main_ident:
+            return self._runtime.main_shell.current or self._runtime.current_request
+        parent = getattr(threading.current_thread(), _PARENT_ATTR, None)
         return parent if parent is not None else self.current_request
 
     def _send_stream(self, name: str, text: str, parent) -> None:

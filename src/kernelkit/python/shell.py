@@ -4,6 +4,7 @@ Results, displays, tracebacks, payloads and comms go out as Jupyter
 messages through the kernel's helpers (and so through the one outbound FIFO).
 """
 
+import contextlib
 import os
 import sys
 
@@ -75,6 +76,14 @@ class KernelShell(InteractiveShell):
         error = {"ename": str(etype.__name__), "evalue": str(evalue), "traceback": list(stb)}
         self.last_error = error
         self.kernel.error(**error)
+
+    @contextlib.contextmanager
+    def _tee(self, channel):
+        # IPython 9 wraps sys.stdout/stderr during each cell to keep every
+        # write in its history's outputs: about 3 us per write, and memory
+        # that grows with everything a session ever printed. The notebook
+        # keeps the output; the kernel does not.
+        yield
 
     def set_next_input(self, text, replace=False):
         self.payload_manager.write_payload({"source": "set_next_input", "text": text, "replace": replace})
