@@ -74,7 +74,7 @@ class KernelApp:
         self.heartbeat.start()
         self.outbound = Outbound(self.ctx)
         self.gate = InterruptGate()
-        self.runtime = Runtime(self.session, self.outbound, StdinRouter(self.session, self.outbound), self.gate)
+        self.runtime = Runtime(self.session, self.outbound, StdinRouter(self.session, self.outbound, self.gate.critical), self.gate)
         self.io = IOThread(self.ctx, self.session, sockets, self.outbound, self.runtime.on_message, self.runtime.on_invalid)
         self.outbound.connect()
         self.io.start()

@@ -114,7 +114,9 @@ class Runtime:
             identities = [self.topic_prefix + msg_type.encode()]
         else:
             identities = parent.message.identities
-        self.outbound.send(channel, self.session.serialize(msg, identities))
+        frames = self.session.serialize(msg, identities)
+        with self.gate.critical:  # an interrupt must not cut the FIFO's bookkeeping in half
+            self.outbound.send(channel, frames)
         return msg
 
     def publish(self, msg_type: str, content, parent: Request | None = None, metadata=None, buffers=None):
@@ -139,6 +141,15 @@ class Runtime:
             self.reply(req, content)
             self.status("idle", req)
             return
+        if req.msg_type == "interrupt_request":
+            # interrupt first: the FIFO that busy goes through may be full of
+            # the very output being interrupted
+            try:
+                kernel.interrupt()
+            except Exception as e:
+                log.exception("interrupt failed")
+                req.invalid = e
+                return self.handle(req)
         handler = kernel._handlers.get(req.msg_type)
         if handler is None:
             self._limiter.warn(

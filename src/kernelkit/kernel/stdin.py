@@ -28,8 +28,9 @@ _CANCEL = object()
 
 
 class StdinRouter:
-    def __init__(self, session, outbound, channel: str = "stdin"):
+    def __init__(self, session, outbound, critical, channel: str = "stdin"):
         self._session = session
+        self._critical = critical  # defers interrupts while locks are held
         self._outbound = outbound
         self._channel = channel
         self._waiting: dict[str, queue.SimpleQueue] = {}
@@ -67,13 +68,14 @@ class StdinRouter:
         # the client's input_reply names our input_request as its parent
         msg_id = msg.msg_id
         waiter: queue.SimpleQueue = queue.SimpleQueue()
-        with self._lock:
+        with self._critical, self._lock:
             self._waiting[msg_id] = waiter
         try:
-            self._outbound.send(self._channel, frames)
-            reply = waiter.get()
+            with self._critical:
+                self._outbound.send(self._channel, frames)
+            reply = waiter.get()  # interruptible: nothing is held while waiting
         finally:
-            with self._lock:
+            with self._critical, self._lock:
                 self._waiting.pop(msg_id, None)
         if reply is _CANCEL:
             raise InputCancelled("input interrupted")

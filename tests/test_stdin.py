@@ -1,0 +1,195 @@
+"""Input through the stdin channel: the round trip, allow_stdin, and interrupts.
+
+Every test drives a real exec test kernel with jupyter_client's
+BlockingKernelClient. Answers are sent as a well-behaved frontend does, with
+the input_request as their parent, except where a test says otherwise.
+"""
+
+import queue
+import time
+
+import pytest
+
+
+def reply_to(kc, msg_id, timeout=10.0, channel="shell"):
+    """The reply to ``msg_id`` on shell (or control); other replies are skipped."""
+    get = kc.get_shell_msg if channel == "shell" else kc.get_control_msg
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no reply to {msg_id} on {channel} within {timeout} s"
+        try:
+            msg = get(timeout=left)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
+def iopub_until_idle(kc, msg_id, timeout=10.0):
+    """iopub messages parented to ``msg_id``, up to and including its idle."""
+    deadline = time.monotonic() + timeout
+    mine = []
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no idle for {msg_id}; got {[m['msg_type'] for m in mine]}"
+        try:
+            msg = kc.get_iopub_msg(timeout=left)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            mine.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return mine
+
+
+def input_request(kc, msg_id, timeout=10.0):
+    msg = kc.get_stdin_msg(timeout=timeout)
+    assert msg["msg_type"] == "input_request", msg
+    assert msg["parent_header"].get("msg_id") == msg_id, "the input_request is not parented to the execute_request"
+    return msg
+
+
+def answer(kc, request, value):
+    """An input_reply parented to ``request`` (the input_request)."""
+    kc.stdin_channel.send(kc.session.msg("input_reply", {"value": value}, parent=request))
+
+
+def result_text(messages):
+    results = [m for m in messages if m["msg_type"] == "execute_result"]
+    assert len(results) == 1, [m["msg_type"] for m in messages]
+    return results[0]["content"]["data"]["text/plain"]
+
+
+def run_ok(kc, code, timeout=10.0):
+    """Execute code that needs no input; return (reply, iopub messages)."""
+    msg_id = kc.execute(code)
+    reply = reply_to(kc, msg_id, timeout)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply, iopub_until_idle(kc, msg_id, timeout)
+
+
+def assert_no_stdin(kc):
+    """Nothing (further) was sent on stdin. Called after the request's idle,
+    which the kernel sends after anything it sent on stdin for it."""
+    assert not kc.stdin_channel.msg_ready(), f"unexpected stdin message: {kc.get_stdin_msg(timeout=0.1)}"
+
+
+# --------------------------------------------------------------- round trip
+def test_input_round_trip(kernel):
+    _, kc = kernel
+    msg_id = kc.execute("kernel.input('Name: ')", allow_stdin=True)
+    req = input_request(kc, msg_id)
+    assert req["content"] == {"prompt": "Name: ", "password": False}
+    answer(kc, req, "Ada Lovelace")
+    reply = reply_to(kc, msg_id)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert result_text(iopub_until_idle(kc, msg_id)) == repr("Ada Lovelace")
+    assert_no_stdin(kc)
+
+
+def test_password_flag_reaches_the_frontend(kernel):
+    _, kc = kernel
+    msg_id = kc.execute("kernel.input('Password: ', password=True)", allow_stdin=True)
+    req = input_request(kc, msg_id)
+    assert req["content"] == {"prompt": "Password: ", "password": True}
+    answer(kc, req, "s3cret")
+    assert reply_to(kc, msg_id)["content"]["status"] == "ok"
+    assert result_text(iopub_until_idle(kc, msg_id)) == repr("s3cret")
+
+
+def test_several_prompts_in_one_cell(kernel):
+    _, kc = kernel
+    msg_id = kc.execute("a = kernel.input('first: ')\nb = kernel.input('second: ')\nkernel.stream(a + '|' + b)", allow_stdin=True)
+    first = input_request(kc, msg_id)
+    assert first["content"]["prompt"] == "first: "
+    answer(kc, first, "one")
+    second = input_request(kc, msg_id)
+    assert second["content"]["prompt"] == "second: "
+    assert second["header"]["msg_id"] != first["header"]["msg_id"]
+    answer(kc, second, "two")
+    assert reply_to(kc, msg_id)["content"]["status"] == "ok"
+    streams = [m["content"]["text"] for m in iopub_until_idle(kc, msg_id) if m["msg_type"] == "stream"]
+    assert streams == ["one|two"]
+
+
+def test_answer_from_jupyter_client_input(kernel):
+    """``KernelClient.input(value)`` (jupyter_client 8.10, used by
+    jupyter_console and other jupyter_client-based frontends) sends an
+    input_reply with an EMPTY parent_header. ipykernel takes the next reply
+    on stdin as the answer; a kernel must accept this one too."""
+    _, kc = kernel
+    msg_id = kc.execute("kernel.input('Name: ')", allow_stdin=True)
+    input_request(kc, msg_id)
+    kc.input("Grace Hopper")
+    reply = reply_to(kc, msg_id, timeout=5)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert result_text(iopub_until_idle(kc, msg_id)) == repr("Grace Hopper")
+
+
+# --------------------------------------------------------------- allow_stdin
+def test_input_without_allow_stdin_is_an_error_and_the_kernel_goes_on(kernel):
+    _, kc = kernel
+    msg_id = kc.execute("kernel.input('never asked: ')", allow_stdin=False)
+    reply = reply_to(kc, msg_id)
+    content = reply["content"]
+    assert content["status"] == "error"
+    assert content["ename"] == "StdinNotAllowed"
+    assert "stdin" in content["evalue"].lower()
+    messages = iopub_until_idle(kc, msg_id)
+    errors = [m for m in messages if m["msg_type"] == "error"]
+    assert len(errors) == 1 and errors[0]["content"]["ename"] == "StdinNotAllowed"
+    assert_no_stdin(kc)
+    # the kernel goes on, and input works again when allowed
+    _, out = run_ok(kc, "6 * 7")
+    assert result_text(out) == "42"
+    msg_id = kc.execute("kernel.input('now: ')", allow_stdin=True)
+    answer(kc, input_request(kc, msg_id), "allowed")
+    assert reply_to(kc, msg_id)["content"]["status"] == "ok"
+    assert result_text(iopub_until_idle(kc, msg_id)) == repr("allowed")
+
+
+# ------------------------------------------------------ interrupt during input
+def _interrupt(proc, kc, how):
+    if how == "signal":
+        proc.interrupt()
+        return
+    msg = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(msg)
+    reply = reply_to(kc, msg["header"]["msg_id"], timeout=5, channel="control")
+    assert reply["msg_type"] == "interrupt_reply"
+    assert reply["content"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("how", ["control", "signal"])
+def test_interrupt_abandons_the_prompt_and_a_late_answer_is_dropped(kernel, how):
+    """Interrupt a cell waiting for input; its reply is an interrupt error.
+    The late answer to the abandoned prompt (sent once before the next cell,
+    and again while the next cell's prompt waits) must never reach the next
+    prompt: it gets the new answer. Then a plain cell runs. Twice over."""
+    proc, kc = kernel
+    for round_ in range(2):
+        msg_id = kc.execute(f"kernel.input('old prompt {round_}: ')", allow_stdin=True)
+        old = input_request(kc, msg_id)
+        _interrupt(proc, kc, how)
+        t0 = time.monotonic()
+        reply = reply_to(kc, msg_id, timeout=5)
+        assert time.monotonic() - t0 < 2, "the interrupt took too long"
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] in ("KeyboardInterrupt", "InputCancelled"), reply["content"]
+        iopub_until_idle(kc, msg_id)
+        assert_no_stdin(kc)
+
+        answer(kc, old, f"LATE-{round_}-a")  # the user typed it too late
+        msg_id = kc.execute(f"kernel.input('new prompt {round_}: ')", allow_stdin=True)
+        new = input_request(kc, msg_id)
+        assert new["content"]["prompt"] == f"new prompt {round_}: "
+        answer(kc, old, f"LATE-{round_}-b")  # and once more, while the new prompt waits
+        answer(kc, new, f"new-{round_}")
+        reply = reply_to(kc, msg_id)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert result_text(iopub_until_idle(kc, msg_id)) == repr(f"new-{round_}")
+        assert_no_stdin(kc)
+
+        _, out = run_ok(kc, f"{round_} + 40")
+        assert result_text(out) == str(round_ + 40)
