@@ -34,7 +34,7 @@ class Kernel:
     banner = ""
     help_links: list = []
     protocol_version = PROTOCOL_VERSION
-    supported_features: tuple = ("iopub_welcome",)
+    supported_features: tuple = ("iopub_welcome", "kernel subshells")
 
     def __init__(self):
         #: Stored executions so far; the next stored execute gets count + 1.
@@ -53,6 +53,9 @@ class Kernel:
             "comm_close": self._on_comm("comm_close"),
             "interrupt_request": self._on_interrupt,
             "shutdown_request": self._on_shutdown,
+            "create_subshell_request": self._on_create_subshell,
+            "delete_subshell_request": self._on_delete_subshell,
+            "list_subshell_request": self._on_list_subshell,
         }
 
     # ------------------------------------------------------------------ start
@@ -100,8 +103,12 @@ class Kernel:
 
     def interrupt(self) -> None:
         """Called (on the control thread) for ``interrupt_request``. The default
-        interrupts the main thread exactly as SIGINT would."""
+        interrupts the main thread exactly as SIGINT would, and cancels every
+        input prompt a subshell is waiting on (KeyboardInterrupt there). Code
+        running in a subshell is not interrupted otherwise: Python cannot
+        safely raise in another thread in the middle of what it is doing."""
         self._runtime.gate.interrupt_main()
+        self._runtime.stdin.cancel_other_threads()
 
     def shutdown(self, restart: bool) -> None:
         """Called before the shutdown reply; release what you hold."""
@@ -185,10 +192,11 @@ class Kernel:
         code = c["code"]
         silent = bool(c.get("silent", False))
         store = bool(c.get("store_history", True)) and not silent
+        counter = rt.count_owner(req)  # the kernel, or the request's subshell
         if store:
-            self.execution_count += 1
+            counter.execution_count += 1
         # silent or unstored runs report the count of the last stored one
-        req.execution_count = self.execution_count
+        req.execution_count = counter.execution_count
         if not silent:
             self.publish("execute_input", {"code": code, "execution_count": req.execution_count}, parent=req)
         reply = {"execution_count": req.execution_count, "user_expressions": {}, "payload": []}
@@ -242,6 +250,16 @@ class Kernel:
 
     def _on_interrupt(self, req: Request) -> dict:
         return {}  # the runtime called interrupt() before busy
+
+    def _on_create_subshell(self, req: Request) -> dict:
+        return {"subshell_id": self._runtime.create_subshell()}
+
+    def _on_delete_subshell(self, req: Request) -> dict:
+        self._runtime.delete_subshell(req.content.get("subshell_id"))
+        return {}
+
+    def _on_list_subshell(self, req: Request) -> dict:
+        return {"subshell_id": self._runtime.list_subshells()}
 
     def _on_shutdown(self, req: Request) -> dict:
         restart = bool(req.content.get("restart", False))

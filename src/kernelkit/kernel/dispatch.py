@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import traceback
+import uuid
 
 from ..io import CONTROL, IOPUB, SHELL, STDIN, LogLimiter
 from ..wire.errors import InvalidContent
@@ -35,17 +36,38 @@ class ExecutionError(Exception):
 def describe_exception(exc: BaseException) -> dict:
     if isinstance(exc, ExecutionError):
         return {"ename": exc.ename, "evalue": exc.evalue, "traceback": exc.traceback}
+    if isinstance(exc, RequestError):
+        return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": [line.rstrip("\n") for line in tb]}
 
 
+class RequestError(Exception):
+    """The request cannot be served as asked (the client's doing, not a bug):
+    an error reply without a traceback, and no traceback in the log."""
+
+
+class UnknownSubshell(RequestError, LookupError):
+    """A request named a subshell_id that does not exist (or was deleted)."""
+
+
+class SubshellDeleted(RequestError, RuntimeError):
+    """The subshell was deleted before this queued request started."""
+
+
 class ShellQueue:
-    """Requests for one shell (the main shell or, later, a subshell), in order."""
+    """Requests for one shell (the main shell or a subshell), run in order on
+    one thread: the main thread for the main shell, a thread of its own for
+    each subshell."""
 
     def __init__(self, subshell_id=None):
         self.subshell_id = subshell_id
         self.queue: queue.Queue = queue.Queue()
         self.current: Request | None = None
+        self.thread: threading.Thread | None = None
+        # a subshell counts its own executions (JEP 91); the main shell's
+        # count is Kernel.execution_count
+        self.execution_count = 0
         # after a failed execute with stop_on_error: executes that arrived
         # up to this arrival number are answered "aborted"
         self.abort_through: int | None = None
@@ -89,9 +111,10 @@ class Runtime:
             return
         shell = self.shells.get(msg.header.get("subshell_id"))
         if shell is None:
-            req.invalid = LookupError(f"unknown subshell_id {msg.header.get('subshell_id')!r}")
+            req.invalid = UnknownSubshell(f"unknown subshell_id {msg.header.get('subshell_id')!r}")
             self.control_queue.put(req)  # answered at once, not behind running code
             return
+        req.shell = shell
         shell.queue.put(req)
 
     def on_invalid(self, channel: str, msg, error) -> None:
@@ -105,6 +128,40 @@ class Runtime:
     @property
     def current_request(self) -> Request | None:
         return getattr(self._local, "request", None) or self.main_shell.current
+
+    def request_on_this_thread(self) -> Request | None:
+        """The request this thread is handling, if any (no fallback)."""
+        return getattr(self._local, "request", None)
+
+    # -- subshells (JEP 91) -------------------------------------------------------
+    def create_subshell(self) -> str:
+        shell = ShellQueue(uuid.uuid4().hex)
+        shell.thread = threading.Thread(
+            target=self.run_shell, args=(shell,), name=f"kernelkit-subshell-{shell.subshell_id[:8]}", daemon=True
+        )
+        shell.thread.start()
+        self.shells[shell.subshell_id] = shell  # routable once its thread runs
+        return shell.subshell_id
+
+    def delete_subshell(self, subshell_id) -> ShellQueue:
+        """Stop routing to the subshell at once; answer what is queued in it
+        with an error; let its running request finish; then its thread ends."""
+        if subshell_id is None or subshell_id not in self.shells:
+            raise UnknownSubshell(f"unknown subshell_id {subshell_id!r}")
+        shell = self.shells.pop(subshell_id)
+        while True:
+            try:
+                req = shell.queue.get_nowait()
+            except queue.Empty:
+                break
+            if req is not _STOP:
+                req.invalid = SubshellDeleted(f"subshell {subshell_id} was deleted before this request ran")
+                self.handle(req)
+        shell.queue.put(_STOP)
+        return shell
+
+    def list_subshells(self) -> list:
+        return [sid for sid in self.shells if sid is not None]
 
     def send(self, channel: str, msg_type: str, content, parent: Request | None, metadata=None, buffers=None):
         msg = self.session.message(msg_type, content, parent.message if parent else None, metadata)
@@ -137,7 +194,7 @@ class Runtime:
             err = req.invalid
             content = {"status": "error", "ename": type(err).__name__, "evalue": str(err), "traceback": []}
             if req.msg_type == "execute_request":
-                content["execution_count"] = kernel.execution_count
+                content["execution_count"] = self.count_owner(req).execution_count
             self.reply(req, content)
             self.status("idle", req)
             return
@@ -162,7 +219,9 @@ class Runtime:
         try:
             content = handler(req)
         except (Exception, KeyboardInterrupt) as e:
-            if not isinstance(e, KeyboardInterrupt):
+            if isinstance(e, RequestError):
+                log.info("%s: %s", req.msg_type, e)
+            elif not isinstance(e, KeyboardInterrupt):
                 log.exception("%s handler failed", req.msg_type)
             content = {"status": "error", **describe_exception(e)}
         finally:
@@ -181,7 +240,7 @@ class Runtime:
     def abort_after(self, req: Request) -> None:
         """Abort the executes that arrived before ``req``'s error reply is
         sent; a request sent after the client saw the reply runs."""
-        shell = self.shells.get(req.subshell_id)
+        shell = req.shell
         if shell is not None:
             shell.abort_through = self._arrived
 
@@ -189,9 +248,14 @@ class Runtime:
         """Shut down once ``req`` has been answered and its idle sent."""
         self._stop_after = req
 
+    def count_owner(self, req: Request):
+        """Who counts this request's executions: its subshell, or the kernel."""
+        shell = req.shell
+        return shell if shell is not None and shell.subshell_id is not None else self.kernel
+
     def abort(self, req: Request) -> None:
         self.status("busy", req)
-        self.reply(req, {"status": "aborted", "execution_count": self.kernel.execution_count})
+        self.reply(req, {"status": "aborted", "execution_count": self.count_owner(req).execution_count})
         self.status("idle", req)
 
     # -- loops --------------------------------------------------------------------

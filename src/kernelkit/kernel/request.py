@@ -8,7 +8,7 @@ class Request:
     (the reply goes back there, with the same identities).
     """
 
-    __slots__ = ("message", "channel", "execution_count", "invalid", "arrival")
+    __slots__ = ("message", "channel", "execution_count", "invalid", "arrival", "shell")
 
     def __init__(self, message, channel: str, invalid: Exception | None = None):
         self.message = message
@@ -18,6 +18,8 @@ class Request:
         self.invalid = invalid
         # arrival number, assigned by the I/O thread (orders aborts)
         self.arrival = 0
+        # the ShellQueue it was routed to (None for control requests)
+        self.shell = None
 
     @property
     def content(self) -> dict:

@@ -34,6 +34,7 @@ class StdinRouter:
         self._outbound = outbound
         self._channel = channel
         self._waiting: dict[str, queue.SimpleQueue] = {}
+        self._threads: dict[str, int] = {}  # msg_id -> ident of the waiting thread
         self._lock = threading.Lock()
         self._limiter = LogLimiter()
 
@@ -57,7 +58,7 @@ class StdinRouter:
     def ask(self, request, prompt: str = "", password: bool = False) -> str:
         """Send an input_request for ``request`` and wait for the answer.
 
-        Interruptible: SIGINT (on the main thread) or ``cancel_all`` raise
+        Interruptible: SIGINT (on the main thread) or ``cancel_other_threads`` raise
         KeyboardInterrupt here. Raises StdinNotAllowed if the request did not
         allow stdin.
         """
@@ -70,6 +71,7 @@ class StdinRouter:
         waiter: queue.SimpleQueue = queue.SimpleQueue()
         with self._critical, self._lock:
             self._waiting[msg_id] = waiter
+            self._threads[msg_id] = threading.get_ident()
         try:
             with self._critical:
                 self._outbound.send(self._channel, frames)
@@ -77,14 +79,17 @@ class StdinRouter:
         finally:
             with self._critical, self._lock:
                 self._waiting.pop(msg_id, None)
+                self._threads.pop(msg_id, None)
         if reply is _CANCEL:
             raise InputCancelled("input interrupted")
         value = reply.content.get("value", "")
         return value if isinstance(value, str) else str(value)
 
-    def cancel_all(self) -> None:
-        """Wake every waiting prompt with an interrupt (used for threads SIGINT cannot reach)."""
+    def cancel_other_threads(self) -> None:
+        """Interrupt the prompts waited on by threads other than the main one
+        (subshells), which SIGINT cannot reach."""
+        main = threading.main_thread().ident
         with self._lock:
-            waiters = list(self._waiting.values())
+            waiters = [w for mid, w in self._waiting.items() if self._threads.get(mid) != main]
         for w in waiters:
             w.put(_CANCEL)

@@ -42,6 +42,7 @@ class PythonKernel(Kernel):
     def __init__(self, capture_fds: bool = True):
         super().__init__()
         self._shell = None
+        self._shell_lock = threading.Lock()
         self._capture_fds = capture_fds
         self._captures: list[FdCapture] = []
         self.banner = f"Python {sys.version.split()[0]} on kernelkit {__version__}"
@@ -106,9 +107,12 @@ class PythonKernel(Kernel):
     def _parent_of_writer(self):
         # hot path (every write): the main thread's output belongs to the
         # request it is running
+        rt = self._runtime
         if threading.get_ident() == self._main_ident:
-            return self._runtime.main_shell.current or self._runtime.current_request
-        parent = getattr(threading.current_thread(), _PARENT_ATTR, None)
+            return rt.main_shell.current or rt.current_request
+        # a subshell's thread writes for the request it runs; a thread user
+        # code started, for the request that started it
+        parent = rt.request_on_this_thread() or getattr(threading.current_thread(), _PARENT_ATTR, None)
         return parent if parent is not None else self.current_request
 
     def _send_stream(self, name: str, text: str, parent) -> None:
@@ -125,11 +129,14 @@ class PythonKernel(Kernel):
     def shell(self):
         """IPython's InteractiveShell, created on first use (keeps start fast)."""
         if self._shell is None:
-            from .comms import install_comms
-            from .shell import make_shell
+            with self._shell_lock:  # the main shell and subshells may race here
+                if self._shell is None:
+                    from .comms import install_comms
+                    from .shell import make_shell
 
-            self._shell = make_shell(self)
-            install_comms(self)
+                    shell = make_shell(self)
+                    install_comms(self)
+                    self._shell = shell
         return self._shell
 
     # -- requests ---------------------------------------------------------------
@@ -138,11 +145,16 @@ class PythonKernel(Kernel):
         c = request.content
         silent = bool(c.get("silent", False))
         store_history = bool(c.get("store_history", True)) and not silent
-        # IPython numbers the cell with its own counter: keep it ours
-        shell.execution_count = request.execution_count if store_history else self.execution_count + 1
+        if request.subshell_id is None:
+            # IPython numbers the cell with its own counter: keep it ours
+            shell.execution_count = request.execution_count if store_history else self.execution_count + 1
+        else:
+            # a subshell has its own count (the request carries it); IPython's
+            # history and counter belong to the main shell
+            store_history = False
         shell.last_error = None
         result = shell.run_cell(code, store_history=store_history, silent=silent)
-        if store_history and shell.execution_count != request.execution_count + 1:
+        if request.subshell_id is None and store_history and shell.execution_count != request.execution_count + 1:
             shell.execution_count = request.execution_count + 1
         reply = {}
         if not result.success:

@@ -7,11 +7,12 @@ messages through the kernel's helpers (and so through the one outbound FIFO).
 import contextlib
 import os
 import sys
+import threading
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets import Any, Instance
+from traitlets import Any
 
 
 class KernelDisplayHook(DisplayHook):
@@ -51,8 +52,18 @@ class KernelShell(InteractiveShell):
     displayhook_class = KernelDisplayHook
     display_pub_class = KernelDisplayPublisher
     kernel = Any()
-    # the error of the last failed cell, for the execute_reply
-    last_error = Instance(dict, allow_none=True)
+
+    # the error of the cell this thread ran last, for its execute_reply
+    # (per thread: subshells run cells concurrently)
+    _errors = threading.local()
+
+    @property
+    def last_error(self):
+        return getattr(self._errors, "error", None)
+
+    @last_error.setter
+    def last_error(self, error):
+        self._errors.error = error
 
     def init_environment(self):
         super().init_environment()
