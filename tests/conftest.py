@@ -11,10 +11,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from support import EXEC_KERNEL, KernelProcess  # noqa: E402
 
 
-def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", **conn):
+def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, **conn):
     """Start a kernel on a classic connection file; return (process, client)."""
     fname, info = write_connection_file(str(tmp_path / "kernel.json"), key=key, **conn)
-    proc = KernelProcess(argv, fname)
+    proc = KernelProcess(argv, fname, env=env)
     kc = BlockingKernelClient()
     kc.load_connection_file(fname)
     kc.start_channels()

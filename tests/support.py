@@ -2,10 +2,12 @@
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import zmq
@@ -166,3 +168,18 @@ class Registrar:
         self._thread.join(5)
         self.sock.close()
         self.ctx.term()
+
+
+def reply_to(kc, msg_id, timeout=10.0, channel="shell"):
+    """The reply to ``msg_id`` on shell (or control); other replies are skipped."""
+    get = kc.get_shell_msg if channel == "shell" else kc.get_control_msg
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no reply to {msg_id} on {channel} within {timeout} s"
+        try:
+            msg = get(timeout=left)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg

@@ -9,21 +9,7 @@ import queue
 import time
 
 import pytest
-
-
-def reply_to(kc, msg_id, timeout=10.0, channel="shell"):
-    """The reply to ``msg_id`` on shell (or control); other replies are skipped."""
-    get = kc.get_shell_msg if channel == "shell" else kc.get_control_msg
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no reply to {msg_id} on {channel} within {timeout} s"
-        try:
-            msg = get(timeout=left)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return msg
+from support import reply_to
 
 
 def iopub_until_idle(kc, msg_id, timeout=10.0):

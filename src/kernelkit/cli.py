@@ -18,7 +18,7 @@ SUBCOMMANDS = {
 
 
 def _usage() -> str:
-    lines = [f"usage: kernelkit [--version] COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: kernelkit [--version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     lines += ["", "Run 'kernelkit COMMAND --help' for a command's options."]
     return "\n".join(lines)

@@ -17,7 +17,6 @@ execution counts, errors, interrupts, stdin, the handshake and the sockets.
 """
 
 from .. import __version__ as _kernelkit_version
-from ..io import IOPUB
 from ..wire import PROTOCOL_VERSION
 from .dispatch import ExecutionError, describe_exception
 from .request import Request

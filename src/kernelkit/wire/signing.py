@@ -1,7 +1,6 @@
 """HMAC signing and verification of the four signed frames, with a replay guard."""
 
 import collections
-import hashlib
 import hmac
 from typing import Iterable
 
