@@ -6,7 +6,6 @@ import sys
 import tempfile
 
 import jupyter_kernel_test as jkt
-import pytest
 
 _prefix = tempfile.mkdtemp(prefix="kernelkit-spec-")
 _ipython_dir = tempfile.mkdtemp(prefix="kernelkit-ipython-")
