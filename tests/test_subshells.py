@@ -1,0 +1,696 @@
+"""Kernel subshells (JEP 91), end to end.
+
+Real kernel processes (the bundled Python kernel, ``python -m kernelkit.python``,
+and the exec test kernel where that is simpler), real ZeroMQ, jupyter_client's
+BlockingKernelClient as the frontend. Subshell requests carry ``subshell_id``
+in the header of a shell message; subshells are created, listed and deleted
+on the control channel.
+
+No sleeps in the test process: every wait is on a message or a condition,
+with a timeout (a wait for a thread count to drop is paced by control-channel
+round trips). ``time.sleep`` appears only inside cells, to keep the kernel busy.
+"""
+
+import collections
+import queue
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
+
+from support import EXEC_KERNEL, KernelProcess
+
+PY_KERNEL = [sys.executable, "-m", "kernelkit.python"]
+# a subshell must answer this fast while the main shell is busy
+PROMPT_DEADLINE = 0.5
+# an interrupt round trip must be this fast
+INTERRUPT_DEADLINE = 1.0
+
+
+# ================================================================ the frontend
+def parent_id(msg):
+    return msg["parent_header"].get("msg_id")
+
+
+def is_status(msg, state):
+    return msg["msg_type"] == "status" and msg["content"]["execution_state"] == state
+
+
+class Frontend:
+    """A BlockingKernelClient that keeps every message it reads, by channel
+    and by parent msg_id, with the time it was read; so waiting for one
+    request's messages never loses another's."""
+
+    CHANNELS = ("shell", "control", "iopub", "stdin")
+
+    def __init__(self, fname):
+        self.kc = BlockingKernelClient()
+        self.kc.load_connection_file(fname)
+        self.kc.start_channels()
+        self.session = self.kc.session
+        # channel -> parent msg_id -> [msg, ...]
+        self.got = {c: collections.defaultdict(list) for c in self.CHANNELS}
+        # channel -> every message read, in arrival order
+        self.log = {c: [] for c in self.CHANNELS}
+        self.sent_at = {}
+
+    def close(self):
+        self.kc.stop_channels()
+
+    # -- sending
+    def shell(self, msg_type, content, subshell_id=None):
+        msg = self.session.msg(msg_type, content)
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
+        self.sent_at[msg["header"]["msg_id"]] = time.monotonic()
+        self.kc.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    def execute(self, code, subshell_id=None, **extra):
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": True,
+            "stop_on_error": True,
+        }
+        content.update(extra)
+        return self.shell("execute_request", content, subshell_id)
+
+    def control(self, msg_type, content=None):
+        msg = self.session.msg(msg_type, content or {})
+        self.sent_at[msg["header"]["msg_id"]] = time.monotonic()
+        self.kc.control_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    def answer(self, input_request, value):
+        self.kc.stdin_channel.send(self.session.msg("input_reply", {"value": value}, parent=input_request))
+
+    # -- receiving
+    def _channel(self, name):
+        return getattr(self.kc, f"{name}_channel")
+
+    def pump(self, channel, timeout):
+        """Read one message from ``channel`` (waiting up to ``timeout``); False if none came."""
+        try:
+            msg = self._channel(channel).get_msg(timeout=max(timeout, 0.001))
+        except queue.Empty:
+            return False
+        msg["_t"] = time.monotonic()
+        self.got[channel][parent_id(msg)].append(msg)
+        self.log[channel].append(msg)
+        return True
+
+    def wait(self, channel, msg_id, predicate, what, timeout=10.0):
+        """Wait until ``predicate(messages on channel parented to msg_id)``; return those messages."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.got[channel][msg_id]):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                seen = [(m["msg_type"], m["content"]) for m in self.got[channel][msg_id]]
+                raise AssertionError(f"no {what} within {timeout} s; {channel} messages for it: {seen}")
+            self.pump(channel, left)
+        return self.got[channel][msg_id]
+
+    def reply(self, msg_id, channel="shell", timeout=10.0):
+        msgs = self.wait(channel, msg_id, lambda ms: len(ms) > 0, f"{channel} reply to {msg_id}", timeout)
+        assert len(msgs) == 1, [m["msg_type"] for m in msgs]
+        return msgs[0]
+
+    def iopub(self, msg_id, timeout=10.0):
+        """The iopub messages of a request, up to its idle."""
+        return self.wait("iopub", msg_id, lambda ms: any(is_status(m, "idle") for m in ms), f"idle for {msg_id}", timeout)
+
+    def iopub_until(self, msg_id, predicate, what, timeout=10.0):
+        return self.wait("iopub", msg_id, lambda ms: any(predicate(m) for m in ms), what, timeout)
+
+    def started(self, msg_id, timeout=10.0):
+        """Wait for the cell to print 'started' (it is running, not queued)."""
+        self.iopub_until(
+            msg_id, lambda m: m["msg_type"] == "stream" and "started" in m["content"]["text"], f"'started' from {msg_id}", timeout
+        )
+
+    def input_request(self, msg_id, timeout=10.0):
+        msgs = self.wait("stdin", msg_id, lambda ms: len(ms) > 0, f"input_request for {msg_id}", timeout)
+        assert len(msgs) == 1 and msgs[0]["msg_type"] == "input_request", msgs
+        return msgs[0]
+
+    def stdin_pending(self):
+        return self._channel("stdin").msg_ready()
+
+    # -- conveniences
+    def run(self, code, subshell_id=None, timeout=10.0):
+        """Run a cell that must succeed; return (reply, iopub messages)."""
+        msg_id = self.execute(code, subshell_id)
+        reply = self.reply(msg_id, timeout=timeout)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply, self.iopub(msg_id, timeout)
+
+    def eval(self, code, subshell_id=None, timeout=10.0):
+        """The text/plain of a cell's execute_result."""
+        _, out = self.run(code, subshell_id, timeout)
+        return result_text(out)
+
+    def create_subshell(self):
+        msg_id = self.control("create_subshell_request")
+        reply = self.reply(msg_id, "control")
+        assert reply["msg_type"] == "create_subshell_reply", reply
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply["content"]["subshell_id"]
+
+    def delete_subshell(self, subshell_id):
+        reply = self.reply(self.control("delete_subshell_request", {"subshell_id": subshell_id}), "control")
+        assert reply["msg_type"] == "delete_subshell_reply", reply
+        return reply["content"]
+
+    def list_subshells(self):
+        reply = self.reply(self.control("list_subshell_request"), "control")
+        assert reply["msg_type"] == "list_subshell_reply", reply
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply["content"]["subshell_id"]
+
+
+def result_text(messages):
+    results = [m for m in messages if m["msg_type"] == "execute_result"]
+    assert len(results) == 1, [(m["msg_type"], m["content"]) for m in messages]
+    return results[0]["content"]["data"]["text/plain"]
+
+
+def stream_text(messages):
+    return "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
+
+
+def assert_error_reply(reply, ename):
+    c = reply["content"]
+    assert c["status"] == "error", c
+    assert c["ename"] == ename, c
+    assert isinstance(c["evalue"], str), c
+    if ename != "KeyboardInterrupt":
+        assert c["evalue"], c
+    assert isinstance(c["traceback"], list), c
+
+
+def assert_busy_idle_only(msgs):
+    """A request that did not run: exactly busy then idle on iopub."""
+    assert [(m["msg_type"], m["content"].get("execution_state")) for m in msgs] == [("status", "busy"), ("status", "idle")]
+
+
+def assert_framed(msgs):
+    """busy first, idle last, exactly one of each."""
+    kinds = [(m["msg_type"], m["content"].get("execution_state")) for m in msgs]
+    assert kinds[0] == ("status", "busy"), kinds
+    assert kinds[-1] == ("status", "idle"), kinds
+    assert kinds.count(("status", "busy")) == 1 and kinds.count(("status", "idle")) == 1, kinds
+
+
+# ================================================================= fixtures
+class Kernel:
+    def __init__(self, proc, fe, fname):
+        self.proc, self.fe, self.fname = proc, fe, fname
+        self.extra = []
+
+    @property
+    def pid(self):
+        return self.proc.proc.pid
+
+    def frontend(self):
+        """One more client on the same connection file (its own session id)."""
+        fe = Frontend(self.fname)
+        self.extra.append(fe)
+        fe.kc.wait_for_ready(timeout=20)
+        return fe
+
+    def threads(self):
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+        raise AssertionError("no Threads: line")
+
+
+def _start(tmp_path, argv, env=None):
+    fname, _ = write_connection_file(str(tmp_path / "kernel.json"), key=b"subshell-key")
+    proc = KernelProcess(argv, fname, env=env)
+    fe = Frontend(fname)
+    try:
+        fe.kc.wait_for_ready(timeout=30)
+    except RuntimeError:
+        fe.close()
+        proc.kill()
+        raise AssertionError(f"kernel did not become ready; stderr:\n{proc.stderr}")
+    k = Kernel(proc, fe, fname)
+    return k
+
+
+@pytest.fixture
+def pykernel(tmp_path):
+    ipython_dir = tmp_path / "ipython"
+    ipython_dir.mkdir()
+    k = _start(tmp_path, PY_KERNEL, env={"IPYTHONDIR": str(ipython_dir)})
+    yield k
+    for fe in [k.fe, *k.extra]:
+        fe.close()
+    k.proc.kill()
+
+
+@pytest.fixture
+def execkernel(tmp_path):
+    k = _start(tmp_path, EXEC_KERNEL)
+    yield k
+    k.fe.close()
+    k.proc.kill()
+
+
+# ============================================== feature, create/list/delete
+def test_kernel_info_advertises_subshells_and_control_replies_have_the_documented_shape(execkernel):
+    fe = execkernel.fe
+    info = fe.reply(fe.control("kernel_info_request"), "control")
+    assert "kernel subshells" in info["content"]["supported_features"], info["content"]
+    info = fe.reply(fe.shell("kernel_info_request", {}))
+    assert "kernel subshells" in info["content"]["supported_features"], info["content"]
+
+    assert fe.list_subshells() == []
+    msg_id = fe.control("create_subshell_request")
+    reply = fe.reply(msg_id, "control")
+    assert reply["msg_type"] == "create_subshell_reply"
+    assert set(reply["content"]) == {"status", "subshell_id"}, reply["content"]
+    assert reply["content"]["status"] == "ok"
+    a = reply["content"]["subshell_id"]
+    assert isinstance(a, str) and a
+    # busy/idle on iopub for the control request too
+    assert_busy_idle_only(fe.iopub(msg_id))
+    b = fe.create_subshell()
+    assert isinstance(b, str) and b and b != a
+    listed = fe.list_subshells()
+    assert isinstance(listed, list) and sorted(listed) == sorted([a, b])
+
+    assert fe.delete_subshell(a) == {"status": "ok"}
+    assert fe.list_subshells() == [b]
+    # the remaining subshell still works, the deleted one does not
+    assert fe.eval("6 * 7", b) == "42"
+    assert_error_reply(fe.reply(fe.execute("1", a)), "UnknownSubshell")
+    assert fe.delete_subshell(b) == {"status": "ok"}
+    assert fe.list_subshells() == []
+
+
+# ============================================================== concurrency
+def test_subshell_answers_executes_and_comms_while_the_main_shell_is_busy(pykernel):
+    fe = pykernel.fe
+    # warm up: IPython's shell, a comm target that echoes, a comm opened to it
+    fe.run(
+        "import time, comm\n"
+        "def _target(c, open_msg):\n"
+        "    @c.on_msg\n"
+        "    def _echo(msg):\n"
+        "        c.send({'echo': msg['content']['data']})\n"
+        "comm.get_comm_manager().register_target('echo', _target)\n"
+    )
+    open_id = fe.shell("comm_open", {"comm_id": "c-echo", "target_name": "echo", "data": {}})
+    fe.iopub(open_id)
+    sid = fe.create_subshell()
+    assert fe.eval("'warm'", sid) == "'warm'"
+
+    main_id = fe.execute("print('started', flush=True)\ntime.sleep(5)")
+    fe.started(main_id)
+
+    # an execute in the subshell
+    msg_id = fe.execute("x = 6 * 7\nx", sid)
+    reply = fe.reply(msg_id, timeout=5)
+    elapsed = reply["_t"] - fe.sent_at[msg_id]
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert elapsed < PROMPT_DEADLINE, f"subshell execute took {elapsed:.3f} s while the main shell slept"
+    assert result_text(fe.iopub(msg_id)) == "42"
+
+    # comm_info_request in the subshell
+    msg_id = fe.shell("comm_info_request", {"target_name": "echo"}, sid)
+    reply = fe.reply(msg_id, timeout=5)
+    elapsed = reply["_t"] - fe.sent_at[msg_id]
+    assert reply["content"] == {"status": "ok", "comms": {"c-echo": {"target_name": "echo"}}}, reply["content"]
+    assert elapsed < PROMPT_DEADLINE, f"subshell comm_info took {elapsed:.3f} s while the main shell slept"
+
+    # a comm_msg in the subshell: the target's handler runs there, at once
+    msg_id = fe.shell("comm_msg", {"comm_id": "c-echo", "data": {"n": 7}}, sid)
+    out = fe.iopub(msg_id, timeout=5)
+    elapsed = out[-1]["_t"] - fe.sent_at[msg_id]
+    echoes = [m["content"] for m in out if m["msg_type"] == "comm_msg"]
+    assert echoes == [{"comm_id": "c-echo", "data": {"echo": {"n": 7}}}], [(m["msg_type"], m["content"]) for m in out]
+    assert elapsed < PROMPT_DEADLINE, f"subshell comm_msg took {elapsed:.3f} s while the main shell slept"
+
+    # the main shell was busy all along: no reply yet; end it
+    assert not fe.got["shell"][main_id], "the main cell finished early: the test proved nothing"
+    int_id = fe.control("interrupt_request")
+    assert fe.reply(int_id, "control")["content"]["status"] == "ok"
+    reply = fe.reply(main_id, timeout=5)
+    assert_error_reply(reply, "KeyboardInterrupt")
+    assert fe.delete_subshell(sid) == {"status": "ok"}
+
+
+def test_two_subshells_run_concurrently(pykernel):
+    fe = pykernel.fe
+    fe.run("import threading, time\nev_a = threading.Event()\nev_b = threading.Event()")
+    a, b = fe.create_subshell(), fe.create_subshell()
+    # each cell waits for the other to start: only concurrent subshells finish
+    ida = fe.execute("ev_a.set()\nassert ev_b.wait(3), 'subshell B never ran while A waited'\n'A'", a)
+    idb = fe.execute("ev_b.set()\nassert ev_a.wait(3), 'subshell A never ran while B waited'\n'B'", b)
+    for msg_id, value in ((ida, "'A'"), (idb, "'B'")):
+        reply = fe.reply(msg_id, timeout=10)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert result_text(fe.iopub(msg_id)) == value
+
+    # and the main shell with them: three 1 s sleeps take about 1 s
+    t0 = time.monotonic()
+    ids = [fe.execute("time.sleep(1)", s) for s in (None, a, b)]
+    for msg_id in ids:
+        assert fe.reply(msg_id, timeout=10)["content"]["status"] == "ok"
+    elapsed = max(fe.got["shell"][i][0]["_t"] for i in ids) - t0
+    assert elapsed < 1.8, f"three 1 s sleeps (main, A, B) took {elapsed:.3f} s"
+
+
+# ================================================================ parenting
+def test_output_status_and_reply_of_a_subshell_request_are_parented_to_it(pykernel):
+    fe = pykernel.fe
+    fe.run("import threading, time")
+    sid = fe.create_subshell()
+    # the main shell prints while the subshell prints, displays and returns a value
+    main_id = fe.execute(
+        "print('started', flush=True)\nfor i in range(60):\n    print('M', i, flush=True)\n    time.sleep(0.01)\n'main done'"
+    )
+    fe.started(main_id)
+    sub_code = (
+        "from IPython.display import display\n"
+        "for i in range(20):\n"
+        "    print('S', i, flush=True)\n"
+        "    time.sleep(0.005)\n"
+        "display({'text/plain': 'shown'}, raw=True)\n"
+        "t = threading.Thread(target=lambda: print('T from a thread', flush=True))\n"
+        "t.start(); t.join()\n"
+        "import sys; print('E', file=sys.stderr, flush=True)\n"
+        "'sub done'"
+    )
+    sub_id = fe.execute(sub_code, sid)
+    reply = fe.reply(sub_id)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert reply["parent_header"]["msg_id"] == sub_id
+    sub = fe.iopub(sub_id)
+    main = fe.iopub(main_id)
+    assert fe.reply(main_id)["content"]["status"] == "ok"
+
+    assert_framed(sub)
+    types = [m["msg_type"] for m in sub]
+    assert types[1] == "execute_input", types
+    assert sub[1]["content"]["code"] == sub_code
+    out = "".join(m["content"]["text"] for m in sub if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+    assert out == "".join(f"S {i}\n" for i in range(20)) + "T from a thread\n", out
+    err = "".join(m["content"]["text"] for m in sub if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+    assert err == "E\n"
+    assert [m["content"]["data"] for m in sub if m["msg_type"] == "display_data"] == [{"text/plain": "shown"}]
+    assert result_text(sub) == "'sub done'"
+    assert types.index("execute_result") == len(types) - 2, types
+
+    assert_framed(main)
+    assert stream_text(main) == "started\n" + "".join(f"M {i}\n" for i in range(60)), stream_text(main)
+    assert result_text(main) == "'main done'"
+
+    # the subshell ran while main printed (else this test proved nothing)
+    m_times = [m["_t"] for m in main if m["msg_type"] == "stream"]
+    assert sub[0]["_t"] < m_times[-1], "the subshell cell did not overlap the main cell"
+
+    # an error in a subshell: error output and reply, parented to it
+    err_id = fe.execute("1 / 0", sid)
+    reply = fe.reply(err_id)
+    assert_error_reply(reply, "ZeroDivisionError")
+    out = fe.iopub(err_id)
+    assert_framed(out)
+    assert [m["content"]["ename"] for m in out if m["msg_type"] == "error"] == ["ZeroDivisionError"]
+
+
+# ================================================================= ordering
+def test_requests_within_one_subshell_run_in_order(pykernel):
+    fe = pykernel.fe
+    fe.run("import time\norder = []")
+    sid = fe.create_subshell()
+    # earlier cells sleep longer: run out of order, they would finish out of order
+    ids = [fe.execute(f"time.sleep({0.004 * (20 - i):.3f})\norder.append({i})", sid) for i in range(20)]
+    for msg_id in ids:
+        assert fe.reply(msg_id, timeout=15)["content"]["status"] == "ok"
+    arrival = [parent_id(m) for m in fe.log["shell"] if parent_id(m) in ids]
+    assert arrival == ids, "replies came out of order"
+    assert [fe.got["shell"][i][0]["content"]["execution_count"] for i in ids] == list(range(1, 21))
+    for msg_id in ids:
+        fe.iopub(msg_id)
+    busy_order = [parent_id(m) for m in fe.log["iopub"] if is_status(m, "busy") and parent_id(m) in ids]
+    idle_order = [parent_id(m) for m in fe.log["iopub"] if is_status(m, "idle") and parent_id(m) in ids]
+    assert busy_order == ids and idle_order == ids
+    seq = [(parent_id(m), m["content"]["execution_state"]) for m in fe.log["iopub"] if m["msg_type"] == "status" and parent_id(m) in ids]
+    assert seq == [(i, s) for i in ids for s in ("busy", "idle")], "a subshell request started before the previous one ended"
+    assert fe.eval("order") == repr(list(range(20)))
+
+
+# ========================================================= execution counts
+def test_execution_counts_are_counted_per_subshell(pykernel):
+    fe = pykernel.fe
+    a, b = fe.create_subshell(), fe.create_subshell()
+    plan = [(None, 1), (a, 1), (a, 2), (b, 1), (None, 2), (a, 3)]
+    for n, (sid, expected) in enumerate(plan):
+        msg_id = fe.execute(f"{n} + 100", sid)
+        reply = fe.reply(msg_id)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        out = fe.iopub(msg_id)
+        inputs = [m["content"]["execution_count"] for m in out if m["msg_type"] == "execute_input"]
+        results = [m["content"]["execution_count"] for m in out if m["msg_type"] == "execute_result"]
+        got = (inputs, results, reply["content"]["execution_count"])
+        assert got == ([expected], [expected], expected), f"step {n} in {'main' if sid is None else sid[:8]}: {got}"
+        assert result_text(out) == str(n + 100)
+    # an unstored run in a subshell reports its last count and does not advance it
+    msg_id = fe.execute("'x'", a, store_history=False)
+    assert fe.reply(msg_id)["content"]["execution_count"] == 3
+    msg_id = fe.execute("'y'", a)
+    assert fe.reply(msg_id)["content"]["execution_count"] == 4
+    # main's count was not moved by the subshells
+    msg_id = fe.execute("'z'")
+    assert fe.reply(msg_id)["content"]["execution_count"] == 3
+    # a new subshell starts at 1
+    c = fe.create_subshell()
+    assert fe.reply(fe.execute("1", c))["content"]["execution_count"] == 1
+
+
+# ===================================================================== stdin
+def test_input_in_a_subshell_goes_to_the_client_that_sent_the_request(pykernel):
+    one = pykernel.fe
+    two = pykernel.frontend()
+    assert one.session.session != two.session.session
+    sa = one.create_subshell()
+    sb = one.create_subshell()
+
+    # client one asks in subshell A; the prompt reaches client one
+    ida = one.execute("answer_a = input('A? ')\nanswer_a.upper()", sa)
+    req_a = one.input_request(ida)
+    assert req_a["content"] == {"prompt": "A? ", "password": False}
+    # client two asks in subshell B while A's prompt waits: the first thing on
+    # client two's stdin is its own prompt (were A's prompt routed to it, it
+    # would come first: one socket, in order)
+    idb = two.execute("answer_b = input('B? ')\nanswer_b.upper()", sb)
+    two.pump("stdin", 10)
+    assert two.log["stdin"], "client two got no input_request"
+    assert parent_id(two.log["stdin"][0]) == idb, f"client two got a prompt for another client's request: {two.log['stdin'][0]}"
+    req_b = two.log["stdin"][0]
+    assert req_b["content"]["prompt"] == "B? "
+    # answer in the other order: each cell gets its own value
+    two.answer(req_b, "bee")
+    reply = two.reply(idb)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert result_text(two.iopub(idb)) == repr("BEE")
+    one.answer(req_a, "ay")
+    reply = one.reply(ida)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert result_text(one.iopub(ida)) == repr("AY")
+
+    # after the idles (sent after anything on stdin for those requests):
+    # each client saw exactly its own prompt
+    assert [parent_id(m) for m in one.log["stdin"]] == [ida]
+    assert not one.stdin_pending(), "client one got another client's prompt"
+    assert [parent_id(m) for m in two.log["stdin"]] == [idb]
+    assert not two.stdin_pending(), "client two got another client's prompt"
+
+    # the main shell and a subshell prompting at once, for different clients
+    idm = two.execute("input('main? ')")
+    ida = one.execute("input('A again? ')", sa)
+    req_m, req_a = two.input_request(idm), one.input_request(ida)
+    one.answer(req_a, "1")
+    two.answer(req_m, "2")
+    assert result_text(one.iopub(ida)) == repr("1")
+    assert result_text(two.iopub(idm)) == repr("2")
+    assert not one.stdin_pending() and not two.stdin_pending()
+
+
+# ================================================================ interrupts
+# An input() prompt cancelled in a subshell raises KeyboardInterrupt there;
+# the kernel raises it as its subclass InputCancelled (as test_stdin.py allows).
+PROMPT_CANCELLED = ("KeyboardInterrupt", "InputCancelled")
+
+
+@pytest.mark.parametrize("main", ["main-busy", "main-idle"])
+@pytest.mark.parametrize("mode", ["message", "signal"])
+def test_interrupt_stops_main_cancels_subshell_prompts_and_spares_subshell_code(pykernel, mode, main):
+    """interrupt_request or SIGINT: the main shell's cell gets KeyboardInterrupt;
+    a subshell waiting in input() gets KeyboardInterrupt at once; a subshell
+    computing is not interrupted and finishes ok."""
+    fe = pykernel.fe
+    fe.run("import time")
+    waiting, computing = fe.create_subshell(), fe.create_subshell()
+    assert fe.eval("'warm'", waiting) == "'warm'" and fe.eval("'warm'", computing) == "'warm'"
+
+    main_id = None
+    if main == "main-busy":
+        main_id = fe.execute("print('started', flush=True)\ntime.sleep(30)")
+        fe.started(main_id)
+    ask_id = fe.execute("asked = input('in a subshell: ')", waiting)
+    old_prompt = fe.input_request(ask_id)
+    comp_id = fe.execute("print('started', flush=True)\ntime.sleep(1.5)\n'computed'", computing)
+    fe.started(comp_id)
+
+    t0 = time.monotonic()
+    if mode == "signal":
+        pykernel.proc.interrupt()
+    else:
+        assert fe.reply(fe.control("interrupt_request"), "control")["content"]["status"] == "ok"
+
+    if main_id is not None:
+        main_reply = fe.reply(main_id, timeout=5)
+        assert_error_reply(main_reply, "KeyboardInterrupt")
+        assert main_reply["_t"] - t0 < INTERRUPT_DEADLINE
+
+    ask_reply = fe.reply(ask_id, timeout=3)
+    content = ask_reply["content"]
+    assert content["status"] == "error" and content["ename"] in PROMPT_CANCELLED, content
+    assert isinstance(content["traceback"], list)
+    assert ask_reply["_t"] - t0 < INTERRUPT_DEADLINE, f"the subshell prompt was cancelled after {ask_reply['_t'] - t0:.3f} s"
+    errors = [m["content"]["ename"] for m in fe.iopub(ask_id) if m["msg_type"] == "error"]
+    assert errors == [content["ename"]]
+
+    # the computing subshell was not interrupted: it finishes, ok
+    comp_reply = fe.reply(comp_id, timeout=5)
+    assert comp_reply["content"]["status"] == "ok", comp_reply["content"]
+    assert result_text(fe.iopub(comp_id)) == "'computed'"
+    assert comp_reply["_t"] > ask_reply["_t"]
+    assert not fe.stdin_pending()
+
+    # a late answer to the cancelled prompt is dropped; the subshell still asks and gets answers
+    fe.answer(old_prompt, "LATE")
+    msg_id = fe.execute("input('again: ')", waiting)
+    new_prompt = fe.input_request(msg_id)
+    fe.answer(new_prompt, "fresh")
+    assert result_text(fe.iopub(msg_id)) == repr("fresh")
+    # the cancelled assignment never happened; no stale interrupt hits the next main cell
+    assert fe.eval("time.sleep(0.2)\n'asked' in dir()") == "False"
+
+
+# ========================================================= unknown, deleted
+def test_unknown_subshell_id_is_an_error_reply_even_while_the_main_shell_is_busy(execkernel):
+    fe = execkernel.fe
+    main_id = fe.execute("kernel.stream('started')\ntime.sleep(20)")
+    fe.started(main_id)
+    for msg_type, content in (
+        ("execute_request", {"code": "1", "silent": False, "allow_stdin": False}),
+        ("kernel_info_request", {}),
+        ("comm_info_request", {}),
+    ):
+        msg_id = fe.shell(msg_type, content, "no-such-subshell")
+        reply = fe.reply(msg_id, timeout=5)
+        assert reply["msg_type"] == msg_type.replace("_request", "_reply")
+        assert_error_reply(reply, "UnknownSubshell")
+        assert "no-such-subshell" in reply["content"]["evalue"]
+        assert reply["_t"] - fe.sent_at[msg_id] < PROMPT_DEADLINE, "an unknown subshell's error waited for the main shell"
+        assert_busy_idle_only(fe.iopub(msg_id))
+    assert not fe.got["shell"][main_id]
+    # deleting an unknown id: the same error on control
+    msg_id = fe.control("delete_subshell_request", {"subshell_id": "no-such-subshell"})
+    reply = fe.reply(msg_id, "control")
+    assert reply["msg_type"] == "delete_subshell_reply"
+    assert_error_reply(reply, "UnknownSubshell")
+    assert "no-such-subshell" in reply["content"]["evalue"]
+    assert_busy_idle_only(fe.iopub(msg_id))
+    # all of that while the main shell was still busy
+    assert not fe.got["shell"][main_id]
+    assert fe.reply(fe.control("interrupt_request"), "control")["content"]["status"] == "ok"
+    assert_error_reply(fe.reply(main_id, timeout=5), "KeyboardInterrupt")
+
+
+def test_deleting_a_busy_subshell(pykernel):
+    fe = pykernel.fe
+    fe.run("import threading\ngo = threading.Event()\nran = []")
+    baseline = pykernel.threads()
+    sid = fe.create_subshell()
+    assert pykernel.threads() == baseline + 1
+    running = fe.execute("print('started', flush=True)\nassert go.wait(20)\nran.append('running')", sid)
+    fe.started(running)
+    queued = [fe.execute(f"ran.append({i})", sid) for i in range(3)]
+    queued.append(fe.shell("kernel_info_request", {}, sid))
+    # the queued requests have arrived at the kernel before the delete is sent
+    # (one client, but shell and control are different sockets): wait for a
+    # shell round trip through the main shell
+    fe.run("'sync'")
+
+    assert fe.delete_subshell(sid) == {"status": "ok"}
+    # queued, never started: SubshellDeleted, with busy/idle
+    for msg_id in queued:
+        reply = fe.reply(msg_id, timeout=5)
+        assert_error_reply(reply, "SubshellDeleted")
+        assert_busy_idle_only(fe.iopub(msg_id))
+    # routing stopped at once: UnknownSubshell, with busy/idle
+    msg_id = fe.execute("ran.append('late')", sid)
+    assert_error_reply(fe.reply(msg_id, timeout=5), "UnknownSubshell")
+    assert_busy_idle_only(fe.iopub(msg_id))
+    assert fe.list_subshells() == []
+    # the running request is still running
+    assert not fe.got["shell"][running]
+    assert pykernel.threads() == baseline + 1
+
+    fe.run("go.set()")
+    reply = fe.reply(running, timeout=5)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    out = fe.iopub(running)
+    assert_framed(out)
+    assert fe.eval("ran") == repr(["running"])
+    # then its thread ends
+    wait_for_threads(pykernel, baseline)
+
+
+# ============================================================== thread leaks
+def wait_for_threads(kernel, expected, timeout=10.0):
+    """Poll the kernel's thread count, paced by control round trips."""
+    fe = kernel.fe
+    deadline = time.monotonic() + timeout
+    while True:
+        n = kernel.threads()
+        if n == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the kernel has {n} threads, expected {expected}")
+        fe.reply(fe.control("kernel_info_request"), "control")
+
+
+def test_creating_and_deleting_subshells_leaks_no_threads(pykernel):
+    fe = pykernel.fe
+    fe.run("n = 0")
+    baseline = pykernel.threads()
+    for i in range(20):
+        sid = fe.create_subshell()
+        fe.run("global n\nn += 1", sid)
+        assert fe.delete_subshell(sid) == {"status": "ok"}
+    wait_for_threads(pykernel, baseline)
+    assert fe.list_subshells() == []
+    # and many at once
+    sids = [fe.create_subshell() for _ in range(20)]
+    assert pykernel.threads() == baseline + 20
+    assert sorted(fe.list_subshells()) == sorted(sids)
+    for sid in sids:
+        fe.run("n += 1", sid)
+    for sid in sids:
+        assert fe.delete_subshell(sid) == {"status": "ok"}
+    wait_for_threads(pykernel, baseline)
+    assert fe.list_subshells() == []
+    assert fe.eval("n") == "40"
