@@ -36,6 +36,9 @@ OUTBOUND_MAXSIZE = 4096
 RETRY_MS = 2
 # Messages read from one socket before looking at the others (fairness).
 RECV_BATCH = 64
+# How long an input_request waits for the client's stdin socket to connect
+# (it usually follows its shell socket by milliseconds) before it is dropped.
+STDIN_CONNECT_WAIT = 5.0
 
 
 class _Marker:
@@ -252,6 +255,7 @@ class IOThread(threading.Thread):
                 self._note_held()
                 return
             welcomes.popleft()
+            self._held_since = None
         pending = self._pending
         get = self.outbound.queue.get_nowait
         while True:
@@ -276,18 +280,24 @@ class IOThread(threading.Thread):
                 self._note_held()
                 return
             except zmq.ZMQError as e:
-                log.error("cannot send on %s: %s", channel, e)
+                if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
+                    if self._note_held() < STDIN_CONNECT_WAIT:
+                        return  # the client's stdin socket is not connected yet
+                    log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
+                else:
+                    log.error("cannot send on %s: %s", channel, e)
             pending.popleft()
             self._held_since = None
 
-    def _note_held(self) -> None:
+    def _note_held(self) -> float:
+        """Note that the head message could not be sent; return for how long."""
         now = time.monotonic()
         if self._held_since is None:
             self._held_since = now
-        elif now - self._held_since > 10:
-            self._limiter.warn(
-                "held", f"iopub: a subscriber has not read for {now - self._held_since:.0f} s; holding output for it"
-            )
+        held = now - self._held_since
+        if held > 10:
+            self._limiter.warn("held", f"iopub: a subscriber has not read for {held:.0f} s; holding output for it")
+        return held
 
     def _close(self) -> None:
         for sock in self.sockets.values():

@@ -75,6 +75,8 @@ class KernelApp:
         self.outbound = Outbound(self.ctx)
         self.gate = InterruptGate()
         self.runtime = Runtime(self.session, self.outbound, StdinRouter(self.session, self.outbound, self.gate.critical), self.gate)
+        # SIGINT interrupts the whole kernel: subshell prompts too
+        self.gate.on_signal = self.runtime.stdin.cancel_other_threads
         self.io = IOThread(self.ctx, self.session, sockets, self.outbound, self.runtime.on_message, self.runtime.on_invalid)
         self.outbound.connect()
         self.io.start()

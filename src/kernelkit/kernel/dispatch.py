@@ -149,16 +149,21 @@ class Runtime:
         if subshell_id is None or subshell_id not in self.shells:
             raise UnknownSubshell(f"unknown subshell_id {subshell_id!r}")
         shell = self.shells.pop(subshell_id)
+        self._refuse_queued(shell)
+        shell.queue.put(_STOP)
+        return shell
+
+    def _refuse_queued(self, shell: ShellQueue) -> None:
+        """Answer the requests queued in a deleted subshell (also those the
+        I/O thread routed just before the deletion) with SubshellDeleted."""
         while True:
             try:
                 req = shell.queue.get_nowait()
             except queue.Empty:
-                break
+                return
             if req is not _STOP:
-                req.invalid = SubshellDeleted(f"subshell {subshell_id} was deleted before this request ran")
+                req.invalid = SubshellDeleted(f"subshell {shell.subshell_id} was deleted before this request ran")
                 self.handle(req)
-        shell.queue.put(_STOP)
-        return shell
 
     def list_subshells(self) -> list:
         return [sid for sid in self.shells if sid is not None]
@@ -267,6 +272,8 @@ class Runtime:
             except KeyboardInterrupt:  # defensive: the gate is not armed here
                 continue
             if req is _STOP:
+                if shell.subshell_id is not None:
+                    self._refuse_queued(shell)
                 break
             shell.current = req
             try:

@@ -39,6 +39,9 @@ class InterruptGate:
         self._kicks = 0  # SIGINTs we sent ourselves, not yet seen by the watcher
         self._lock = threading.Lock()
         self.critical = _CriticalSection(self)
+        # called on the watcher thread for every SIGINT from outside (the
+        # runtime cancels subshell prompts, which the signal cannot reach)
+        self.on_signal = None
 
     def install(self) -> None:
         if threading.current_thread() is not self._main:
@@ -75,10 +78,13 @@ class InterruptGate:
                     with self._lock:
                         if self._kicks:
                             self._kicks -= 1  # our own repeat
-                        elif self._armed:
+                            continue
+                        if self._armed:
                             self._pending = True
                         else:
-                            log.info("interrupt while idle: nothing to interrupt")
+                            log.info("interrupt of the main shell while idle: nothing to interrupt there")
+                    if self.on_signal is not None:
+                        self.on_signal()
             if self._pending and self._armed:
                 self._kick()
 

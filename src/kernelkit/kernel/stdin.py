@@ -20,10 +20,6 @@ class StdinNotAllowed(RuntimeError):
     """The request that is running did not allow stdin (``allow_stdin`` false)."""
 
 
-class InputCancelled(KeyboardInterrupt):
-    """The wait for input was interrupted."""
-
-
 _CANCEL = object()
 
 
@@ -81,7 +77,7 @@ class StdinRouter:
                 self._waiting.pop(msg_id, None)
                 self._threads.pop(msg_id, None)
         if reply is _CANCEL:
-            raise InputCancelled("input interrupted")
+            raise KeyboardInterrupt("input interrupted")
         value = reply.content.get("value", "")
         return value if isinstance(value, str) else str(value)
 

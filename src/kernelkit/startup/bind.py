@@ -42,6 +42,10 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.curve_server = True
     if channel in ("shell", "control", "stdin"):
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    if channel == "stdin":
+        # an input_request for a client whose stdin socket is still connecting
+        # fails instead of vanishing, so the I/O thread can retry it
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     if channel == "iopub":
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         # the I/O thread applies each subscription itself, right before the
