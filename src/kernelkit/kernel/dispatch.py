@@ -99,9 +99,7 @@ class Runtime:
         if channel == STDIN:
             self.stdin.deliver(msg)
             return
-        req = Request(msg, channel)
-        self._arrived += 1
-        req.arrival = self._arrived
+        req = self._arrive(Request(msg, channel))
         try:
             validate(msg)
         except InvalidContent as e:
@@ -119,10 +117,12 @@ class Runtime:
 
     def on_invalid(self, channel: str, msg, error) -> None:
         if channel in (SHELL, CONTROL) and msg.msg_type.endswith("_request"):
-            req = Request(msg, channel, invalid=error)
-            self._arrived += 1
-            req.arrival = self._arrived
-            self.control_queue.put(req)
+            self.control_queue.put(self._arrive(Request(msg, channel, invalid=error)))
+
+    def _arrive(self, req: Request) -> Request:
+        self._arrived += 1
+        req.arrival = self._arrived
+        return req
 
     # -- sending ----------------------------------------------------------------
     @property
