@@ -11,10 +11,13 @@ deferred and raised when the section ends, so nothing is lost or wedged.
 
 Python runs a signal handler only at its next check: a SIGINT that lands
 just before a blocking call (``time.sleep``, a lock wait) would wait for the
-call to end. So every SIGINT is also seen by a watcher thread (through
-``signal.set_wakeup_fd``), which marks the interrupt pending and sends SIGINT
-to the main thread again every 50 ms until the handler has raised. The
-handler raises only for a pending interrupt, so the repeats raise once.
+call to end. So a watcher thread also sees every SIGINT (through
+``signal.set_wakeup_fd``); if the handler has not run 50 ms later while the
+gate is armed, it sends the main thread SIGURG (a no-op handler) every 50 ms
+for up to a second: the blocking call returns with EINTR, Python runs the
+pending SIGINT handler, and the call is retried or interrupted. The kicks
+are not SIGINTs, so they never raise a second KeyboardInterrupt, and a
+SIGINT that arrived while idle is never turned into one later.
 """
 
 import logging
@@ -22,8 +25,11 @@ import select
 import signal
 import socket
 import threading
+import time
 
 KICK_INTERVAL = 0.05
+MAX_KICKS = 20
+KICK_SIGNAL = signal.SIGURG  # ignored by default; ours has a no-op handler
 
 log = logging.getLogger("kernelkit.kernel")
 
@@ -35,12 +41,10 @@ class InterruptGate:
         self._deferred = False
         self._main = threading.main_thread()
         self._installed = False
-        self._pending = False  # an interrupt the main thread has not raised yet
-        self._kicks = 0  # SIGINTs we sent ourselves, not yet seen by the watcher
-        self._lock = threading.Lock()
+        self._handled = 0  # runs of the SIGINT handler
         self.critical = _CriticalSection(self)
-        # called on the watcher thread for every SIGINT from outside (the
-        # runtime cancels subshell prompts, which the signal cannot reach)
+        # called on the watcher thread for every SIGINT (the runtime cancels
+        # subshell prompts, which the signal cannot reach)
         self.on_signal = None
 
     def install(self) -> None:
@@ -49,6 +53,7 @@ class InterruptGate:
         signal.signal(signal.SIGINT, self._on_sigint)
         self._installed = True
         try:
+            signal.signal(KICK_SIGNAL, lambda *_: None)
             self._wake_r, wake_w = socket.socketpair()
             wake_w.setblocking(False)
             signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
@@ -59,39 +64,34 @@ class InterruptGate:
         threading.Thread(target=self._watch, name="kernelkit-interrupt", daemon=True).start()
 
     def _on_sigint(self, signum, frame):
-        if not (self._armed and self._pending):
-            return  # idle, or a repeat of an interrupt already raised
-        if self._depth:
+        self._handled += 1
+        if not self._armed:
+            log.info("interrupt of the main shell while idle: nothing to interrupt there")
+        elif self._depth:
             self._deferred = True
-            return
-        self._pending = False
-        raise KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
 
     def _watch(self) -> None:
+        waiting_for = None  # handler runs counted when we saw a SIGINT it has not run for yet
+        kicks, next_kick = 0, 0.0
         while True:
-            timeout = KICK_INTERVAL if self._pending and self._armed else None
+            timeout = None if waiting_for is None else max(0.0, next_kick - time.monotonic())
             readable, _, _ = select.select([self._wake_r], [], [], timeout)
-            if readable:
-                for signum in self._wake_r.recv(4096):
-                    if signum != signal.SIGINT:
-                        continue
-                    with self._lock:
-                        if self._kicks:
-                            self._kicks -= 1  # our own repeat
-                            continue
-                        if self._armed:
-                            self._pending = True
-                        else:
-                            log.info("interrupt of the main shell while idle: nothing to interrupt there")
-                    if self.on_signal is not None:
-                        self.on_signal()
-            if self._pending and self._armed:
-                self._kick()
-
-    def _kick(self) -> None:
-        with self._lock:
-            self._kicks += 1
-        signal.pthread_kill(self._main.ident, signal.SIGINT)
+            if readable and signal.SIGINT in self._wake_r.recv(4096):
+                if self.on_signal is not None:
+                    self.on_signal()
+                if self._armed and waiting_for is None:
+                    waiting_for, kicks = self._handled, 0
+                    next_kick = time.monotonic() + KICK_INTERVAL  # give the handler its chance first
+            if waiting_for is None:
+                continue
+            if self._handled != waiting_for or not self._armed or kicks >= MAX_KICKS:
+                waiting_for = None
+            elif time.monotonic() >= next_kick:
+                kicks += 1
+                next_kick = time.monotonic() + KICK_INTERVAL
+                signal.pthread_kill(self._main.ident, KICK_SIGNAL)
 
     def arm(self) -> None:
         # only the main thread receives signals, so only it arms the gate
@@ -104,16 +104,11 @@ class InterruptGate:
             if not self._armed:
                 # an interrupt meant for this request must not hit the next
                 self._deferred = False
-                self._pending = False
 
     def interrupt_main(self) -> None:
         """Interrupt the main thread exactly as a SIGINT from outside would."""
         if self._installed:
-            if self._armed:
-                self._pending = True
-                self._kick()
-            else:
-                log.info("interrupt while idle: nothing to interrupt")
+            signal.pthread_kill(self._main.ident, signal.SIGINT)
         else:  # no handler of ours (embedded): let Python raise it
             import _thread
 
@@ -143,6 +138,5 @@ class _CriticalSection:
             if not gate._depth and gate._deferred and gate._armed:
                 gate._deferred = False
                 if exc[0] is None:
-                    gate._pending = False
                     raise KeyboardInterrupt
         return False
