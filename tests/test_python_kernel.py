@@ -217,6 +217,16 @@ def test_execute_result_of_last_expression(kc):
     assert r.msgs("execute_result") == []
 
 
+def test_top_level_await(kc):
+    r = ok(kc, "import asyncio\nawait asyncio.sleep(0)\nasync def f_aw():\n    return 42\nawait f_aw()")
+    (res,) = r.msgs("execute_result")
+    assert res["content"]["data"]["text/plain"] == "42"
+    # an async for in a cell also runs (the cheap 'no await here' check must not skip it)
+    r = ok(kc, "async def gen_aw():\n    yield 1\n    yield 2\nsum_aw = 0\nasync for v in gen_aw():\n    sum_aw += v\nsum_aw")
+    (res,) = r.msgs("execute_result")
+    assert res["content"]["data"]["text/plain"] == "3"
+
+
 def test_silent_execution(kc):
     before = stored_count(kc)
     r = ok(kc, "silent_marker_q7 = 17\nsilent_marker_q7", silent=True)

@@ -88,6 +88,16 @@ class KernelShell(InteractiveShell):
         self.last_error = error
         self.kernel.error(**error)
 
+    def should_run_async(self, raw_cell, *, transformed_cell=None, preprocessing_exc_tuple=None):
+        # IPython compiles every cell once more to look for top-level await;
+        # a cell that does not even contain the words cannot need it
+        text = transformed_cell if transformed_cell is not None else raw_cell
+        if "await" not in text and "async" not in text and "await" not in raw_cell and "async" not in raw_cell:
+            return False
+        return super().should_run_async(
+            raw_cell, transformed_cell=transformed_cell, preprocessing_exc_tuple=preprocessing_exc_tuple
+        )
+
     @contextlib.contextmanager
     def _tee(self, channel):
         # IPython 9 wraps sys.stdout/stderr during each cell to keep every
