@@ -183,3 +183,29 @@ def reply_to(kc, msg_id, timeout=10.0, channel="shell"):
             continue
         if msg["parent_header"].get("msg_id") == msg_id:
             return msg
+
+
+def is_idle(msg) -> bool:
+    return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+
+
+def iopub_until(kc, msg_id, predicate, timeout=10.0):
+    """iopub messages parented to ``msg_id``, up to the first matching ``predicate``."""
+    deadline = time.monotonic() + timeout
+    mine = []
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out on iopub for {msg_id}; got {[m['msg_type'] for m in mine]}"
+        try:
+            msg = kc.get_iopub_msg(timeout=left)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            mine.append(msg)
+            if predicate(msg):
+                return mine
+
+
+def iopub_until_idle(kc, msg_id, timeout=10.0):
+    """iopub messages parented to ``msg_id``, up to and including its idle."""
+    return iopub_until(kc, msg_id, is_idle, timeout)

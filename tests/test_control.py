@@ -5,31 +5,13 @@ BlockingKernelClient. ``time.sleep`` appears only inside cells, to keep the
 kernel busy.
 """
 
-import queue
 import time
 
 import pytest
 import zmq
-from support import reply_to
+from support import iopub_until, reply_to
 
 
-
-
-def iopub_until(kc, msg_id, predicate, timeout=10.0):
-    """iopub messages parented to ``msg_id``, up to the first matching ``predicate``."""
-    deadline = time.monotonic() + timeout
-    mine = []
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"timed out on iopub for {msg_id}; got {[kind(m) for m in mine]}"
-        try:
-            msg = kc.get_iopub_msg(timeout=left)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") == msg_id:
-            mine.append(msg)
-            if predicate(msg):
-                return mine
 
 
 def kind(msg):

@@ -5,28 +5,10 @@ BlockingKernelClient. Answers are sent as a well-behaved frontend does, with
 the input_request as their parent, except where a test says otherwise.
 """
 
-import queue
 import time
 
 import pytest
-from support import reply_to
-
-
-def iopub_until_idle(kc, msg_id, timeout=10.0):
-    """iopub messages parented to ``msg_id``, up to and including its idle."""
-    deadline = time.monotonic() + timeout
-    mine = []
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no idle for {msg_id}; got {[m['msg_type'] for m in mine]}"
-        try:
-            msg = kc.get_iopub_msg(timeout=left)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") == msg_id:
-            mine.append(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return mine
+from support import iopub_until_idle, reply_to
 
 
 def input_request(kc, msg_id, timeout=10.0):
