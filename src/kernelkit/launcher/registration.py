@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from ..startup.files import as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
 
 log = logging.getLogger("kernelkit.launcher")
@@ -87,12 +88,9 @@ def _ports(content: dict) -> dict:
     """The five ports as ints; ValueError naming what is wrong."""
     ports = {}
     for name in PORT_NAMES:
-        value = content.get(name)
-        # dialect B peers (xeus) send ports as strings
-        if isinstance(value, str) and value.isascii() and value.isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 65535:
-            raise ValueError(f"{name} must be a port number, got {value!r}")
+        value = as_port(content.get(name))
+        if not value:  # None, or 0: a registered port must be a real one
+            raise ValueError(f"{name} must be a port number, got {content.get(name)!r}")
         ports[name] = value
     return ports
 

@@ -58,12 +58,22 @@ def _fail(path, what: str):
     raise StartupError(f"{path}: {what}")
 
 
-def _port(path, data, key):
-    value = data.get(key)
-    # dialect B peers (xeus) write ports as strings; accept both
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+def as_port(value) -> int | None:
+    """A port number from a file or a handshake, or None if it is not one.
+
+    Dialect B peers (xeus) write ports as strings of ASCII digits; accept both.
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        return None
+    return value
+
+
+def _port(path, data, key):
+    raw = data.get(key)
+    value = as_port(raw.strip() if isinstance(raw, str) else raw)  # files may pad with spaces
+    if value is None:
         _fail(path, f"{key} must be a port number (0-65535), got {data.get(key)!r}")
     return value
 
