@@ -29,8 +29,8 @@ class StdinRouter:
         self._critical = critical  # defers interrupts while locks are held
         self._outbound = outbound
         self._channel = channel
-        self._waiting: dict[str, queue.SimpleQueue] = {}
-        self._threads: dict[str, int] = {}  # msg_id -> ident of the waiting thread
+        # input_request msg_id -> (where its reply goes, ident of the waiting thread)
+        self._waiting: dict[str, tuple[queue.SimpleQueue, int]] = {}
         self._lock = threading.Lock()
         self._limiter = LogLimiter()
 
@@ -41,15 +41,15 @@ class StdinRouter:
             return
         parent_id = msg.parent_header.get("msg_id")
         with self._lock:
-            waiter = self._waiting.get(parent_id)
-            if waiter is None and not parent_id and len(self._waiting) == 1:
+            waiting = self._waiting.get(parent_id)
+            if waiting is None and not parent_id and len(self._waiting) == 1:
                 # jupyter_client's KernelClient.input() (jupyter console) sends
                 # no parent: give it to the one prompt that is waiting
-                waiter = next(iter(self._waiting.values()))
-        if waiter is None:
+                waiting = next(iter(self._waiting.values()))
+        if waiting is None:
             log.info("stdin: dropped an input_reply for a prompt that is no longer waiting (%s)", parent_id)
             return
-        waiter.put(msg)
+        waiting[0].put(msg)
 
     def ask(self, request, prompt: str = "", password: bool = False) -> str:
         """Send an input_request for ``request`` and wait for the answer.
@@ -66,8 +66,7 @@ class StdinRouter:
         msg_id = msg.msg_id
         waiter: queue.SimpleQueue = queue.SimpleQueue()
         with self._critical, self._lock:
-            self._waiting[msg_id] = waiter
-            self._threads[msg_id] = threading.get_ident()
+            self._waiting[msg_id] = (waiter, threading.get_ident())
         try:
             with self._critical:
                 self._outbound.send(self._channel, frames)
@@ -75,7 +74,6 @@ class StdinRouter:
         finally:
             with self._critical, self._lock:
                 self._waiting.pop(msg_id, None)
-                self._threads.pop(msg_id, None)
         if reply is _CANCEL:
             raise KeyboardInterrupt("input interrupted")
         value = reply.content.get("value", "")
@@ -86,6 +84,6 @@ class StdinRouter:
         (subshells), which SIGINT cannot reach."""
         main = threading.main_thread().ident
         with self._lock:
-            waiters = [w for mid, w in self._waiting.items() if self._threads.get(mid) != main]
+            waiters = [w for w, ident in self._waiting.values() if ident != main]
         for w in waiters:
             w.put(_CANCEL)
