@@ -121,9 +121,8 @@ class PythonKernel(Kernel):
     def flush_output(self) -> None:
         for capture in self._captures:
             capture.flush()
-        if self._shell is not None or self._captures:
-            self.stdout.flush()
-            self.stderr.flush()
+        self.stdout.flush()
+        self.stderr.flush()
 
     @property
     def shell(self):
