@@ -12,6 +12,11 @@ class Message:
     buffers: list = field(default_factory=list)
     # ZeroMQ routing identities that preceded the delimiter; replies copy them.
     identities: list = field(default_factory=list)
+    # the header frame as received (a parsed message), and the parent's
+    # (a message built in reply to one): replies echo the bytes instead of
+    # encoding the same header again for every message of a request
+    raw_header: bytes | None = field(default=None, repr=False, compare=False)
+    parent_raw: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def msg_type(self) -> str:

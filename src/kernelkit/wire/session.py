@@ -30,6 +30,19 @@ _EMPTY = b"{}"
 _REQUIRED_HEADER = ("msg_id", "msg_type")
 
 
+# the process id in message ids, kept current in a forked child (user code
+# may fork) without a system call per message
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
+
 def _username() -> str:
     try:
         return getpass.getuser()
@@ -42,6 +55,8 @@ def now_iso() -> str:
 
 
 def _json_object(part: str, data) -> dict:
+    if data == _EMPTY:  # most metadata and many parents and contents
+        return {}
     try:
         value = jsonutil.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
@@ -67,7 +82,7 @@ class Session:
     # -- building -------------------------------------------------------
     def header(self, msg_type: str, subshell_id=None) -> dict:
         h = {
-            "msg_id": f"{self.session_id}_{os.getpid()}_{next(self._counter)}",
+            "msg_id": f"{self.session_id}_{_pid}_{next(self._counter)}",
             "msg_type": msg_type,
             "username": self.username,
             "session": self.session_id,
@@ -79,15 +94,20 @@ class Session:
         return h
 
     def message(self, msg_type: str, content=None, parent: Message | dict | None = None, metadata=None) -> Message:
-        parent_header = parent.header if isinstance(parent, Message) else (parent or {})
+        if isinstance(parent, Message):
+            parent_header, parent_raw = parent.header, parent.raw_header
+        else:
+            parent_header, parent_raw = parent or {}, None
         subshell = parent_header.get("subshell_id") if parent_header else None
-        return Message(self.header(msg_type, subshell), parent_header, metadata or {}, content if content is not None else {})
+        msg = Message(self.header(msg_type, subshell), parent_header, metadata or {}, content if content is not None else {})
+        msg.parent_raw = parent_raw
+        return msg
 
     def serialize(self, msg: Message, identities=None) -> list[bytes]:
         dumps = jsonutil.dumps
         parts = [
             dumps(msg.header),
-            dumps(msg.parent_header) if msg.parent_header else _EMPTY,
+            msg.parent_raw or (dumps(msg.parent_header) if msg.parent_header else _EMPTY),
             dumps(msg.metadata) if msg.metadata else _EMPTY,
             dumps(msg.content),
         ]
@@ -128,7 +148,7 @@ class Session:
         for name in _REQUIRED_HEADER:
             if not isinstance(header.get(name), str) or not header.get(name):
                 raise MissingHeaderField(name)
-        msg = Message(header, {}, {}, {}, buffers, identities)
+        msg = Message(header, {}, {}, {}, buffers, identities, parts[0])
         try:
             msg.parent_header = _json_object("parent_header", parts[1])
             msg.metadata = _json_object("metadata", parts[2])

@@ -43,7 +43,10 @@ class Signer:
         self.key = key
         self.scheme = scheme
         digest = digest_for_scheme(scheme)
-        self._hmac = hmac.new(key, digestmod=digest) if key else None
+        base = hmac.new(key, digestmod=digest) if key else None
+        # OpenSSL's HMAC object, when there is one: copy/update/hexdigest
+        # without the Python wrapper (signing is on every message)
+        self._hmac = getattr(base, "_hmac", None) or base
         # a window of 0 turns the replay guard off
         self._seen: set[bytes] | None = set() if replay_window > 0 else None
         self._order: collections.deque[bytes] = collections.deque(maxlen=max(replay_window, 1))
@@ -56,8 +59,7 @@ class Signer:
         if self._hmac is None:
             return b""
         h = self._hmac.copy()
-        for part in parts:
-            h.update(part)
+        h.update(b"".join(parts))
         return h.hexdigest().encode("ascii")
 
     def verify(self, signature: bytes, parts: Iterable[bytes], *, check_replay: bool = True) -> None:
