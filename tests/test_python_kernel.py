@@ -439,6 +439,31 @@ def test_output_flushed_before_display_data(kc):
     assert kinds == [("stream", "p-one\n"), ("display_data", "'d-one'"), ("stream", "p-two\n")]
 
 
+def test_a_running_cell_s_messages_leave_while_it_runs(kc, tmp_path):
+    """The main shell queues its messages without waking the I/O thread while
+    a request runs (lazy sending); they must still leave while the cell runs,
+    not when it ends. The cell runs until the test creates a file."""
+    go = tmp_path / "go"
+    msg_id = kc.execute(
+        "import os, time\n"
+        "display('early')\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.01)\n"
+    )
+    seen = []
+    try:
+        while not any(m["msg_type"] == "display_data" for m in seen):
+            msg = kc.get_iopub_msg(timeout=10)
+            if parent_id(msg) == msg_id:
+                seen.append(msg)
+        assert [m["msg_type"] for m in seen] == ["status", "execute_input", "display_data"]
+        assert not kc.shell_channel.msg_ready(), "the cell ended before the test let it"
+    finally:
+        go.touch()
+    assert get_reply(kc, msg_id)["content"]["status"] == "ok"
+    iopub_until_idle(kc, msg_id)
+
+
 def test_output_flushed_before_reply_and_idle(kc):
     r = ok(kc, "import sys\nprint('last-out')\nsys.stderr.write('last-err\\n')")
     streams = r.msgs("stream")

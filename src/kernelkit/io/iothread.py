@@ -13,7 +13,6 @@ retries, in order, while it goes on reading incoming requests.
 """
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -36,6 +35,11 @@ OUTBOUND_MAXSIZE = 4096
 RETRY_MS = 2
 # Messages read from one socket before looking at the others (fairness).
 RECV_BATCH = 64
+# While the main shell runs a request, its messages are queued without waking
+# this thread (each wake-up is a GIL hand-off that slows the request down);
+# this thread looks at the FIFO this often (ms) instead, and is woken when the
+# request ends.
+LAZY_MS = 5
 # How long an input_request waits for the client's stdin socket to connect
 # (it usually follows its shell socket by milliseconds) before it is dropped.
 STDIN_CONNECT_WAIT = 5.0
@@ -50,10 +54,17 @@ class _Marker:
 
 
 class Outbound:
-    """The single outbound FIFO. Thread-safe; any thread may ``send``."""
+    """The single outbound FIFO. Thread-safe; any thread may ``send``.
+
+    A deque, not a ``queue.Queue``: appending is one atomic step, which keeps
+    the hot path cheap. Only the I/O thread takes from it. When it holds
+    ``maxsize`` messages (give or take one per producer), producers wait for
+    the I/O thread to make room.
+    """
 
     def __init__(self, ctx: zmq.Context, maxsize: int = OUTBOUND_MAXSIZE):
-        self.queue: queue.Queue = queue.Queue(maxsize)
+        self.fifo: deque = deque()
+        self.maxsize = maxsize
         self.wake_endpoint = f"inproc://kernelkit-wake-{id(self)}"
         self._ctx = ctx
         self._wake_socket = None
@@ -61,6 +72,15 @@ class Outbound:
         # True while a wake-up is on its way and the I/O thread has not yet
         # taken it: later producers need not send another.
         self.wake_pending = False
+        # producers waiting for room, and where they wait
+        self._room = threading.Condition(threading.Lock())
+        self._waiting_for_room = 0
+        # Lazy sending: requests handed to the lazy thread (counted by the I/O
+        # thread) and finished by it. While they differ, the I/O thread polls
+        # every LAZY_MS, so that thread's sends need not wake it.
+        self.lazy_ident = None
+        self._lazy_granted = 0
+        self._lazy_done = 0
 
     def connect(self) -> None:
         """Connect the wake socket (after the I/O thread has bound its end)."""
@@ -69,9 +89,54 @@ class Outbound:
         sock.connect(self.wake_endpoint)
         self._wake_socket = sock
 
-    def send(self, channel: str, frames: list) -> None:
-        """Queue ``frames`` for ``channel``; waits while the FIFO is full."""
-        self.queue.put((channel, frames))
+    def send(self, channel: str, frames: list, lazy: bool = False) -> None:
+        """Queue ``frames`` for ``channel``; waits while the FIFO is full.
+
+        ``lazy``: the sender will soon send again or finish its request, so
+        the message may wait up to LAZY_MS (only honoured on the lazy thread
+        while it runs a request; a sender about to block must not be lazy).
+        """
+        if len(self.fifo) >= self.maxsize:
+            self._wait_for_room()
+        self.fifo.append((channel, frames))
+        if lazy and self._lazy_granted != self._lazy_done and threading.get_ident() == self.lazy_ident:
+            return
+        self._wake()
+
+    def _wait_for_room(self) -> None:
+        with self._room:
+            # counted before looking, so the I/O thread either sees us
+            # waiting or made room before we looked
+            self._waiting_for_room += 1
+            try:
+                while len(self.fifo) >= self.maxsize:
+                    self._wake()
+                    self._room.wait(1.0)
+            finally:
+                self._waiting_for_room -= 1
+
+    def made_room(self) -> None:
+        """Called by the I/O thread after taking messages."""
+        if self._waiting_for_room and len(self.fifo) < self.maxsize:
+            with self._room:
+                self._room.notify_all()
+
+    # the I/O thread calls grant_lazy before it hands the lazy thread a request;
+    # that thread calls lazy_done when it has finished it (which wakes the I/O
+    # thread, so nothing queued lazily waits for the next look)
+    def grant_lazy(self) -> None:
+        self._lazy_granted += 1
+
+    def lazy_done(self) -> None:
+        self._lazy_done += 1
+        self._wake()
+
+    @property
+    def lazy_active(self) -> bool:
+        return self._lazy_granted != self._lazy_done
+
+    def wake(self) -> None:
+        """Have the I/O thread send what is queued now (even lazily queued)."""
         self._wake()
 
     def _wake(self) -> None:
@@ -86,14 +151,14 @@ class Outbound:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far has been handed to ZeroMQ."""
         marker = _Marker("flush")
-        self.queue.put((None, marker))
+        self.fifo.append((None, marker))
         self._wake()
         return marker.event.wait(timeout)
 
     def stop(self) -> _Marker:
         """Ask the I/O thread to send what is queued, close its sockets and end."""
         marker = _Marker("stop")
-        self.queue.put((None, marker))
+        self.fifo.append((None, marker))
         self._wake()
         return marker
 
@@ -160,7 +225,10 @@ class IOThread(threading.Thread):
         by_socket = {self.sockets[ch]: ch for ch in CHANNELS}
         try:
             while not self._stopped:
-                timeout = RETRY_MS if (self._pending or self._welcomes) else None
+                if self._pending or self._welcomes:
+                    timeout = RETRY_MS
+                else:
+                    timeout = LAZY_MS if self.outbound.lazy_active else None
                 for sock, _ in poller.poll(timeout):
                     if sock is self._wake:
                         self._drain_wake()
@@ -175,11 +243,12 @@ class IOThread(threading.Thread):
             self._close()
 
     def _drain_wake(self) -> None:
-        while True:
-            try:
-                self._wake.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        # at most one wake-up is in flight (producers send one only while
+        # wake_pending is clear), so one read empties the socket
+        try:
+            self._wake.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            pass
         # Clear the flag only after the socket is empty, and before the FIFO
         # is drained: a producer that saw the flag set queued its message
         # before we drain; one that sees it clear sends a wake-up that stays
@@ -189,6 +258,8 @@ class IOThread(threading.Thread):
 
     # -- incoming ----------------------------------------------------------
     def _read(self, channel: str, sock) -> None:
+        # poll said readable: read until ZMQ says nothing is left (asking is
+        # cheaper than the exception a failed read raises)
         for _ in range(RECV_BATCH):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -206,8 +277,10 @@ class IOThread(threading.Thread):
                     (channel, type(e).__name__),
                     f"{channel}: dropped malformed message ({type(e).__name__}: {e})",
                 )
-                continue
-            self.on_message(channel, msg)
+            else:
+                self.on_message(channel, msg)
+            if not sock.get(zmq.EVENTS) & zmq.POLLIN:
+                return
 
     def _read_subscriptions(self) -> None:
         sock = self.sockets[IOPUB]
@@ -257,37 +330,39 @@ class IOThread(threading.Thread):
             welcomes.popleft()
             self._held_since = None
         pending = self._pending
-        get = self.outbound.queue.get_nowait
-        while True:
-            if not pending:
+        fifo = self.outbound.fifo
+        try:
+            while True:
+                if not pending:
+                    if not fifo:  # only this thread takes from the FIFO
+                        return
+                    pending.append(fifo.popleft())
+                channel, frames = pending[0]
+                if channel is None:  # a marker
+                    pending.popleft()
+                    if frames.name == "stop":
+                        self._stopped = True
+                        self._stop_marker = frames
+                        return
+                    frames.event.set()
+                    continue
                 try:
-                    pending.append(get())
-                except queue.Empty:
+                    self.sockets[channel].send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    # a subscriber is full: keep the message, retry soon
+                    self._note_held()
                     return
-            channel, frames = pending[0]
-            if channel is None:  # a marker
+                except zmq.ZMQError as e:
+                    if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
+                        if self._note_held() < STDIN_CONNECT_WAIT:
+                            return  # the client's stdin socket is not connected yet
+                        log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
+                    else:
+                        log.error("cannot send on %s: %s", channel, e)
                 pending.popleft()
-                if frames.name == "stop":
-                    self._stopped = True
-                    self._stop_marker = frames
-                    return
-                frames.event.set()
-                continue
-            try:
-                self.sockets[channel].send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                # a subscriber is full: keep the message, retry soon
-                self._note_held()
-                return
-            except zmq.ZMQError as e:
-                if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
-                    if self._note_held() < STDIN_CONNECT_WAIT:
-                        return  # the client's stdin socket is not connected yet
-                    log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
-                else:
-                    log.error("cannot send on %s: %s", channel, e)
-            pending.popleft()
-            self._held_since = None
+                self._held_since = None
+        finally:
+            self.outbound.made_room()
 
     def _note_held(self) -> float:
         """Note that the head message could not be sent; return for how long."""

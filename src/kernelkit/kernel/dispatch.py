@@ -13,6 +13,7 @@ import queue
 import threading
 import traceback
 import uuid
+from collections import deque
 
 from ..io import CONTROL, IOPUB, SHELL, STDIN, LogLimiter
 from ..wire.errors import InvalidContent
@@ -62,7 +63,11 @@ class ShellQueue:
 
     def __init__(self, subshell_id=None):
         self.subshell_id = subshell_id
-        self.queue: queue.Queue = queue.Queue()
+        # SimpleQueue: put and get are single C calls (this is the hand-off
+        # from the I/O thread on every request)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        # requests taken out and put back in front (see Runtime.abort_queued)
+        self.put_back: deque = deque()
         self.current: Request | None = None
         self.thread: threading.Thread | None = None
         # a subshell counts its own executions (JEP 91); the main shell's
@@ -71,6 +76,25 @@ class ShellQueue:
         # after a failed execute with stop_on_error: executes that arrived
         # up to this arrival number are answered "aborted"
         self.abort_through: int | None = None
+
+    def take(self):
+        """The next request (waits until there is one)."""
+        if self.put_back:
+            req = self.take_nowait()
+            if req is not None:
+                return req
+        return self.queue.get()
+
+    def take_nowait(self):
+        """The next request, or None if there is none now."""
+        try:
+            return self.put_back.popleft()
+        except IndexError:  # the usual case; also safe if two threads race
+            pass
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            return None
 
 
 class Runtime:
@@ -85,7 +109,7 @@ class Runtime:
         self.kernel = None
         self.main_shell = ShellQueue(None)
         self.shells = {None: self.main_shell}
-        self.control_queue: queue.Queue = queue.Queue()
+        self.control_queue: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.topic_prefix = f"kernel.{session.session_id}.".encode()
         self.on_stop = None  # set by the app: called once when shutdown is requested
@@ -113,6 +137,8 @@ class Runtime:
             self.control_queue.put(req)  # answered at once, not behind running code
             return
         req.shell = shell
+        if shell is self.main_shell:
+            self.outbound.grant_lazy()
         shell.queue.put(req)
 
     def on_invalid(self, channel: str, msg, error) -> None:
@@ -157,9 +183,8 @@ class Runtime:
         """Answer the requests queued in a deleted subshell (also those the
         I/O thread routed just before the deletion) with SubshellDeleted."""
         while True:
-            try:
-                req = shell.queue.get_nowait()
-            except queue.Empty:
+            req = shell.take_nowait()
+            if req is None:
                 return
             if req is not _STOP:
                 req.invalid = SubshellDeleted(f"subshell {shell.subshell_id} was deleted before this request ran")
@@ -178,7 +203,7 @@ class Runtime:
             identities = parent.message.identities
         frames = self.session.serialize(msg, identities)
         with self.gate.critical:  # an interrupt must not cut the FIFO's bookkeeping in half
-            self.outbound.send(channel, frames)
+            self.outbound.send(channel, frames, lazy=True)
         return msg
 
     def publish(self, msg_type: str, content, parent: Request | None = None, metadata=None, buffers=None):
@@ -265,7 +290,10 @@ class Runtime:
 
     # -- loops --------------------------------------------------------------------
     def run_shell(self, shell: ShellQueue) -> None:
-        get = shell.queue.get
+        get = shell.take
+        main = shell is self.main_shell
+        if main:
+            self.outbound.lazy_ident = threading.get_ident()
         while not self.stopping.is_set():
             try:
                 req = get()
@@ -280,6 +308,8 @@ class Runtime:
                 self.handle(req)
             finally:
                 shell.current = None
+                if main:
+                    self.outbound.lazy_done()
             if shell.abort_through is not None:
                 self.abort_queued(shell, shell.abort_through)
                 shell.abort_through = None
@@ -288,19 +318,19 @@ class Runtime:
         """After a failed execute with stop_on_error: answer the executes that
         arrived up to ``through`` with ``aborted``; other requests run."""
         while True:
-            try:
-                req = shell.queue.get_nowait()
-            except queue.Empty:
+            req = shell.take_nowait()
+            if req is None:
                 return
             if req is _STOP or req.arrival > through:
                 # put it back at the front: it must run next, in order
-                with shell.queue.mutex:
-                    shell.queue.queue.appendleft(req)
+                shell.put_back.appendleft(req)
                 return
             if req.msg_type == "execute_request":
                 self.abort(req)
             else:
                 self.handle(req)
+            if shell is self.main_shell:
+                self.outbound.lazy_done()
 
     def run_control(self) -> None:
         while True:
