@@ -526,6 +526,21 @@ def test_input_in_a_subshell_goes_to_the_client_that_sent_the_request(pykernel):
     assert not one.stdin_pending() and not two.stdin_pending()
 
 
+def test_main_shell_and_subshell_flushing_output_at_once(pykernel):
+    """Every display flushes the kernel's output, fd-level capture included,
+    on the thread that displays: the main shell and a subshell doing it at
+    the same time must both succeed (the capture's poll object is shared)."""
+    fe = pykernel.fe
+    sub = fe.create_subshell()
+    code = "import os\nfor i in range(300):\n    os.write(1, b'.')\n    display(i)\n"
+    ids = [fe.execute(code), fe.execute(code, sub)]
+    for msg_id in ids:
+        reply = fe.reply(msg_id, timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        out = fe.iopub(msg_id, 60)
+        assert len([m for m in out if m["msg_type"] == "display_data"]) == 300
+
+
 # ================================================================ interrupts
 # An input() prompt cancelled in a subshell raises KeyboardInterrupt there,
 # as an interrupted prompt in the main shell does.

@@ -197,7 +197,8 @@ class Kernel:
         # silent or unstored runs report the count of the last stored one
         req.execution_count = counter.execution_count
         if not silent:
-            self.publish("execute_input", {"code": code, "execution_count": req.execution_count}, parent=req)
+            # (no flush first: this request has produced no output yet)
+            rt.publish("execute_input", {"code": code, "execution_count": req.execution_count}, req)
         reply = {"execution_count": req.execution_count, "user_expressions": {}, "payload": []}
         try:
             rt.gate.arm()

@@ -151,6 +151,10 @@ class FdCapture:
         os.close(write_end)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._lock = threading.Lock()
+        # flush runs before every reply: asking whether the pipe holds
+        # anything is cheaper than a read that fails
+        self._pending = select.poll()
+        self._pending.register(self._read_end, select.POLLIN)
         self._thread = threading.Thread(target=self._run, name=f"kernelkit-fd{fd}-reader", daemon=True)
         self._thread.start()
 
@@ -176,5 +180,6 @@ class FdCapture:
                 self._drain_locked()
 
     def flush(self) -> None:
-        with self._lock:
-            self._drain_locked()
+        with self._lock:  # also serialises the poll object (not thread-safe)
+            if self._pending.poll(0):  # bytes written to the fd are waiting
+                self._drain_locked()
