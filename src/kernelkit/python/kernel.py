@@ -146,7 +146,10 @@ class PythonKernel(Kernel):
         store_history = bool(c.get("store_history", True)) and not silent
         if request.subshell_id is None:
             # IPython numbers the cell with its own counter: keep it ours
-            shell.execution_count = request.execution_count if store_history else self.execution_count + 1
+            # (a trait: setting it costs a validation, so only on change)
+            count = request.execution_count if store_history else self.execution_count + 1
+            if shell.execution_count != count:
+                shell.execution_count = count
         else:
             # a subshell has its own count (the request carries it); IPython's
             # history and counter belong to the main shell
@@ -165,8 +168,12 @@ class PythonKernel(Kernel):
             reply.update(status="error", **err)
         expressions = c.get("user_expressions") or {}
         reply["user_expressions"] = shell.user_expressions(expressions) if expressions else {}
-        reply["payload"] = shell.payload_manager.read_payload()
-        shell.payload_manager.clear_payload()
+        payload = shell.payload_manager.read_payload()
+        reply["payload"] = payload
+        if payload:  # clearing is a trait assignment: only when there is something
+            shell.payload_manager.clear_payload()
+        else:
+            reply["payload"] = []  # not the manager's own (empty) list
         return reply
 
     def complete(self, code, cursor_pos, request):
