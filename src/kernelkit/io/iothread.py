@@ -10,6 +10,10 @@ handed to callbacks, which put them on the handlers' queues.
 IOPub is an XPUB socket with XPUB_NODROP: when a subscriber is slow the send
 fails with EAGAIN instead of dropping, and this thread holds the message and
 retries, in order, while it goes on reading incoming requests.
+
+Waking this thread costs the producer a GIL hand-off, so the main shell sends
+lazily while it runs a request (see ``Outbound.send``): this thread then
+looks at the FIFO every LAZY_MS and is woken when the request ends.
 """
 
 import logging
