@@ -49,6 +49,35 @@ LAZY_MS = 5
 STDIN_CONNECT_WAIT = 5.0
 
 
+# pyzmq's send_multipart type-checks every frame and goes through its Python
+# send wrapper per frame; ours are bytes already, so call the backend's send
+# (and recv: these are on every message).
+# (As in pyzmq, an EAGAIN can only come on the first frame: ZeroMQ takes a
+# multipart message whole or not at all.)
+_backend_send = zmq.backend.Socket.send
+_MORE = zmq.SNDMORE | zmq.NOBLOCK
+
+
+def _send_multipart(sock, frames) -> None:
+    send = _backend_send
+    for frame in frames[:-1]:
+        send(sock, frame, _MORE)
+    send(sock, frames[-1], zmq.NOBLOCK)
+
+
+_backend_recv = zmq.backend.Socket.recv
+_backend_get = zmq.backend.Socket.get
+
+
+def _recv_multipart(sock) -> list:
+    """One whole message as bytes (raises zmq.Again if none is waiting)."""
+    recv, get = _backend_recv, _backend_get
+    parts = [recv(sock, zmq.NOBLOCK)]
+    while get(sock, zmq.RCVMORE):
+        parts.append(recv(sock, zmq.NOBLOCK))
+    return parts
+
+
 class _Marker:
     __slots__ = ("name", "event")
 
@@ -266,7 +295,7 @@ class IOThread(threading.Thread):
         # cheaper than the exception a failed read raises)
         for _ in range(RECV_BATCH):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = _recv_multipart(sock)
             except zmq.Again:
                 return
             try:
@@ -275,7 +304,6 @@ class IOThread(threading.Thread):
                 self._limiter.warn((channel, type(e).__name__), f"{channel}: invalid request content: {e}")
                 if self.on_invalid is not None:
                     self.on_invalid(channel, e.message, e)
-                continue
             except WireError as e:
                 self._limiter.warn(
                     (channel, type(e).__name__),
@@ -351,7 +379,7 @@ class IOThread(threading.Thread):
                     frames.event.set()
                     continue
                 try:
-                    self.sockets[channel].send_multipart(frames, zmq.NOBLOCK)
+                    _send_multipart(self.sockets[channel], frames)
                 except zmq.Again:
                     # a subscriber is full: keep the message, retry soon
                     self._note_held()

@@ -136,7 +136,7 @@ class Kernel:
         display, error or status that the code produced after it."""
         if msg_type != "stream":
             self.flush_output()
-        return self._runtime.publish(msg_type, content, parent, metadata, buffers)
+        self._runtime.publish(msg_type, content, parent, metadata, buffers)
 
     def flush_output(self) -> None:
         """Send any output the kernel has buffered. Called before every

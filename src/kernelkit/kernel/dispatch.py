@@ -112,6 +112,7 @@ class Runtime:
         self.control_queue: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.topic_prefix = f"kernel.{session.session_id}.".encode()
+        self._topics: dict = {}  # msg_type -> iopub topic
         self.on_stop = None  # set by the app: called once when shutdown is requested
         self._stop_after = None
         self._arrived = 0  # arrival number of the last request (I/O thread)
@@ -193,21 +194,20 @@ class Runtime:
     def list_subshells(self) -> list:
         return [sid for sid in self.shells if sid is not None]
 
-    def send(self, channel: str, msg_type: str, content, parent: Request | None, metadata=None, buffers=None):
-        msg = self.session.message(msg_type, content, parent.message if parent else None, metadata)
-        if buffers:
-            msg.buffers = list(buffers)
+    def send(self, channel: str, msg_type: str, content, parent: Request | None, metadata=None, buffers=None) -> None:
         if channel == IOPUB:
-            identities = [self.topic_prefix + msg_type.encode()]
+            topic = self._topics.get(msg_type)
+            if topic is None:
+                topic = self._topics[msg_type] = self.topic_prefix + msg_type.encode()
+            identities = (topic,)
         else:
             identities = parent.message.identities
-        frames = self.session.serialize(msg, identities)
+        frames = self.session.frames(msg_type, content, parent.message if parent else None, metadata, identities, buffers)
         with self.gate.critical:  # an interrupt must not cut the FIFO's bookkeeping in half
             self.outbound.send(channel, frames, lazy=True)
-        return msg
 
-    def publish(self, msg_type: str, content, parent: Request | None = None, metadata=None, buffers=None):
-        return self.send(IOPUB, msg_type, content, parent or self.current_request, metadata, buffers)
+    def publish(self, msg_type: str, content, parent: Request | None = None, metadata=None, buffers=None) -> None:
+        self.send(IOPUB, msg_type, content, parent or self.current_request, metadata, buffers)
 
     def status(self, state: str, parent: Request | None) -> None:
         self.send(IOPUB, "status", {"execution_state": state}, parent)

@@ -120,11 +120,31 @@ class Session:
         return frames
 
     def frames(self, msg_type: str, content=None, parent: Message | dict | None = None, metadata=None, identities=None, buffers=None) -> list[bytes]:
-        """Build and serialize in one step; returns the frames to send."""
-        msg = self.message(msg_type, content, parent, metadata)
+        """Build and serialize in one step; returns the frames to send.
+
+        The same bytes as ``serialize(message(...))``, without the Message in
+        between: this is the path every message the kernel sends takes.
+        """
+        if isinstance(parent, Message):
+            parent_header, parent_part = parent.header, parent.raw_header
+        else:
+            parent_header, parent_part = parent, None
+        dumps = jsonutil.dumps
+        if parent_part is None:
+            parent_part = dumps(parent_header) if parent_header else _EMPTY
+        parts = [
+            dumps(self.header(msg_type, parent_header.get("subshell_id") if parent_header else None)),
+            parent_part,
+            dumps(metadata) if metadata else _EMPTY,
+            dumps(content) if content else _EMPTY,
+        ]
+        frames = list(identities) if identities else []
+        frames.append(DELIMITER)
+        frames.append(self.signer.sign(parts))
+        frames += parts
         if buffers:
-            msg.buffers = list(buffers)
-        return self.serialize(msg, identities)
+            frames.extend(bytes(b) for b in buffers)
+        return frames
 
     # -- parsing --------------------------------------------------------
     def parse(self, frames: list, *, check_replay: bool = True) -> Message:
@@ -133,7 +153,8 @@ class Session:
         When the header is readable but the content is not, raises
         InvalidContent carrying the message so a reply can still be sent.
         """
-        frames = [f.bytes if hasattr(f, "bytes") else f for f in frames]
+        if not all(type(f) is bytes for f in frames):  # zmq.Frame, bytearray, memoryview
+            frames = [f.bytes if hasattr(f, "bytes") else bytes(f) for f in frames]
         try:
             idx = frames.index(DELIMITER)
         except ValueError:
