@@ -168,10 +168,6 @@ class Outbound:
     def lazy_active(self) -> bool:
         return self._lazy_granted != self._lazy_done
 
-    def wake(self) -> None:
-        """Have the I/O thread send what is queued now (even lazily queued)."""
-        self._wake()
-
     def _wake(self) -> None:
         if self.wake_pending:
             return
