@@ -189,13 +189,14 @@ def is_idle(msg) -> bool:
     return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
 
 
-def iopub_until(kc, msg_id, predicate, timeout=10.0):
-    """iopub messages parented to ``msg_id``, up to the first matching ``predicate``."""
+def iopub_until(kc, msg_id, predicate, timeout=10.0, what=None):
+    """iopub messages parented to ``msg_id``, up to the first matching ``predicate``
+    (``what`` names it in the failure message)."""
     deadline = time.monotonic() + timeout
     mine = []
     while True:
         left = deadline - time.monotonic()
-        assert left > 0, f"timed out on iopub for {msg_id}; got {[m['msg_type'] for m in mine]}"
+        assert left > 0, f"no {what or 'match'} on iopub for {msg_id} within {timeout} s; got {[m['msg_type'] for m in mine]}"
         try:
             msg = kc.get_iopub_msg(timeout=left)
         except queue.Empty:
@@ -209,3 +210,37 @@ def iopub_until(kc, msg_id, predicate, timeout=10.0):
 def iopub_until_idle(kc, msg_id, timeout=10.0):
     """iopub messages parented to ``msg_id``, up to and including its idle."""
     return iopub_until(kc, msg_id, is_idle, timeout)
+
+
+def result_text(messages):
+    """The text/plain of the one execute_result among ``messages``."""
+    results = [m for m in messages if m["msg_type"] == "execute_result"]
+    assert len(results) == 1, [m["msg_type"] for m in messages]
+    return results[0]["content"]["data"]["text/plain"]
+
+
+def run_ok(kc, code, timeout=10.0):
+    """Run a cell that needs no input and must succeed; return (reply, its iopub messages)."""
+    msg_id = kc.execute(code)
+    reply = reply_to(kc, msg_id, timeout)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply, iopub_until_idle(kc, msg_id, timeout)
+
+
+def input_request(kc, msg_id, timeout=10.0):
+    """The next message on stdin, which must be an input_request for ``msg_id``."""
+    msg = kc.get_stdin_msg(timeout=timeout)
+    assert msg["msg_type"] == "input_request", msg
+    assert msg["parent_header"].get("msg_id") == msg_id, "the input_request is not parented to the execute_request"
+    return msg
+
+
+def answer(kc, request, value):
+    """An input_reply parented to ``request`` (the input_request), as JupyterLab sends it."""
+    kc.stdin_channel.send(kc.session.msg("input_reply", {"value": value}, parent=request))
+
+
+def assert_no_stdin(kc):
+    """Nothing (more) on stdin. Called after the request's idle, which the
+    kernel sends after anything it sent on stdin for that request."""
+    assert not kc.stdin_channel.msg_ready(), f"unexpected stdin message: {kc.get_stdin_msg(timeout=0.1)}"

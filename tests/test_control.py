@@ -9,17 +9,11 @@ import time
 
 import pytest
 import zmq
-from support import iopub_until, reply_to
-
-
+from support import iopub_until, iopub_until_idle, reply_to, result_text, run_ok
 
 
 def kind(msg):
     return msg["content"]["execution_state"] if msg["msg_type"] == "status" else msg["msg_type"]
-
-
-def iopub_until_idle(kc, msg_id, timeout=10.0):
-    return iopub_until(kc, msg_id, lambda m: kind(m) == "idle", timeout)
 
 
 def control(kc, msg_type, content=None):
@@ -37,19 +31,6 @@ def shell(kc, msg_type, content=None):
 def started(kc, msg_id, timeout=10.0):
     """Wait until the cell ``msg_id`` is running (its execute_input arrived)."""
     iopub_until(kc, msg_id, lambda m: m["msg_type"] == "execute_input", timeout)
-
-
-def run_ok(kc, code, timeout=10.0):
-    msg_id = kc.execute(code)
-    reply = reply_to(kc, msg_id, timeout)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return reply, iopub_until_idle(kc, msg_id, timeout)
-
-
-def result_text(messages):
-    results = [m for m in messages if m["msg_type"] == "execute_result"]
-    assert len(results) == 1, [kind(m) for m in messages]
-    return results[0]["content"]["data"]["text/plain"]
 
 
 def assert_alive(proc, kc):

@@ -11,7 +11,6 @@ only inside cells, to keep the kernel busy.
 
 import ast
 import json
-import queue
 import subprocess
 import sys
 import time
@@ -20,7 +19,17 @@ import pytest
 from jupyter_client import BlockingKernelClient, KernelManager
 from jupyter_client.connect import write_connection_file
 
-from support import KernelProcess
+from support import (
+    KernelProcess,
+    answer,
+    assert_no_stdin,
+    input_request,
+    iopub_until,
+    iopub_until_idle,
+    reply_to,
+    result_text,
+    run_ok,
+)
 
 PY_KERNEL = [sys.executable, "-m", "kernelkit.python"]
 # the whole interrupt round trip (send it, get the error reply) must be this quick
@@ -28,95 +37,15 @@ INTERRUPT_DEADLINE = 1.0
 
 
 # ---------------------------------------------------------------- helpers
-def wait_for(get, predicate, what, timeout=10.0):
-    """The first message from ``get`` matching ``predicate``; others are skipped."""
-    deadline = time.monotonic() + timeout
-    skipped = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {what} within {timeout} s; skipped {skipped}")
-        try:
-            msg = get(timeout=left)
-        except queue.Empty:
-            continue
-        if predicate(msg):
-            return msg
-        skipped.append(msg["msg_type"])
-
-
-def parent_id(msg):
-    return msg["parent_header"].get("msg_id")
-
-
-def reply_to(kc, msg_id, timeout=10.0, channel="shell"):
-    get = kc.get_shell_msg if channel == "shell" else kc.get_control_msg
-    return wait_for(get, lambda m: parent_id(m) == msg_id, f"{channel} reply to {msg_id}", timeout)
-
-
-def iopub_until(kc, msg_id, predicate, what, timeout=10.0):
-    """iopub messages parented to ``msg_id``, up to the first matching ``predicate``."""
-    mine = []
-
-    def collect(m):
-        if parent_id(m) != msg_id:
-            return False
-        mine.append(m)
-        return predicate(m)
-
-    wait_for(kc.get_iopub_msg, collect, what, timeout)
-    return mine
-
-
-def is_idle(msg):
-    return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
-
-
-def iopub_until_idle(kc, msg_id, timeout=10.0):
-    return iopub_until(kc, msg_id, is_idle, f"idle for {msg_id}", timeout)
-
-
 def wait_started(kc, msg_id, timeout=10.0):
     """Wait for the cell to print 'started' (so it is running, not queued)."""
     iopub_until(
         kc,
         msg_id,
         lambda m: m["msg_type"] == "stream" and "started" in m["content"]["text"],
-        f"'started' from {msg_id}",
         timeout,
+        what=f"'started' from {msg_id}",
     )
-
-
-def result_text(messages):
-    results = [m for m in messages if m["msg_type"] == "execute_result"]
-    assert len(results) == 1, [m["msg_type"] for m in messages]
-    return results[0]["content"]["data"]["text/plain"]
-
-
-def run_ok(kc, code, timeout=10.0):
-    """Run a cell that needs no input; return (reply content, its iopub messages)."""
-    msg_id = kc.execute(code)
-    reply = reply_to(kc, msg_id, timeout)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return reply, iopub_until_idle(kc, msg_id, timeout)
-
-
-def input_request(kc, msg_id, timeout=10.0):
-    msg = kc.get_stdin_msg(timeout=timeout)
-    assert msg["msg_type"] == "input_request", msg
-    assert parent_id(msg) == msg_id, "the input_request is not parented to the execute_request"
-    return msg
-
-
-def answer(kc, request, value):
-    """An input_reply parented to ``request`` (the input_request), as JupyterLab sends it."""
-    kc.stdin_channel.send(kc.session.msg("input_reply", {"value": value}, parent=request))
-
-
-def assert_no_stdin(kc):
-    """Nothing (more) on stdin. Called after the request's idle, which the
-    kernel sends after anything it sent on stdin for that request."""
-    assert not kc.stdin_channel.msg_ready(), f"unexpected stdin message: {kc.get_stdin_msg(timeout=1)}"
 
 
 def interrupt(proc, kc, mode):

@@ -8,39 +8,7 @@ the input_request as their parent, except where a test says otherwise.
 import time
 
 import pytest
-from support import iopub_until_idle, reply_to
-
-
-def input_request(kc, msg_id, timeout=10.0):
-    msg = kc.get_stdin_msg(timeout=timeout)
-    assert msg["msg_type"] == "input_request", msg
-    assert msg["parent_header"].get("msg_id") == msg_id, "the input_request is not parented to the execute_request"
-    return msg
-
-
-def answer(kc, request, value):
-    """An input_reply parented to ``request`` (the input_request)."""
-    kc.stdin_channel.send(kc.session.msg("input_reply", {"value": value}, parent=request))
-
-
-def result_text(messages):
-    results = [m for m in messages if m["msg_type"] == "execute_result"]
-    assert len(results) == 1, [m["msg_type"] for m in messages]
-    return results[0]["content"]["data"]["text/plain"]
-
-
-def run_ok(kc, code, timeout=10.0):
-    """Execute code that needs no input; return (reply, iopub messages)."""
-    msg_id = kc.execute(code)
-    reply = reply_to(kc, msg_id, timeout)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return reply, iopub_until_idle(kc, msg_id, timeout)
-
-
-def assert_no_stdin(kc):
-    """Nothing (further) was sent on stdin. Called after the request's idle,
-    which the kernel sends after anything it sent on stdin for it."""
-    assert not kc.stdin_channel.msg_ready(), f"unexpected stdin message: {kc.get_stdin_msg(timeout=0.1)}"
+from support import answer, assert_no_stdin, input_request, iopub_until_idle, reply_to, result_text, run_ok
 
 
 # --------------------------------------------------------------- round trip
