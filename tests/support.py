@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import zmq
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
 
 from kernelkit.wire import DELIMITER, Session, jsonutil
 
@@ -244,3 +246,20 @@ def assert_no_stdin(kc):
     """Nothing (more) on stdin. Called after the request's idle, which the
     kernel sends after anything it sent on stdin for that request."""
     assert not kc.stdin_channel.msg_ready(), f"unexpected stdin message: {kc.get_stdin_msg(timeout=0.1)}"
+
+
+def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, ready_timeout=20, **conn):
+    """Start a kernel on a classic connection file in ``tmp_path``; return
+    (process, client) once it answers kernel_info."""
+    fname, info = write_connection_file(str(tmp_path / "kernel.json"), key=key, **conn)
+    proc = KernelProcess(argv, fname, env=env)
+    kc = BlockingKernelClient()
+    kc.load_connection_file(fname)
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=ready_timeout)
+    except RuntimeError:
+        kc.stop_channels()
+        proc.kill()
+        raise AssertionError(f"kernel did not become ready; stderr:\n{proc.stderr}")
+    return proc, kc

@@ -16,11 +16,9 @@ import sys
 import time
 
 import pytest
-from jupyter_client import BlockingKernelClient, KernelManager
-from jupyter_client.connect import write_connection_file
+from jupyter_client import KernelManager
 
 from support import (
-    KernelProcess,
     answer,
     assert_no_stdin,
     input_request,
@@ -29,6 +27,7 @@ from support import (
     reply_to,
     result_text,
     run_ok,
+    start_kernel,
 )
 
 PY_KERNEL = [sys.executable, "-m", "kernelkit.python"]
@@ -75,17 +74,7 @@ def pykernel(tmp_path):
     """The bundled Python kernel on a connection file, with a private IPYTHONDIR."""
     ipython_dir = tmp_path / "ipython"
     ipython_dir.mkdir()
-    fname, _ = write_connection_file(str(tmp_path / "kernel.json"), key=b"interactive-key")
-    proc = KernelProcess(PY_KERNEL, fname, env={"IPYTHONDIR": str(ipython_dir)})
-    kc = BlockingKernelClient()
-    kc.load_connection_file(fname)
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=30)
-    except RuntimeError:
-        proc.kill()
-        kc.stop_channels()
-        raise AssertionError(f"kernel did not become ready; stderr:\n{proc.stderr}")
+    proc, kc = start_kernel(tmp_path, PY_KERNEL, b"interactive-key", {"IPYTHONDIR": str(ipython_dir)}, ready_timeout=30)
     yield PythonKernel(proc, kc)
     kc.stop_channels()
     proc.kill()

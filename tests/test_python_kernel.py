@@ -22,9 +22,7 @@ import time
 from datetime import datetime
 
 import pytest
-from jupyter_client import BlockingKernelClient
-from jupyter_client.connect import write_connection_file
-from support import KernelProcess
+from support import start_kernel
 
 import kernelkit
 from kernelkit.wire import PROTOCOL_VERSION
@@ -45,18 +43,7 @@ def kc(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("python-kernel")
     ipython_dir = tmp / "ipython"
     ipython_dir.mkdir()
-    # as conftest.start_kernel does, plus the environment (start_kernel takes no env)
-    fname, _ = write_connection_file(str(tmp / "kernel.json"), key=b"python-kernel-key")
-    proc = KernelProcess(PYTHON_KERNEL, fname, env={"IPYTHONDIR": str(ipython_dir)})
-    client = BlockingKernelClient()
-    client.load_connection_file(fname)
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=TIMEOUT)
-    except RuntimeError:
-        client.stop_channels()
-        proc.kill()
-        raise AssertionError(f"Python kernel did not become ready; stderr:\n{proc.stderr}")
+    proc, client = start_kernel(tmp, PYTHON_KERNEL, b"python-kernel-key", {"IPYTHONDIR": str(ipython_dir)}, ready_timeout=TIMEOUT)
     client.kernel_process = proc
     yield client
     client.stop_channels()

@@ -316,7 +316,7 @@ def test_classic_connection_file(kernel):
 
 
 def test_classic_connection_file_other_scheme(tmp_path):
-    from conftest import start_kernel
+    from support import start_kernel
 
     proc, kc = start_kernel(tmp_path, signature_scheme="hmac-sha512")
     try:
