@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from jupyter_client import KernelManager
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -15,3 +16,21 @@ def kernel(tmp_path):
     yield proc, kc
     kc.stop_channels()
     proc.kill()
+
+
+@pytest.fixture
+def managers():
+    """``start(kernel_name, **KernelManager options)`` starts a KernelManager;
+    every one started is shut down afterwards."""
+    started = []
+
+    def start(name, **kw):
+        km = KernelManager(kernel_name=name, **kw)
+        started.append(km)
+        km.start_kernel()
+        return km
+
+    yield start
+    for km in started:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)

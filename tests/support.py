@@ -263,3 +263,11 @@ def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, ready_ti
         proc.kill()
         raise AssertionError(f"kernel did not become ready; stderr:\n{proc.stderr}")
     return proc, kc
+
+
+def km_client(km, timeout=30):
+    """A started, ready BlockingKernelClient for a KernelManager's kernel."""
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=timeout)
+    return kc

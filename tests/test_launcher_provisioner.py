@@ -12,7 +12,7 @@ from jupyter_client import AsyncKernelManager, BlockingKernelClient, KernelManag
 
 from kernelkit.launcher import HandshakeError
 from kernelkit.launcher.provisioner import HandshakeProvisioner
-from support import EXEC_KERNEL
+from support import EXEC_KERNEL, km_client
 
 
 def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", **spec_extra):
@@ -41,30 +41,6 @@ def exec_spec(jupyter_dirs, dialect=None, interrupt_mode=None):
     return write_spec(jupyter_dirs / "share", name, [*EXEC_KERNEL, "-f", "{connection_file}"], dialect, interrupt_mode)
 
 
-@pytest.fixture
-def started():
-    """Start KernelManagers and always shut them down."""
-    managers = []
-
-    def start(name, **kw):
-        km = KernelManager(kernel_name=name, **kw)
-        managers.append(km)
-        km.start_kernel()
-        return km
-
-    yield start
-    for km in managers:
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
-
-
-def client(km):
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=30)
-    return kc
-
-
 def run(kc, code, timeout=30):
     out = []
     reply = kc.execute_interactive(code, timeout=timeout, output_hook=out.append)
@@ -86,8 +62,8 @@ def test_entry_point_is_registered():
 
 
 @pytest.mark.parametrize("dialect", ["A", "B"])
-def test_start_run_restart_shutdown(jupyter_dirs, started, dialect):
-    km = started(exec_spec(jupyter_dirs, dialect))
+def test_start_run_restart_shutdown(jupyter_dirs, managers, dialect):
+    km = managers(exec_spec(jupyter_dirs, dialect))
     assert isinstance(km.provisioner, HandshakeProvisioner) and km.provisioner.dialect == dialect
     # the connection file the manager wrote holds ports a fresh client can use
     before = file_ports(km)
@@ -107,7 +83,7 @@ def test_start_run_restart_shutdown(jupyter_dirs, started, dialect):
     after = file_ports(km)
     assert km.provisioner.pid != old_pid
     assert after != before, "a restart is a new handshake with new ports"
-    kc = client(km)
+    kc = km_client(km)
     content, results, _ = run(kc, "'x' in kernel.ns")
     assert content["status"] == "ok" and results == ["False"]
     kc.stop_channels()
@@ -120,10 +96,10 @@ def test_start_run_restart_shutdown(jupyter_dirs, started, dialect):
 
 
 @pytest.mark.parametrize("mode", ["signal", "message"])
-def test_interrupt(jupyter_dirs, started, mode):
-    km = started(exec_spec(jupyter_dirs, interrupt_mode=mode))
+def test_interrupt(jupyter_dirs, managers, mode):
+    km = managers(exec_spec(jupyter_dirs, interrupt_mode=mode))
     assert km.kernel_spec.interrupt_mode == mode
-    kc = client(km)
+    kc = km_client(km)
     # stop_on_error=False: kernelkit can abort an execute sent just after an error
     # reply (a kernel-side race, reported), which is not what this test is about
     msg_id = kc.execute("kernel.stream('started\\n'); time.sleep(60)", stop_on_error=False)
@@ -208,9 +184,9 @@ def xeus_spec(root, dialect=None):
     return "xpython-handshake"
 
 
-def test_xeus_python_starts_runs_and_restarts(jupyter_dirs, started):
-    km = started(xeus_spec(jupyter_dirs / "share"))
-    kc = client(km)
+def test_xeus_python_starts_runs_and_restarts(jupyter_dirs, managers):
+    km = managers(xeus_spec(jupyter_dirs / "share"))
+    kc = km_client(km)
     info = kc.kernel_info(reply=True, timeout=30)["content"]
     assert info["implementation"] == "xeus-python"
     content, results, streams = run(kc, "import os\nprint('pid', os.getpid())\n6 * 7")
@@ -219,15 +195,15 @@ def test_xeus_python_starts_runs_and_restarts(jupyter_dirs, started):
     before = file_ports(km)
     km.restart_kernel()
     assert file_ports(km) != before
-    kc = client(km)
+    kc = km_client(km)
     assert run(kc, "21 * 2")[1] == ["42"]
     kc.stop_channels()
     km.shutdown_kernel()
     assert not km.has_kernel
 
 
-def test_provisioner_info_round_trips(jupyter_dirs, started):
-    km = started(exec_spec(jupyter_dirs, "A"))
+def test_provisioner_info_round_trips(jupyter_dirs, managers):
+    km = managers(exec_spec(jupyter_dirs, "A"))
     info = asyncio.run(km.provisioner.get_provisioner_info())
     assert info["dialect"] == "A" and info["pid"] == km.provisioner.pid
     assert info["connection_info"]["shell_port"] == km.shell_port
@@ -237,18 +213,18 @@ def test_provisioner_info_round_trips(jupyter_dirs, started):
     assert other.dialect == "A" and other.pid == km.provisioner.pid
 
 
-def test_curve_encryption_rides_in_the_registration_file(jupyter_dirs, started):
+def test_curve_encryption_rides_in_the_registration_file(jupyter_dirs, managers):
     import zmq
 
     if not zmq.has("curve"):
         pytest.skip("libzmq without CurveZMQ")
     name = write_spec(jupyter_dirs / "share", "exec-curve", [*EXEC_KERNEL, "-f", "{connection_file}"],
                       supported_encryption=["curve"])
-    km = started(name, transport_encryption="required")
+    km = managers(name, transport_encryption="required")
     with open(km.connection_file) as f:
         info = json.load(f)
     assert len(info["curve_publickey"]) == 40 and info["curve_publickey"] == km.curve_publickey.decode()
-    kc = client(km)
+    kc = km_client(km)
     assert run(kc, "6 * 7")[1] == ["42"]
     kc.stop_channels()
 

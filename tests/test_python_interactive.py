@@ -16,12 +16,11 @@ import sys
 import time
 
 import pytest
-from jupyter_client import KernelManager
-
 from support import (
     answer,
     assert_no_stdin,
     input_request,
+    km_client,
     iopub_until,
     iopub_until_idle,
     reply_to,
@@ -111,30 +110,6 @@ def jupyter_env(tmp_path, monkeypatch):
         return name
 
     return spec
-
-
-@pytest.fixture
-def managers():
-    """Start KernelManagers; always shut them down."""
-    started = []
-
-    def start(name):
-        km = KernelManager(kernel_name=name)
-        started.append(km)
-        km.start_kernel()
-        return km
-
-    yield start
-    for km in started:
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
-
-
-def km_client(km):
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=30)
-    return kc
 
 
 # ====================================================== input() and getpass()
