@@ -93,31 +93,25 @@ class Session:
             h["subshell_id"] = subshell_id
         return h
 
-    def message(self, msg_type: str, content=None, parent: Message | dict | None = None, metadata=None) -> Message:
+    @staticmethod
+    def _parent(parent: "Message | dict | None") -> tuple:
+        """(parent header dict, its bytes as received or None)."""
         if isinstance(parent, Message):
-            parent_header, parent_raw = parent.header, parent.raw_header
-        else:
-            parent_header, parent_raw = parent or {}, None
+            return parent.header, parent.raw_header
+        return parent or {}, None
+
+    def message(self, msg_type: str, content=None, parent: Message | dict | None = None, metadata=None) -> Message:
+        parent_header, parent_raw = self._parent(parent)
         subshell = parent_header.get("subshell_id") if parent_header else None
         msg = Message(self.header(msg_type, subshell), parent_header, metadata or {}, content if content is not None else {})
         msg.parent_raw = parent_raw
         return msg
 
     def serialize(self, msg: Message, identities=None) -> list[bytes]:
-        dumps = jsonutil.dumps
-        parts = [
-            dumps(msg.header),
-            msg.parent_raw or (dumps(msg.parent_header) if msg.parent_header else _EMPTY),
-            dumps(msg.metadata) if msg.metadata else _EMPTY,
-            dumps(msg.content),
-        ]
-        frames = list(identities if identities is not None else msg.identities)
-        frames.append(DELIMITER)
-        frames.append(self.signer.sign(parts))
-        frames.extend(parts)
-        if msg.buffers:
-            frames.extend(bytes(b) for b in msg.buffers)
-        return frames
+        return self._signed_frames(
+            msg.header, msg.parent_header, msg.parent_raw, msg.metadata, msg.content,
+            identities if identities is not None else msg.identities, msg.buffers,
+        )
 
     def frames(self, msg_type: str, content=None, parent: Message | dict | None = None, metadata=None, identities=None, buffers=None) -> list[bytes]:
         """Build and serialize in one step; returns the frames to send.
@@ -125,16 +119,16 @@ class Session:
         The same bytes as ``serialize(message(...))``, without the Message in
         between: this is the path every message the kernel sends takes.
         """
-        if isinstance(parent, Message):
-            parent_header, parent_part = parent.header, parent.raw_header
-        else:
-            parent_header, parent_part = parent, None
+        parent_header, parent_raw = self._parent(parent)
+        header = self.header(msg_type, parent_header.get("subshell_id") if parent_header else None)
+        return self._signed_frames(header, parent_header, parent_raw, metadata, content, identities, buffers)
+
+    def _signed_frames(self, header, parent_header, parent_raw, metadata, content, identities, buffers) -> list[bytes]:
         dumps = jsonutil.dumps
-        if parent_part is None:
-            parent_part = dumps(parent_header) if parent_header else _EMPTY
         parts = [
-            dumps(self.header(msg_type, parent_header.get("subshell_id") if parent_header else None)),
-            parent_part,
+            dumps(header),
+            # a reply echoes its request's header bytes rather than encoding them again
+            parent_raw or (dumps(parent_header) if parent_header else _EMPTY),
             dumps(metadata) if metadata else _EMPTY,
             dumps(content) if content else _EMPTY,
         ]
