@@ -11,8 +11,9 @@ import threading
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
+from IPython.core.inputtransformer2 import EscapedCommand, HelpEnd, MagicAssign, SystemAssign, TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets import Any
+from traitlets import Any, Instance
 
 
 class KernelDisplayHook(DisplayHook):
@@ -48,10 +49,44 @@ class KernelDisplayPublisher(DisplayPublisher):
         self.shell.kernel.clear_output(wait)
 
 
+# IPython's own token transformers, and the characters each needs to match
+# (a = %magic, a = !cmd, %magic / !cmd / ?obj / ,f / ;f / /f at the start of a
+# line, obj?): without any of them in a cell, none of them can match.
+_IPYTHON_TOKEN_TRANSFORMERS = [MagicAssign, SystemAssign, EscapedCommand, HelpEnd]
+_LINE_START_ESCAPES = frozenset(",;/")
+
+
+def may_hold_ipython_syntax(lines: list) -> bool:
+    """False only if no IPython token transformer can match these lines."""
+    text = "".join(lines)
+    if "%" in text or "?" in text or ("!" in text and "!" in text.replace("!=", "")):
+        return True
+    # the escapes ,f ;f /f count only as the first token of a line
+    return any(line.lstrip()[:1] in _LINE_START_ESCAPES for line in lines)
+
+
+class KernelTransformerManager(TransformerManager):
+    """IPython's static input transformations, minus the cost of finding out
+    that plain Python has nothing to transform.
+
+    IPython tokenizes every cell in pure Python to look for magics, shell
+    escapes and help syntax: about 1 ms for a 50-line cell. A cell without
+    any character that syntax needs is returned as it is, which is what the
+    tokenizing would conclude. If anyone changes the token transformers, the
+    full path runs.
+    """
+
+    def do_token_transforms(self, lines):
+        if self.token_transformers == _IPYTHON_TOKEN_TRANSFORMERS and not may_hold_ipython_syntax(lines):
+            return lines
+        return super().do_token_transforms(lines)
+
+
 class KernelShell(InteractiveShell):
     displayhook_class = KernelDisplayHook
     display_pub_class = KernelDisplayPublisher
     kernel = Any()
+    input_transformer_manager = Instance(KernelTransformerManager, ())
 
     # the error of the cell this thread ran last, for its execute_reply
     # (per thread: subshells run cells concurrently)

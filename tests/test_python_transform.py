@@ -1,0 +1,116 @@
+"""The Python kernel's input transformations give exactly IPython's result.
+
+kernelkit.python skips IPython's tokenizing search for magics, shell escapes
+and help syntax when a cell holds none of the characters that syntax needs.
+These tests compare its transformer with IPython's own on cells with and
+without such syntax, including the near misses (``!=``, ``%`` in strings,
+escapes that only count at the start of a line), and check that a changed
+set of token transformers turns the shortcut off.
+"""
+
+import itertools
+import random
+
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from kernelkit.python.shell import KernelTransformerManager, may_hold_ipython_syntax
+
+PLAIN = [
+    "pass",
+    "x = 1\ny = 2\nprint(x + y)",
+    "def f(a, b=2):\n    return a // b\n\nf(3)",
+    "if a != b:\n    print('different')",
+    "class C:\n    '''Doc.\n\n    More.\n    '''\n    x = [1,\n         2]\n",
+    "    indented = True\n    more = 1\n",
+    "total = (1\n         + 2\n         - 3)",
+    "x = 1\r\ny = 2\r\n",
+    "",
+    "\n\n",
+    "# just a comment",
+    "a = b / c",
+    "f(a, b); g()",
+]
+
+IPYTHON_SYNTAX = [
+    "%pwd",
+    "%%capture out\nprint(1)",
+    "x = %pwd",
+    "files = !ls",
+    "!echo hi",
+    "!!echo hi",
+    "print?",
+    "print??",
+    "?print",
+    "x = 1\nlen?",
+    "if True:\n    %time pass",
+    "if a != b:\n    !echo differ",
+    ",print a b",
+    ";print a b",
+    "/print 1",
+    "x = 1\n  /print 2",
+    "x = 1\r/print 2",
+]
+
+# plain Python that looks close enough to take the full path (same result)
+NEAR_MISSES = [
+    "s = '%d' % 3",
+    "s = 'why?'",
+    "x %= 3",
+    "a ! = b",
+    "s = '''\n,not an escape\n;nor this\n'''",
+]
+
+
+@pytest.mark.parametrize("cell", PLAIN + IPYTHON_SYNTAX + NEAR_MISSES)
+def test_same_result_as_ipython(cell):
+    assert KernelTransformerManager().transform_cell(cell) == TransformerManager().transform_cell(cell)
+
+
+@pytest.mark.parametrize("cell", PLAIN)
+def test_plain_python_takes_the_shortcut(cell):
+    assert not may_hold_ipython_syntax(cell.splitlines(keepends=True))
+
+
+@pytest.mark.parametrize("cell", IPYTHON_SYNTAX + NEAR_MISSES)
+def test_anything_like_ipython_syntax_takes_the_full_path(cell):
+    assert may_hold_ipython_syntax(cell.splitlines(keepends=True))
+
+
+def test_mixed_cells_match_ipython():
+    # many combinations of the lines above, so line starts, continuation
+    # lines and strings meet the escapes in places no list above has
+    pieces = [line for cell in PLAIN + IPYTHON_SYNTAX + NEAR_MISSES for line in cell.splitlines() if line.strip()]
+    rng = random.Random(7)
+    ours, theirs = KernelTransformerManager(), TransformerManager()
+    for n in itertools.islice(itertools.cycle([1, 2, 3, 5, 8]), 400):
+        cell = "\n".join(rng.choice(pieces) for _ in range(n))
+        try:
+            expected = theirs.transform_cell(cell)
+        except SyntaxError:
+            with pytest.raises(SyntaxError):
+                ours.transform_cell(cell)
+            continue
+        assert ours.transform_cell(cell) == expected, cell
+
+
+def test_added_token_transformer_turns_the_shortcut_off():
+    from IPython.core.inputtransformer2 import TokenTransformBase
+
+    class Shout(TokenTransformBase):
+        """Turns a line that is just ``shout`` into print('SHOUT')."""
+
+        @classmethod
+        def find(cls, tokens_by_line):
+            for line in tokens_by_line:
+                if line and line[0].string == "shout" and len(line) == 2:
+                    return cls(line[0].start)
+
+        def transform(self, lines):
+            lines = list(lines)
+            lines[self.start_line] = "print('SHOUT')\n"
+            return lines
+
+    manager = KernelTransformerManager()
+    manager.token_transformers.append(Shout)
+    assert manager.transform_cell("shout") == "print('SHOUT')\n"
