@@ -6,6 +6,7 @@ messages through the kernel's helpers (and so through the one outbound FIFO).
 
 import contextlib
 import os
+import re
 import sys
 import threading
 
@@ -49,20 +50,27 @@ class KernelDisplayPublisher(DisplayPublisher):
         self.shell.kernel.clear_output(wait)
 
 
-# IPython's own token transformers, and the characters each needs to match
-# (a = %magic, a = !cmd, %magic / !cmd / ?obj / ,f / ;f / /f at the start of a
-# line, obj?): without any of them in a cell, none of them can match.
+# IPython's own token transformers and what each needs in a line: an escape
+# as the line's first character (%magic, !cmd, ?obj, ,f, ;f, /f), "?" as its
+# last (obj?), or "=" followed by "%" or "!" (a = %magic, a = !cmd). A line
+# that ends in a backslash continues elsewhere: it is not looked into.
 _IPYTHON_TOKEN_TRANSFORMERS = [MagicAssign, SystemAssign, EscapedCommand, HelpEnd]
-_LINE_START_ESCAPES = frozenset(",;/")
+_LINE_START_ESCAPES = frozenset("%!?,;/")
+_LINE_END_MARKS = frozenset("?\\")
+_ASSIGNED_ESCAPE = re.compile(r"=\s*[%!]")
 
 
 def may_hold_ipython_syntax(lines: list) -> bool:
     """False only if no IPython token transformer can match these lines."""
-    text = "".join(lines)
-    if "%" in text or "?" in text or ("!" in text and "!" in text.replace("!=", "")):
-        return True
-    # the escapes ,f ;f /f count only as the first token of a line
-    return any(line.lstrip()[:1] in _LINE_START_ESCAPES for line in lines)
+    for line in lines:
+        code = line.strip()
+        if code and (
+            code[0] in _LINE_START_ESCAPES
+            or code[-1] in _LINE_END_MARKS
+            or (("%" in code or "!" in code) and _ASSIGNED_ESCAPE.search(code))
+        ):
+            return True
+    return False
 
 
 class KernelTransformerManager(TransformerManager):
@@ -70,10 +78,12 @@ class KernelTransformerManager(TransformerManager):
     that plain Python has nothing to transform.
 
     IPython tokenizes every cell in pure Python to look for magics, shell
-    escapes and help syntax: about 1 ms for a 50-line cell. A cell without
-    any character that syntax needs is returned as it is, which is what the
-    tokenizing would conclude. If anyone changes the token transformers, the
-    full path runs.
+    escapes and help syntax: about 1 ms for a 50-line cell. A cell with no
+    line that syntax could start, end or be assigned in is returned as it is,
+    which is what the
+    tokenizing would conclude (``%`` as an operator, ``!=`` and ``?`` inside
+    strings do not count). If anyone changes the token transformers, the full
+    path runs.
     """
 
     def do_token_transforms(self, lines):
