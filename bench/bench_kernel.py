@@ -7,7 +7,8 @@ and, when installed, ipykernel and xeus-python for comparison
 (pip install ipykernel xeus-python). Each kernel is started on a classic
 connection file. launch->ready: process start to the first kernel_info
 reply (client sockets retry every 10 ms). Round trips: request to idle,
-median. Stream: lines per second of a print loop, best of three. With
+median (kernel_info, execute of a trivial cell and, for the Python kernels,
+of a 50-line cell). Stream: lines per second of a print loop, best of three. With
 --repeat N (default 3) the kernels take turns N times and the medians are
 reported.
 Run it before and after any change to the message path.
