@@ -1,11 +1,11 @@
 """The Python kernel's input transformations give exactly IPython's result.
 
 kernelkit.python skips IPython's tokenizing search for magics, shell escapes
-and help syntax when a cell holds none of the characters that syntax needs.
-These tests compare its transformer with IPython's own on cells with and
-without such syntax, including the near misses (``!=``, ``%`` in strings,
-escapes that only count at the start of a line), and check that a changed
-set of token transformers turns the shortcut off.
+and help syntax when no line of a cell could start, end or be assigned such
+syntax. These tests compare its transformer with IPython's own on cells with
+and without such syntax, including the near misses (``%`` as an operator and
+in strings, ``!=``, escapes that only count at the start of a line), and
+check that a changed set of token transformers turns the shortcut off.
 """
 
 import itertools
@@ -75,8 +75,10 @@ NEAR_MISSES = [
     "x == !y",
 ]
 
+ALL_CELLS = PLAIN + IPYTHON_SYNTAX + NEAR_MISSES
 
-@pytest.mark.parametrize("cell", PLAIN + IPYTHON_SYNTAX + NEAR_MISSES)
+
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_same_result_as_ipython(cell):
     assert KernelTransformerManager().transform_cell(cell) == TransformerManager().transform_cell(cell)
 
@@ -94,7 +96,7 @@ def test_anything_like_ipython_syntax_takes_the_full_path(cell):
 def test_mixed_cells_match_ipython():
     # many combinations of the lines above, so line starts, continuation
     # lines and strings meet the escapes in places no list above has
-    pieces = [line for cell in PLAIN + IPYTHON_SYNTAX + NEAR_MISSES for line in cell.splitlines() if line.strip()]
+    pieces = [line for cell in ALL_CELLS for line in cell.splitlines() if line.strip()]
     rng = random.Random(7)
     ours, theirs = KernelTransformerManager(), TransformerManager()
     for n in itertools.islice(itertools.cycle([1, 2, 3, 5, 8]), 400):

@@ -79,11 +79,10 @@ class KernelTransformerManager(TransformerManager):
 
     IPython tokenizes every cell in pure Python to look for magics, shell
     escapes and help syntax: about 1 ms for a 50-line cell. A cell with no
-    line that syntax could start, end or be assigned in is returned as it is,
-    which is what the
-    tokenizing would conclude (``%`` as an operator, ``!=`` and ``?`` inside
-    strings do not count). If anyone changes the token transformers, the full
-    path runs.
+    line that such syntax could start, end or be assigned in is returned as
+    it is, which is what the tokenizing would conclude (``%`` as an operator,
+    ``!=``, a ``?`` inside a string do not count). If anyone changes the
+    token transformers, the full path runs.
     """
 
     def do_token_transforms(self, lines):
