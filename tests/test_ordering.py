@@ -467,3 +467,63 @@ def test_held_output_holds_what_follows(raw_slow, ending):
     assert kinds == ["busy", "execute_input"] + ["stream"] * n + ["idle"], f"{len(kinds)} iopub messages, {kinds.count('stream')} streams of {n}"
     made_later = [a for a in iopub[:-1] if a.date > later.date]
     assert not made_later, f"{len(made_later)} messages were made after the {ending}"
+
+
+
+FULL_FIFO_CELL = """
+import socket, threading
+out = kernel._runtime.outbound
+side = socket.create_connection(('127.0.0.1', {port}))
+
+def write():
+    side.recv(2)  # go: the cell's reply and idle have been read
+    threading.Thread(target=tell_when_full, daemon=True).start()
+    for i in range({n}):
+        kernel.stream('x' * {size})
+
+def tell_when_full():
+    # full (the writer waits for room) and held (iopub refused the head
+    # message): from then on nothing leaves until the client reads
+    io = next(t for t in threading.enumerate() if t.name == "kernelkit-io")
+    while not (out._waiting_for_room and io._held_since is not None):
+        time.sleep(0.005)
+    side.sendall(b'full')
+    side.close()
+
+threading.Thread(target=write, daemon=True).start()
+"""
+
+
+def test_request_arriving_while_the_fifo_is_full(raw_slow):
+    """The main shell is idle (the cell has ended), but a thread it started
+    has filled the FIFO while the client does not read iopub. A request that
+    arrives now is announced (its busy queued) by the I/O thread, which must
+    not wait for room: only it makes room. Once the client reads iopub
+    again, every message arrives, the request's busy before its reply and
+    the reply before its idle."""
+    import socket
+
+    from kernelkit.io.iothread import OUTBOUND_MAXSIZE
+
+    _, rc = raw_slow
+    rec = Recorder(rc)
+    n = _held_output_count() + OUTBOUND_MAXSIZE + 500
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(60)
+        cell = rc.execute(FULL_FIFO_CELL.format(n=n, size=STREAM_SIZE, port=server.getsockname()[1]))["header"]["msg_id"]
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(60)
+            rec.pump(lambda: rec.finished(cell), 30, "the cell's reply and idle")
+            conn.sendall(b"go")
+            assert conn.recv(64) == b"full"
+    rid = rc.send("shell", "kernel_info_request", {})["header"]["msg_id"]
+    assert not rc.sockets["shell"].poll(500), "the reply arrived while the output queued before it was held"
+    rec.pump(lambda: rec.finished(rid), 90, "the reply and idle")
+    rec.pump(lambda: sum(len(rec.of(p, "iopub", "stream")) for p in list(rec.by_parent)) == n, 60, f"all {n} stream messages")
+    statuses = [a.kind for a in rec.of(rid, "iopub") if a.kind in ("busy", "idle")]
+    assert statuses == ["busy", "idle"], statuses
+    reply = rec.one(rid, "shell")
+    assert reply.msg["content"]["status"] == "ok"
+    busy, idle = rec.one(rid, "iopub", "busy"), rec.one(rid, "iopub", "idle")
+    assert busy.date <= reply.date <= idle.date

@@ -13,7 +13,9 @@ retries, in order, while it goes on reading incoming requests.
 
 Waking this thread costs the producer a GIL hand-off, so the main shell sends
 lazily while it runs a request (see ``Outbound.send``): this thread then
-looks at the FIFO every LAZY_MS and is woken when the request ends.
+looks at the FIFO every LAZY_MS and is woken when the request ends. A request
+that finds the main shell idle is announced (busy, execute_input) by this
+thread as it arrives (``Runtime.on_message``), so those leave at once.
 """
 
 import logging
@@ -112,6 +114,7 @@ class Outbound:
         # thread) and finished by it. While they differ, the I/O thread polls
         # every LAZY_MS, so that thread's sends need not wake it.
         self.lazy_ident = None
+        self.io_ident = None  # the I/O thread's, once it runs
         self._lazy_granted = 0
         self._lazy_done = 0
 
@@ -129,10 +132,17 @@ class Outbound:
         the message may wait up to LAZY_MS (only honoured on the lazy thread
         while it runs a request; a sender about to block must not be lazy).
         """
+        ident = threading.get_ident()
+        if ident == self.io_ident:
+            # the I/O thread (announcing a request) sends what is queued
+            # before it next waits; and it must never wait for room, which
+            # only it can make
+            self.fifo.append((channel, frames))
+            return
         if len(self.fifo) >= self.maxsize:
             self._wait_for_room()
         self.fifo.append((channel, frames))
-        if lazy and self._lazy_granted != self._lazy_done and threading.get_ident() == self.lazy_ident:
+        if lazy and self._lazy_granted != self._lazy_done and ident == self.lazy_ident:
             return
         self._wake()
 
@@ -247,6 +257,7 @@ class IOThread(threading.Thread):
 
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
+        self.outbound.io_ident = threading.get_ident()
         poller = zmq.Poller()
         for ch in CHANNELS:
             poller.register(self.sockets[ch], zmq.POLLIN)

@@ -185,20 +185,25 @@ class Kernel:
             rt.gate.disarm()
 
     # ------------------------------------------------------------ dispatch
+    def _announce_execute(self, req: Request) -> None:
+        """Count the execute and send its execute_input (see Runtime.announce:
+        possibly on the I/O thread, while the main shell is idle)."""
+        rt = self._runtime
+        c = req.content
+        silent = bool(c.get("silent", False))
+        counter = rt.count_owner(req)  # the kernel, or the request's subshell
+        if bool(c.get("store_history", True)) and not silent:
+            counter.execution_count += 1
+        # silent or unstored runs report the count of the last stored one
+        req.execution_count = counter.execution_count
+        if not silent:
+            rt.publish("execute_input", {"code": c["code"], "execution_count": req.execution_count}, req)
+
     def _on_execute(self, req: Request) -> dict:
         rt = self._runtime
         c = req.content
         code = c["code"]
         silent = bool(c.get("silent", False))
-        store = bool(c.get("store_history", True)) and not silent
-        counter = rt.count_owner(req)  # the kernel, or the request's subshell
-        if store:
-            counter.execution_count += 1
-        # silent or unstored runs report the count of the last stored one
-        req.execution_count = counter.execution_count
-        if not silent:
-            # (no flush first: this request has produced no output yet)
-            rt.publish("execute_input", {"code": code, "execution_count": req.execution_count}, req)
         reply = {"execution_count": req.execution_count, "user_expressions": {}, "payload": []}
         try:
             rt.gate.arm()

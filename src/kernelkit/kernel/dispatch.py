@@ -139,6 +139,13 @@ class Runtime:
             return
         req.shell = shell
         if shell is self.main_shell:
+            # Nothing running or queued in the main shell (every request put
+            # there is granted first), so this one runs next: announce it here
+            # and now. Its busy (and execute_input) leave while the main
+            # thread wakes up and runs it, instead of with its reply.
+            kernel = self.kernel  # (None until the kernel has been made)
+            if kernel is not None and not self.outbound.lazy_active and not self.stopping.is_set() and msg.msg_type in kernel._handlers:
+                self.announce(req)
             self.outbound.grant_lazy()
         shell.queue.put(req)
 
@@ -216,6 +223,16 @@ class Runtime:
         self.send(req.channel, req.reply_type, content, req, metadata)
 
     # -- handling ---------------------------------------------------------------
+    def announce(self, req: Request) -> None:
+        """What a request says as it starts: busy, and for an execute the
+        execute_input with the count it runs under. Done once, on the thread
+        that runs it or, when the main shell is idle, on the I/O thread as
+        the request arrives."""
+        req.announced = True
+        self.status("busy", req)
+        if req.msg_type == "execute_request":
+            self.kernel._announce_execute(req)
+
     def handle(self, req: Request) -> None:
         """busy, then the handler and its reply, then idle."""
         kernel = self.kernel
@@ -243,7 +260,8 @@ class Runtime:
                 ("unknown", req.channel, req.msg_type), f"{req.channel}: ignored unknown message type {req.msg_type!r}", log
             )
             return
-        self.status("busy", req)
+        if not req.announced:
+            self.announce(req)
         previous = getattr(self._local, "request", None)
         self._local.request = req
         try:
@@ -284,7 +302,8 @@ class Runtime:
         return shell if shell is not None and shell.subshell_id is not None else self.kernel
 
     def abort(self, req: Request) -> None:
-        self.status("busy", req)
+        if not req.announced:  # (an announced request is never queued behind a failure)
+            self.status("busy", req)
         self.reply(req, {"status": "aborted", "execution_count": self.count_owner(req).execution_count})
         self.status("idle", req)
 

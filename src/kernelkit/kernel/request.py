@@ -8,7 +8,7 @@ class Request:
     (the reply goes back there, with the same identities).
     """
 
-    __slots__ = ("message", "channel", "execution_count", "invalid", "arrival", "shell")
+    __slots__ = ("message", "channel", "execution_count", "invalid", "arrival", "shell", "announced")
 
     def __init__(self, message, channel: str, invalid: Exception | None = None):
         self.message = message
@@ -20,6 +20,8 @@ class Request:
         self.arrival = 0
         # the ShellQueue it was routed to (None for control requests)
         self.shell = None
+        # busy (and for an execute, execute_input) has been sent
+        self.announced = False
 
     @property
     def content(self) -> dict:
