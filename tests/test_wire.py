@@ -673,6 +673,83 @@ def test_header_explicit_subshell_id():
     assert Session(KEY).header("x", subshell_id="s1")["subshell_id"] == "s1"
 
 
+@pytest.mark.parametrize("msg_type", ["status", 'a "quoted" type\\', "t\u00ebst-\u2603", "tab\there"])
+@pytest.mark.parametrize("username", ["carol", 'd"q\\b', "j\u00fcrgen \U0001f600"])
+@pytest.mark.parametrize("subshell_id", [None, "sub-1", 'odd "id"\n'])
+def test_frames_header_is_the_header_dict(msg_type, username, subshell_id):
+    """frames() writes the header as text; it must be the JSON of header()."""
+    s = Session(KEY, username=username)
+    parent = {"msg_id": "p", "msg_type": "x"} if subshell_id is None else {"msg_id": "p", "msg_type": "x", "subshell_id": subshell_id}
+    for _ in range(2):  # the second time from the cache
+        got = Session(KEY).parse(s.frames(msg_type, {"a": 1}, parent)).header
+        want = s.header(msg_type, subshell_id)
+        assert set(got) == set(want)
+        assert {k: got[k] for k in got if k not in ("msg_id", "date")} == {k: want[k] for k in want if k not in ("msg_id", "date")}
+        assert got["msg_id"].startswith(s.session_id + "_") and got["msg_id"] != want["msg_id"]
+
+
+def test_dates_are_utc_with_microseconds_and_current():
+    from datetime import timezone
+
+    s = Session(KEY)
+    for _ in range(200):
+        before = datetime.now(timezone.utc)
+        text = Session(KEY).parse(s.frames("x")).header["date"]
+        after = datetime.now(timezone.utc)
+        assert len(text) == len("2024-01-01T00:00:00.000000+00:00"), text
+        assert text.endswith("+00:00")
+        assert before <= datetime.fromisoformat(text) <= after
+
+
+JSON_SAMPLES = [
+    b'{}', b'[]', b'{"a": 1, "b": [1.5, -0.0, 1e5, 2E-3, true, false, null]}',
+    b'{"n": 9223372036854775807, "m": -9223372036854775808, "u": 18446744073709551615}',
+    b'{"big": 123456789012345678901234567890, "neg": -98765432109876543210}',
+    b'[1234567890123456789]', b'{"s": "12345678901234567890 in a string"}',
+    b'{"e": "\\u00e9\\u2603\\ud83d\\ude00", "raw": "\xc3\xa9\xe2\x98\x83"}',
+    b'{"lone": "\\ud800"}', b'{"nan": NaN, "inf": Infinity, "ninf": -Infinity}',
+    b'{"dup": 1, "dup": 2}', b'{"f": 1.7976931348623157e308, "tiny": 5e-324, "over": 1e400}',
+    b' \n{"ws" :\t[ 1 , 2 ] }\n', b'{"deep": ' + b"[" * 200 + b"]" * 200 + b"}",
+]
+JSON_BAD = [b"", b"{", b'{"a": }', b"{'a': 1}", b'{"a": 1,}', b"\xff\xfe", b'{"a": "\xff"}', b"[1] x", b"01"]
+
+
+@pytest.mark.parametrize("text", JSON_SAMPLES)
+def test_loads_gives_what_the_stdlib_gives(text):
+    import json
+    import math
+
+    from kernelkit.wire import jsonutil
+
+    def same(a, b):
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+            return math.isnan(b)
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, list):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == b
+
+    want = json.loads(text.decode("utf-8"))
+    for data in (text, bytearray(text), memoryview(text), text.decode("utf-8")):
+        assert same(jsonutil.loads(data), want), data
+
+
+@pytest.mark.parametrize("text", JSON_BAD)
+def test_loads_rejects_what_the_stdlib_rejects_with_its_error(text):
+    import json
+
+    from kernelkit.wire import jsonutil
+
+    with pytest.raises((ValueError, UnicodeDecodeError)) as want:
+        json.loads(text.decode("utf-8"))
+    with pytest.raises(type(want.value)) as got:
+        jsonutil.loads(text)
+    assert str(got.value) == str(want.value)
+
+
 # ----------------------------------------------------------- interop (no I/O)
 
 

@@ -40,6 +40,7 @@ class InterruptGate:
         self._depth = 0  # critical-section nesting on the main thread
         self._deferred = False
         self._main = threading.main_thread()
+        self._main_ident = self._main.ident  # (compared on every send)
         self._installed = False
         self._handled = 0  # runs of the SIGINT handler
         self.critical = _CriticalSection(self)
@@ -95,11 +96,11 @@ class InterruptGate:
 
     def arm(self) -> None:
         # only the main thread receives signals, so only it arms the gate
-        if threading.current_thread() is self._main:
+        if threading.get_ident() == self._main_ident:
             self._armed += 1
 
     def disarm(self) -> None:
-        if threading.current_thread() is self._main:
+        if threading.get_ident() == self._main_ident:
             self._armed = max(0, self._armed - 1)
             if not self._armed:
                 # an interrupt meant for this request must not hit the next
@@ -126,14 +127,14 @@ class _CriticalSection:
 
     def __enter__(self):
         gate = self._gate
-        if threading.current_thread() is gate._main:
+        if threading.get_ident() == gate._main_ident:
             gate._depth += 1
             return True
         return False
 
     def __exit__(self, *exc):
         gate = self._gate
-        if threading.current_thread() is gate._main:
+        if threading.get_ident() == gate._main_ident:
             gate._depth -= 1
             if not gate._depth and gate._deferred and gate._armed:
                 gate._deferred = False

@@ -8,6 +8,7 @@ exactly as sent; identities and buffers are not signed.
 import getpass
 import itertools
 import os
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -50,8 +51,20 @@ def _username() -> str:
         return os.environ.get("USER", "kernel")
 
 
+# (second, its "YYYY-MM-DDTHH:MM:SS" in UTC): formatting a datetime costs
+# more than the rest of a header, and the second rarely changes
+_second = (0, "1970-01-01T00:00:00")
+
+
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    """The current UTC time, ISO 8601 with microseconds (as datetime's isoformat)."""
+    global _second
+    us = time.time_ns() // 1000  # (integers: a float's rounding could step back a microsecond)
+    sec = us // 1_000_000
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{us % 1_000_000:06d}+00:00"
 
 
 def _json_object(part: str, data) -> dict:
@@ -78,6 +91,9 @@ class Session:
         self.session_id = uuid.uuid4().hex
         self.username = username if username is not None else _username()
         self._counter = itertools.count(1)
+        # frames() writes headers as text; the parts that never change, encoded once
+        self._username_json = jsonutil.dumps(self.username).decode()
+        self._type_json: dict = {}
 
     # -- building -------------------------------------------------------
     def header(self, msg_type: str, subshell_id=None) -> dict:
@@ -120,13 +136,28 @@ class Session:
         between: this is the path every message the kernel sends takes.
         """
         parent_header, parent_raw = self._parent(parent)
-        header = self.header(msg_type, parent_header.get("subshell_id") if parent_header else None)
-        return self._signed_frames(header, parent_header, parent_raw, metadata, content, identities, buffers)
+        subshell_id = parent_header.get("subshell_id") if parent_header else None
+        return self._signed_frames(self._header_bytes(msg_type, subshell_id), parent_header, parent_raw, metadata, content, identities, buffers)
+
+    def _header_bytes(self, msg_type: str, subshell_id=None) -> bytes:
+        """What ``dumps(self.header(...))`` gives, written directly (the
+        header of every message the kernel sends)."""
+        type_json = self._type_json.get(msg_type)
+        if type_json is None:
+            type_json = jsonutil.dumps(msg_type).decode()
+            if len(self._type_json) < 256:  # (a kernel's types are few)
+                self._type_json[msg_type] = type_json
+        sid = self.session_id
+        extra = "" if subshell_id is None else ',"subshell_id":' + jsonutil.dumps(subshell_id).decode()
+        return (
+            f'{{"msg_id":"{sid}_{_pid}_{next(self._counter)}","msg_type":{type_json},"username":{self._username_json},'
+            f'"session":"{sid}","date":"{now_iso()}","version":"{PROTOCOL_VERSION}"{extra}}}'
+        ).encode()
 
     def _signed_frames(self, header, parent_header, parent_raw, metadata, content, identities, buffers) -> list[bytes]:
         dumps = jsonutil.dumps
         parts = [
-            dumps(header),
+            header if type(header) is bytes else dumps(header),
             # a reply echoes its request's header bytes rather than encoding them again
             parent_raw or (dumps(parent_header) if parent_header else _EMPTY),
             dumps(metadata) if metadata else _EMPTY,
