@@ -714,12 +714,21 @@ JSON_SAMPLES = [
 JSON_BAD = [b"", b"{", b'{"a": }', b"{'a': 1}", b'{"a": 1,}', b"\xff\xfe", b'{"a": "\xff"}', b"[1] x", b"01"]
 
 
+@pytest.fixture(params=["orjson", "stdlib only"])
+def jsonutil(request, monkeypatch):
+    from kernelkit.wire import jsonutil
+
+    if request.param == "stdlib only":
+        monkeypatch.setattr(jsonutil, "orjson", None)
+    else:
+        assert jsonutil.orjson is not None, "orjson is not installed (pip install -e '.[test]' installs it)"
+    return jsonutil
+
+
 @pytest.mark.parametrize("text", JSON_SAMPLES)
-def test_loads_gives_what_the_stdlib_gives(text):
+def test_loads_gives_what_the_stdlib_gives(text, jsonutil):
     import json
     import math
-
-    from kernelkit.wire import jsonutil
 
     def same(a, b):
         if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
@@ -738,10 +747,8 @@ def test_loads_gives_what_the_stdlib_gives(text):
 
 
 @pytest.mark.parametrize("text", JSON_BAD)
-def test_loads_rejects_what_the_stdlib_rejects_with_its_error(text):
+def test_loads_rejects_what_the_stdlib_rejects_with_its_error(text, jsonutil):
     import json
-
-    from kernelkit.wire import jsonutil
 
     with pytest.raises((ValueError, UnicodeDecodeError)) as want:
         json.loads(text.decode("utf-8"))
