@@ -57,7 +57,7 @@ _second = (0, "1970-01-01T00:00:00")
 
 
 def now_iso() -> str:
-    """The current UTC time, ISO 8601 with microseconds (as datetime's isoformat)."""
+    """The current UTC time in ISO 8601, always with six digits of microseconds."""
     global _second
     us = time.time_ns() // 1000  # (integers: a float's rounding could step back a microsecond)
     sec = us // 1_000_000
