@@ -469,7 +469,6 @@ def test_held_output_holds_what_follows(raw_slow, ending):
     assert not made_later, f"{len(made_later)} messages were made after the {ending}"
 
 
-
 FULL_FIFO_CELL = """
 import socket, threading
 out = kernel._runtime.outbound

@@ -676,16 +676,22 @@ def test_header_explicit_subshell_id():
 @pytest.mark.parametrize("msg_type", ["status", 'a "quoted" type\\', "t\u00ebst-\u2603", "tab\there"])
 @pytest.mark.parametrize("username", ["carol", 'd"q\\b', "j\u00fcrgen \U0001f600"])
 @pytest.mark.parametrize("subshell_id", [None, "sub-1", 'odd "id"\n'])
-def test_frames_header_is_the_header_dict(msg_type, username, subshell_id):
-    """frames() writes the header as text; it must be the JSON of header()."""
+def test_headers_written_as_text_carry_every_field_exactly(msg_type, username, subshell_id):
+    """Headers are written as JSON text: every field must come back exactly,
+    whatever the strings hold, in frames() and in header()."""
     s = Session(KEY, username=username)
     parent = {"msg_id": "p", "msg_type": "x"} if subshell_id is None else {"msg_id": "p", "msg_type": "x", "subshell_id": subshell_id}
+    want = {"msg_type": msg_type, "username": username, "session": s.session_id, "version": PROTOCOL_VERSION}
+    if subshell_id is not None:
+        want["subshell_id"] = subshell_id
+    ids = set()
     for _ in range(2):  # the second time from the cache
-        got = Session(KEY).parse(s.frames(msg_type, {"a": 1}, parent)).header
-        want = s.header(msg_type, subshell_id)
-        assert set(got) == set(want)
-        assert {k: got[k] for k in got if k not in ("msg_id", "date")} == {k: want[k] for k in want if k not in ("msg_id", "date")}
-        assert got["msg_id"].startswith(s.session_id + "_") and got["msg_id"] != want["msg_id"]
+        for got in (Session(KEY).parse(s.frames(msg_type, {"a": 1}, parent)).header, s.header(msg_type, subshell_id)):
+            assert set(got) == set(want) | {"msg_id", "date"}
+            assert {k: got[k] for k in want} == want
+            assert got["msg_id"].startswith(s.session_id + "_")
+            ids.add(got["msg_id"])
+    assert len(ids) == 4
 
 
 def test_dates_are_utc_with_microseconds_and_current():

@@ -97,17 +97,9 @@ class Session:
 
     # -- building -------------------------------------------------------
     def header(self, msg_type: str, subshell_id=None) -> dict:
-        h = {
-            "msg_id": f"{self.session_id}_{_pid}_{next(self._counter)}",
-            "msg_type": msg_type,
-            "username": self.username,
-            "session": self.session_id,
-            "date": now_iso(),
-            "version": PROTOCOL_VERSION,
-        }
-        if subshell_id is not None:
-            h["subshell_id"] = subshell_id
-        return h
+        # the header is written in one place, _header_bytes (frames() sends
+        # those bytes); the few callers that want a dict read them back
+        return jsonutil.loads(self._header_bytes(msg_type, subshell_id))
 
     @staticmethod
     def _parent(parent: "Message | dict | None") -> tuple:
@@ -140,8 +132,9 @@ class Session:
         return self._signed_frames(self._header_bytes(msg_type, subshell_id), parent_header, parent_raw, metadata, content, identities, buffers)
 
     def _header_bytes(self, msg_type: str, subshell_id=None) -> bytes:
-        """What ``dumps(self.header(...))`` gives, written directly (the
-        header of every message the kernel sends)."""
+        """The header as JSON, written as text: msg_id, msg_type, username,
+        session, date, version and, when given, subshell_id (this is on
+        every message the kernel sends)."""
         type_json = self._type_json.get(msg_type)
         if type_json is None:
             type_json = jsonutil.dumps(msg_type).decode()
