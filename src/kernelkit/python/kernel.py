@@ -169,11 +169,9 @@ class PythonKernel(Kernel):
         expressions = c.get("user_expressions") or {}
         reply["user_expressions"] = shell.user_expressions(expressions) if expressions else {}
         payload = shell.payload_manager.read_payload()
-        reply["payload"] = payload
         if payload:  # clearing is a trait assignment: only when there is something
             shell.payload_manager.clear_payload()
-        else:
-            reply["payload"] = []  # not the manager's own (empty) list
+        reply["payload"] = payload or []  # (not the manager's own empty list)
         return reply
 
     def complete(self, code, cursor_pos, request):

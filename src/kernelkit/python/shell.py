@@ -133,10 +133,9 @@ class KernelShell(InteractiveShell):
         self.kernel.error(**error)
 
     def should_run_async(self, raw_cell, *, transformed_cell=None, preprocessing_exc_tuple=None):
-        # IPython compiles every cell once more to look for top-level await;
-        # a cell that does not even contain the words cannot need it
-        text = transformed_cell if transformed_cell is not None else raw_cell
-        if "await" not in text and "async" not in text and "await" not in raw_cell and "async" not in raw_cell:
+        # IPython compiles the transformed cell once more to look for
+        # top-level await; a cell without the words cannot need it
+        if transformed_cell is not None and "await" not in transformed_cell and "async" not in transformed_cell:
             return False
         return super().should_run_async(
             raw_cell, transformed_cell=transformed_cell, preprocessing_exc_tuple=preprocessing_exc_tuple
