@@ -135,10 +135,10 @@ class Session:
         """The header as JSON, written as text: msg_id, msg_type, username,
         session, date, version and, when given, subshell_id (this is on
         every message the kernel sends)."""
-        type_json = self._type_json.get(msg_type)
-        if type_json is None:
+        type_json = self._type_json.get(msg_type) if type(msg_type) is str else None
+        if type_json is None:  # (header() takes any JSON value, e.g. for tests of bad input)
             type_json = jsonutil.dumps(msg_type).decode()
-            if len(self._type_json) < 256:  # (a kernel's types are few)
+            if type(msg_type) is str and len(self._type_json) < 256:  # (a kernel's types are few)
                 self._type_json[msg_type] = type_json
         sid = self.session_id
         extra = "" if subshell_id is None else ',"subshell_id":' + jsonutil.dumps(subshell_id).decode()
