@@ -1,22 +1,31 @@
 """Benchmark kernels through jupyter_client: launch-to-ready, round trips, stream throughput.
 
-    python3 bench/bench_kernel.py [--rounds N] [--lines N] [--kernel NAME ...]
+    python3 bench/bench_kernel.py [--rounds N] [--lines N] [--launches N] [--kernel NAME ...]
 
 Kernels: calc and exec-test (kernelkit examples), python (the bundled kernel),
 and, when installed, ipykernel and xeus-python for comparison
 (pip install ipykernel xeus-python). Each kernel is started on a classic
 connection file. launch->ready: process start to the first kernel_info
-reply (client sockets retry every 10 ms). Round trips: request to idle,
-median (kernel_info, execute of a trivial cell and, for the Python kernels,
-of a 50-line cell). Stream: lines per second of a print loop, best of three. With
---repeat N (default 3) the kernels take turns N times and the medians are
-reported.
+reply (client sockets retry every 10 ms), median of --launches starts.
+Round trips: request to idle, median (kernel_info, execute of a trivial cell
+and, for the Python kernels, of a 50-line cell). Stream: lines per second of a
+print loop, best of three.
+
+The kernels are compared side by side, not one after another: a shared
+machine speeds up and slows down over minutes, which would favour whichever
+kernel ran in a fast spell. So all kernels run at once and take turns request
+by request (in a shuffled order each round), and launches alternate too. Each
+kernel then sits idle while the others answer, as a kernel between a user's
+cells does. Beside each median the table gives the ratio to the first kernel
+and, in brackets, the lowest and highest ratio over ten blocks of rounds: if
+that range does not include 1.00, the difference is not the machine's noise.
 Run it before and after any change to the message path.
 """
 
 import argparse
 import importlib.util
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -34,6 +43,8 @@ from jupyter_client.connect import write_connection_file
 zmq.Context.instance().setsockopt(zmq.RECONNECT_IVL, 10)
 
 ROOT = Path(__file__).resolve().parent.parent
+# round trips are compared over this many blocks of consecutive rounds
+BLOCKS = 10
 
 def _print_loop(n):
     return f"for i in range({n}): print(i)"
@@ -158,77 +169,145 @@ def wait_idle(kc, msg_id, count_lines=False, timeout=60):
             return lines
 
 
-def round_trip(kc, send, n):
-    times = []
-    for _ in range(n):
+def round_trip(kc, send):
+    t = time.perf_counter()
+    msg_id = send()
+    kc.get_shell_msg(timeout=30)
+    wait_idle(kc, msg_id)
+    return time.perf_counter() - t
+
+
+class Running:
+    """A started kernel, its client, and the requests the benchmark sends it."""
+
+    def __init__(self, name, tmp):
+        self.name = name
+        self.argv, self.stream_code, exec_code, *cell = KERNELS[name]
+        self.proc, self.kc, _ = start(self.argv, tmp)
+        kc = self.kc
+        self.requests = {
+            "kernel_info": kc.kernel_info,
+            "execute": lambda: kc.execute(exec_code, store_history=False),
+        }
+        if cell:
+            self.requests["cell"] = lambda: kc.execute(cell[0], store_history=False)
+
+    def stream(self, lines):
+        """(seconds, lines that did not arrive) for one print loop."""
         t = time.perf_counter()
-        msg_id = send()
-        kc.get_shell_msg(timeout=30)
-        wait_idle(kc, msg_id)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        msg_id = self.kc.execute(self.stream_code(lines), store_history=False)
+        # read iopub first: kernelkit holds output for a slow reader rather
+        # than dropping it, so the reply waits for us
+        got = wait_idle(self.kc, msg_id, count_lines=True, timeout=5)
+        dt = time.perf_counter() - t
+        self.kc.get_shell_msg(timeout=120)
+        return dt, lines - got
 
 
-def bench(name, rounds, lines, launches):
-    argv, stream_code, exec_code, *cell = KERNELS[name]
-    out = {}
+def take_turns(items, rounds, measure, rng):
+    """Measure every item once per round, in a new shuffled order each round;
+    returns each item's list of results, in round order."""
+    results = {item: [] for item in items}
+    order = list(items)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for item in order:
+            results[item].append(measure(item))
+    return results
+
+
+def compare(times, base, blocks=BLOCKS):
+    """times' median over base's, and the lowest and highest such ratio over
+    ``blocks`` runs of consecutive rounds (the rounds are paired by index)."""
+    n = min(len(times), len(base))
+    size = max(1, n // blocks)
+    ratios = [
+        statistics.median(times[i : i + size]) / statistics.median(base[i : i + size])
+        for i in range(0, n - size + 1, size)
+    ]
+    return statistics.median(times) / statistics.median(base), min(ratios), max(ratios)
+
+
+def bench(names, rounds, lines, launches, seed=0):
+    """Per kernel: {measure: list of results}; the kernels measured side by side."""
+    rng = random.Random(seed)
+    out = {name: {} for name in names}
     with tempfile.TemporaryDirectory() as tmp:
-        starts = []
-        for _ in range(launches):
-            proc, kc, t = start(argv, tmp)
-            starts.append(t)
+        def launch(name):
+            proc, kc, t = start(KERNELS[name][0], tmp)
             stop(proc, kc)
-        out["launch_to_ready_ms"] = 1000 * statistics.median(starts)
-        proc, kc, _ = start(argv, tmp)
+            return t
+
+        for name, starts in take_turns(names, launches, launch, rng).items():
+            out[name]["launch_to_ready"] = starts
+        running = {}
         try:
-            round_trip(kc, kc.kernel_info, 20)  # warm up
-            out["kernel_info_ms"] = 1000 * round_trip(kc, kc.kernel_info, rounds)
-            out["execute_ms"] = 1000 * round_trip(kc, lambda: kc.execute(exec_code, store_history=False), rounds)
-            if cell:
-                out["cell_ms"] = 1000 * round_trip(kc, lambda: kc.execute(cell[0], store_history=False), rounds)
-            code = stream_code(lines)
-            best, lost = None, 0
-            for _ in range(3):
-                t = time.perf_counter()
-                msg_id = kc.execute(code, store_history=False)
-                # read iopub first: kernelkit holds output for a slow reader
-                # rather than dropping it, so the reply waits for us
-                got = wait_idle(kc, msg_id, count_lines=True, timeout=5)
-                dt = time.perf_counter() - t
-                kc.get_shell_msg(timeout=120)
-                # kernelkit never drops output; peers may (reported, not hidden)
-                lost = max(lost, lines - got)
-                best = dt if best is None else min(best, dt)
-            out["stream_lines_per_s"] = lines / best
-            out["lines_lost"] = lost
+            for name in names:
+                running[name] = Running(name, tmp)
+            for what in ("kernel_info", "execute", "cell"):
+                having = [name for name in names if what in running[name].requests]
+
+                def measure(name):
+                    return round_trip(running[name].kc, running[name].requests[what])
+
+                take_turns(having, max(20, rounds // 20), measure, rng)  # warm up
+                for name, times in take_turns(having, rounds, measure, rng).items():
+                    out[name][what] = times
+            for name, tries in take_turns(names, 3, lambda name: running[name].stream(lines), rng).items():
+                out[name]["stream"] = [lines / dt for dt, _ in tries]
+                out[name]["lines_lost"] = [lost for _, lost in tries]
         finally:
-            stop(proc, kc)
+            for r in running.values():
+                stop(r.proc, r.kc)
     return out
+
+
+COLUMNS = [
+    # (key, heading, unit scale, format)
+    ("launch_to_ready", "launch->ready ms", 1000, "{:.1f}"),
+    ("kernel_info", "kernel_info ms", 1000, "{:.3f}"),
+    ("execute", "execute ms", 1000, "{:.3f}"),
+    ("cell", "50-line cell ms", 1000, "{:.3f}"),
+    ("stream", "stream lines/s", 1, "{:.0f}"),
+]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=1000, help="round trips per kernel and request type")
     p.add_argument("--lines", type=int, default=20000)
-    p.add_argument("--launches", type=int, default=5)
-    p.add_argument(
-        "--repeat", type=int, default=3,
-        help="measure every kernel this many times, taking turns, and report medians "
-        "(a shared machine speeds up and slows down; turns keep the comparison fair)",
-    )
-    p.add_argument("--kernel", action="append", choices=sorted(KERNELS))
+    p.add_argument("--launches", type=int, default=10)
+    p.add_argument("--kernel", action="append", choices=sorted(KERNELS), help="(the first is the one the others are compared with)")
     args = p.parse_args()
-    names = args.kernel or list(KERNELS)
-    runs = {name: [] for name in names}
-    for _ in range(args.repeat):
-        for name in names:
-            runs[name].append(bench(name, args.rounds, args.lines, args.launches))
-    print(f"{'kernel':<12}{'launch->ready ms':>18}{'kernel_info ms':>16}{'execute ms':>12}{'50-line cell ms':>17}{'stream lines/s':>16}{'lines lost':>12}")
+    names = args.kernel or ["python"] + [name for name in KERNELS if name != "python"]
+    out = bench(names, args.rounds, args.lines, args.launches)
+    width = max(12, *(len(name) + 2 for name in names))
+    print(f"{'kernel':<{width}}" + "".join(f"{heading:>18}" for _, heading, _, _ in COLUMNS) + f"{'lines lost':>12}")
     for name in names:
-        r = {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
-        r["lines_lost"] = max(run["lines_lost"] for run in runs[name])
-        cell = f"{r['cell_ms']:.3f}" if "cell_ms" in r else "-"
-        print(f"{name:<12}{r['launch_to_ready_ms']:>18.1f}{r['kernel_info_ms']:>16.3f}{r['execute_ms']:>12.3f}{cell:>17}{r['stream_lines_per_s']:>16.0f}{r['lines_lost']:>12}")
+        r = out[name]
+        row = ""
+        for key, _, scale, fmt in COLUMNS:
+            if key not in r:
+                row += f"{'-':>18}"
+            else:
+                value = max(r[key]) if key == "stream" else statistics.median(r[key])
+                row += f"{fmt.format(value * scale):>18}"
+        print(f"{name:<{width}}{row}{max(r['lines_lost']):>12}")
+    base = names[0]
+    if len(names) > 1:
+        print(f"\nratio to {base} (lowest-highest over {BLOCKS} blocks of rounds; launches: over single rounds)")
+        for name in names[1:]:
+            row = ""
+            for key, _, _, _ in COLUMNS:
+                if key == "stream":
+                    row += f"{max(out[name][key]) / max(out[base][key]):>18.2f}"
+                elif key in out[name] and key in out[base]:
+                    blocks = len(out[name][key]) if key == "launch_to_ready" else BLOCKS
+                    ratio, low, high = compare(out[name][key], out[base][key], blocks)
+                    row += f"{f'{ratio:.2f} ({low:.2f}-{high:.2f})':>18}"
+                else:
+                    row += f"{'-':>18}"
+            print(f"{name:<{width}}{row}")
 
 
 if __name__ == "__main__":
