@@ -9,7 +9,7 @@ import time
 
 import pytest
 import zmq
-from support import iopub_until, iopub_until_idle, reply_to, result_text, run_ok
+from support import answer, input_request, iopub_until, iopub_until_idle, reply_to, result_text, run_ok
 
 
 def kind(msg):
@@ -165,6 +165,63 @@ def test_interrupting_output_in_a_loop_never_wedges_the_kernel(kernel, how):
                 break
     info = control(kc, "kernel_info_request")
     assert reply_to(kc, info, timeout=5, channel="control")["content"]["status"] == "ok"
+
+
+# --------------------------------------------------------- kernel_info on shell
+# When nothing runs or waits in the main shell, the I/O thread answers a shell
+# kernel_info_request itself (the base class's reply is plain attributes).
+# These tests pin down what must not change because of that.
+
+
+def test_shell_kernel_info_keeps_its_place_behind_a_running_cell(kernel):
+    """Asked on shell while a cell waits for input, kernel_info is answered
+    after that cell: its reply after the cell's reply, its busy after the
+    cell's idle (only control jumps the queue)."""
+    _, kc = kernel
+    cell = kc.execute("kernel.input('go? ')", allow_stdin=True)
+    prompt = input_request(kc, cell)
+    info_id = kc.kernel_info()
+    # the cell cannot end before we answer it; a kernel_info answered out of
+    # turn would arrive meanwhile
+    assert kc.shell_channel.socket.poll(1000) == 0, f"answered while the cell ran: {kc.get_shell_msg(timeout=1)}"
+    answer(kc, prompt, "yes")
+    first, second = kc.get_shell_msg(timeout=10), kc.get_shell_msg(timeout=10)
+    assert [first["parent_header"]["msg_id"], second["parent_header"]["msg_id"]] == [cell, info_id]
+    assert second["content"]["status"] == "ok" and second["content"]["implementation"] == "exec-test"
+    order = []
+    while not (order and order[-1] == (info_id, "idle")):
+        msg = kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") in (cell, info_id) and msg["msg_type"] == "status":
+            order.append((msg["parent_header"]["msg_id"], kind(msg)))
+    assert order == [(cell, "busy"), (cell, "idle"), (info_id, "busy"), (info_id, "idle")]
+
+
+def test_an_overridden_kernel_info_runs_on_the_main_thread(kernel):
+    """A kernel that computes its kernel_info gets it called where every
+    handler runs, on the main thread, even when the kernel is idle."""
+    _, kc = kernel
+    run_ok(kc, (
+        "import threading, types\n"
+        "kernel.kernel_info = types.MethodType(\n"
+        "    lambda self: dict(type(self).kernel_info(self), banner=threading.current_thread().name), kernel)"
+    ))
+    reply = reply_to(kc, kc.kernel_info())
+    assert reply["content"]["status"] == "ok"
+    assert reply["content"]["banner"] == "MainThread"
+    assert reply["content"]["implementation"] == "exec-test"
+
+
+def test_kernel_info_that_fails_gets_an_error_reply(kernel):
+    """Attributes kernel_info cannot use (language_info not a dict): an
+    error reply naming the error, busy and idle, and the kernel goes on."""
+    proc, kc = kernel
+    run_ok(kc, "kernel.language_info = None")
+    info_id = kc.kernel_info()
+    reply = reply_to(kc, info_id)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "TypeError"
+    assert [kind(m) for m in iopub_until_idle(kc, info_id)] == ["busy", "idle"]
+    assert_alive(proc, kc)
 
 
 # ------------------------------------------------------------------ shutdown

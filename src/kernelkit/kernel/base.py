@@ -26,7 +26,10 @@ __all__ = ["ExecutionError", "Kernel", "Request", "StdinNotAllowed"]
 
 
 class Kernel:
-    #: ``kernel_info_reply`` fields; override as class attributes.
+    #: ``kernel_info_reply`` fields; override as class attributes. Keep them
+    #: plain values: while the kernel is idle, the I/O thread answers a shell
+    #: kernel_info_request from them at once. To compute the reply, override
+    #: ``kernel_info()``; it then runs on the main thread like any handler.
     implementation = "kernelkit"
     implementation_version = _kernelkit_version
     language_info: dict = {"name": "text", "version": "", "mimetype": "text/plain", "file_extension": ".txt"}
@@ -228,6 +231,23 @@ class Kernel:
 
     def _on_kernel_info(self, req: Request) -> dict:
         return self.kernel_info()
+
+    def _kernel_info_anywhere(self) -> dict | None:
+        """kernel_info's reply content, if any thread may build it: the base
+        class's kernel_info, which only reads the attributes above. None when
+        the kernel computes it (an override runs on the main thread, as every
+        handler does) or it fails (the main thread then reports the error)."""
+        # (overridden in a subclass or on the instance: the bound method's
+        # function is another one)
+        if (
+            getattr(self.kernel_info, "__func__", None) is not Kernel.kernel_info
+            or getattr(self._handlers.get("kernel_info_request"), "__func__", None) is not Kernel._on_kernel_info
+        ):
+            return None
+        try:
+            return self.kernel_info()
+        except Exception:
+            return None
 
     def _on_complete(self, req: Request) -> dict:
         code = req.content["code"]

@@ -145,9 +145,26 @@ class Runtime:
             # thread wakes up and runs it, instead of with its reply.
             kernel = self.kernel  # (None until the kernel has been made)
             if kernel is not None and not self.outbound.lazy_active and not self.stopping.is_set() and msg.msg_type in kernel._handlers:
+                if msg.msg_type == "kernel_info_request" and self._answer_kernel_info(req):
+                    return
                 self.announce(req)
             self.outbound.grant_lazy()
         shell.queue.put(req)
+
+    def _answer_kernel_info(self, req: Request) -> bool:
+        """Answer a kernel_info_request here, on the I/O thread, when the
+        main shell is idle and the reply is the base class's (plain
+        attributes, no code of the kernel's): busy, reply and idle leave in
+        the order the main thread would send them, without waking it."""
+        content = self.kernel._kernel_info_anywhere()
+        if content is None:
+            return False
+        req.announced = True
+        self.status("busy", req)
+        content.setdefault("status", "ok")
+        self.reply(req, content)
+        self.status("idle", req)
+        return True
 
     def on_invalid(self, channel: str, msg, error) -> None:
         if channel in (SHELL, CONTROL) and msg.msg_type.endswith("_request"):
