@@ -276,7 +276,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=1000, help="round trips per kernel and request type")
     p.add_argument("--lines", type=int, default=20000)
-    p.add_argument("--launches", type=int, default=10)
+    p.add_argument("--launches", type=int, default=20)
     p.add_argument("--kernel", action="append", choices=sorted(KERNELS), help="(the first is the one the others are compared with)")
     args = p.parse_args()
     names = args.kernel or ["python"] + [name for name in KERNELS if name != "python"]
