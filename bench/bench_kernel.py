@@ -295,15 +295,14 @@ def main():
         print(f"{name:<{width}}{row}{max(r['lines_lost']):>12}")
     base = names[0]
     if len(names) > 1:
-        print(f"\nratio to {base} (lowest-highest over {BLOCKS} blocks of rounds; launches: over single rounds)")
+        print(f"\nratio to {base} (lowest-highest over {BLOCKS} blocks of rounds)")
         for name in names[1:]:
             row = ""
             for key, _, _, _ in COLUMNS:
                 if key == "stream":
                     row += f"{max(out[name][key]) / max(out[base][key]):>18.2f}"
                 elif key in out[name] and key in out[base]:
-                    blocks = len(out[name][key]) if key == "launch_to_ready" else BLOCKS
-                    ratio, low, high = compare(out[name][key], out[base][key], blocks)
+                    ratio, low, high = compare(out[name][key], out[base][key])
                     row += f"{f'{ratio:.2f} ({low:.2f}-{high:.2f})':>18}"
                 else:
                     row += f"{'-':>18}"
