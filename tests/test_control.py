@@ -261,6 +261,21 @@ def test_shutdown_while_a_cell_ignores_interrupts_still_exits_0(kernel):
 
 
 # --------------------------------------------------------------------- errors
+@pytest.mark.parametrize("channel", ["shell", "control"])
+def test_an_interrupt_that_fails_is_an_error_reply_with_one_busy(kernel, channel):
+    """The kernel's interrupt() raises: the interrupt_request gets an error
+    reply naming the error and exactly one busy and one idle (on shell the
+    I/O thread has already announced it), and the kernel goes on."""
+    proc, kc = kernel
+    run_ok(kc, "def _fail():\n    raise RuntimeError('cannot interrupt')\nkernel.interrupt = _fail")
+    msg_id = (shell if channel == "shell" else control)(kc, "interrupt_request")
+    reply = reply_to(kc, msg_id, channel=channel)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "RuntimeError" and reply["content"]["evalue"] == "cannot interrupt"
+    assert [kind(m) for m in iopub_until_idle(kc, msg_id)] == ["busy", "idle"]
+    assert_alive(proc, kc)
+
+
 def test_exception_in_a_cell_is_an_error_reply_and_the_kernel_goes_on(kernel):
     proc, kc = kernel
     cell = kc.execute("raise ValueError('boom')")

@@ -159,11 +159,8 @@ class Runtime:
         content = self.kernel._kernel_info_anywhere()
         if content is None:
             return False
-        req.announced = True
-        self.status("busy", req)
         content.setdefault("status", "ok")
-        self.reply(req, content)
-        self.status("idle", req)
+        self.answer(req, content)
         return True
 
     def on_invalid(self, channel: str, msg, error) -> None:
@@ -250,17 +247,25 @@ class Runtime:
         if req.msg_type == "execute_request":
             self.kernel._announce_execute(req)
 
+    def answer(self, req: Request, content: dict) -> None:
+        """busy (unless the request was announced), ``content`` as its reply,
+        idle: a request answered without its handler (invalid, aborted, or
+        kernel_info from plain attributes)."""
+        if not req.announced:
+            req.announced = True
+            self.status("busy", req)
+        self.reply(req, content)
+        self.status("idle", req)
+
     def handle(self, req: Request) -> None:
         """busy, then the handler and its reply, then idle."""
         kernel = self.kernel
         if req.invalid is not None:
-            self.status("busy", req)
             err = req.invalid
             content = {"status": "error", "ename": type(err).__name__, "evalue": str(err), "traceback": []}
             if req.msg_type == "execute_request":
                 content["execution_count"] = self.count_owner(req).execution_count
-            self.reply(req, content)
-            self.status("idle", req)
+            self.answer(req, content)
             return
         if req.msg_type == "interrupt_request":
             # interrupt first: the FIFO that busy goes through may be full of
@@ -319,10 +324,7 @@ class Runtime:
         return shell if shell is not None and shell.subshell_id is not None else self.kernel
 
     def abort(self, req: Request) -> None:
-        if not req.announced:  # (an announced request is never queued behind a failure)
-            self.status("busy", req)
-        self.reply(req, {"status": "aborted", "execution_count": self.count_owner(req).execution_count})
-        self.status("idle", req)
+        self.answer(req, {"status": "aborted", "execution_count": self.count_owner(req).execution_count})
 
     # -- loops --------------------------------------------------------------------
     def run_shell(self, shell: ShellQueue) -> None:
