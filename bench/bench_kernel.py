@@ -181,9 +181,8 @@ class Running:
     """A started kernel, its client, and the requests the benchmark sends it."""
 
     def __init__(self, name, tmp):
-        self.name = name
-        self.argv, self.stream_code, exec_code, *cell = KERNELS[name]
-        self.proc, self.kc, _ = start(self.argv, tmp)
+        argv, self.stream_code, exec_code, *cell = KERNELS[name]
+        self.proc, self.kc, _ = start(argv, tmp)
         kc = self.kc
         self.requests = {
             "kernel_info": kc.kernel_info,
@@ -216,11 +215,11 @@ def take_turns(items, rounds, measure, rng):
     return results
 
 
-def compare(times, base, blocks=BLOCKS):
+def compare(times, base):
     """times' median over base's, and the lowest and highest such ratio over
-    ``blocks`` runs of consecutive rounds (the rounds are paired by index)."""
+    BLOCKS runs of consecutive rounds (the rounds are paired by index)."""
     n = min(len(times), len(base))
-    size = max(1, n // blocks)
+    size = max(1, n // BLOCKS)
     ratios = [
         statistics.median(times[i : i + size]) / statistics.median(base[i : i + size])
         for i in range(0, n - size + 1, size)
