@@ -369,6 +369,26 @@ def test_two_subshells_run_concurrently(pykernel):
     assert elapsed < 1.8, f"three 1 s sleeps (main, A, B) took {elapsed:.3f} s"
 
 
+def test_results_of_concurrent_subshells_all_arrive(pykernel):
+    """Two subshells each run a cell that evaluates an expression 200 times
+    through IPython's displayhook at once: every value reaches its own cell
+    as an execute_result (the hook is one object the threads share)."""
+    fe = pykernel.fe
+    # switch threads as often as Python allows, so the two loops interleave
+    fe.run("import sys, threading\nbarrier = threading.Barrier(2)\nsys.setswitchinterval(1e-6)")
+    a, b = fe.create_subshell(), fe.create_subshell()
+    code = (
+        "barrier.wait(5)\n"
+        "for i in range(200):\n"
+        "    get_ipython().displayhook(('{name}', i))\n"
+    )
+    ida, idb = fe.execute(code.format(name="A"), a), fe.execute(code.format(name="B"), b)
+    for msg_id, name in ((ida, "A"), (idb, "B")):
+        assert fe.reply(msg_id, timeout=30)["content"]["status"] == "ok"
+        results = [m["content"]["data"]["text/plain"] for m in fe.iopub(msg_id, timeout=30) if m["msg_type"] == "execute_result"]
+        assert results == [repr((name, i)) for i in range(200)], f"{name}: {len(results)} of 200 results arrived"
+
+
 # ================================================================ parenting
 def test_output_status_and_reply_of_a_subshell_request_are_parented_to_it(pykernel):
     fe = pykernel.fe

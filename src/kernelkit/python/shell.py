@@ -20,21 +20,26 @@ from traitlets import Any, Instance
 class KernelDisplayHook(DisplayHook):
     """``execute_result`` for the value of a cell's last expression."""
 
+    # the value being displayed, per thread: subshells run cells at the same
+    # time through this one hook, and one must not publish (or drop) another's
+    _formatted = threading.local()
+
     def start_displayhook(self):
         super().start_displayhook()
-        self._data = None
+        self._formatted.data = None
 
     def write_output_prompt(self):
         pass
 
     def write_format_data(self, format_dict, md_dict=None):
-        self._data = (format_dict, md_dict or {})
+        self._formatted.data = (format_dict, md_dict or {})
 
     def finish_displayhook(self):
-        if self._data is not None:
-            data, metadata = self._data
+        formatted = getattr(self._formatted, "data", None)
+        if formatted is not None:
+            data, metadata = formatted
             self.shell.kernel.execute_result(data, metadata)
-        self._data = None
+        self._formatted.data = None
         self._is_active = False
 
 
