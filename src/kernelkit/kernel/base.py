@@ -124,6 +124,8 @@ class Kernel:
             "banner": self.banner,
             "help_links": list(self.help_links),
             "supported_features": list(self.supported_features),
+            # (clients older than JEP 92 read this flag)
+            **({"debugger": True} if "debugger" in self.supported_features else {}),
         }
 
     # -------------------------------------------------------------- helpers

@@ -27,7 +27,7 @@ def kernelspec(display_name: str = DEFAULT_DISPLAY_NAME, provisioner: bool = Tru
         "language": "python",
         "interrupt_mode": "signal",
         "kernel_protocol_version": PROTOCOL_VERSION,
-        "metadata": {"supported_encryption": ["curve"], "debugger": False},
+        "metadata": {"supported_encryption": ["curve"], "debugger": True},
     }
     if provisioner:
         spec["metadata"]["kernel_provisioner"] = {"provisioner_name": "kernelkit-handshake", "config": {}}

@@ -2,6 +2,7 @@
 
 import builtins
 import getpass
+import importlib.util
 import logging
 import os
 import sys
@@ -46,6 +47,12 @@ class PythonKernel(Kernel):
         self._capture_fds = capture_fds
         self._captures: list[FdCapture] = []
         self.banner = f"Python {sys.version.split()[0]} on kernelkit {__version__}"
+        self._debugger = None  # made by the first debug_request (debugger.py)
+        if importlib.util.find_spec("debugpy") is not None:
+            self.supported_features = (*Kernel.supported_features, "debugger")
+        # TODO(#12): becomes the base class's public handler declaration
+        # (@handler("debug_request")) when that lands; the logic is in debugger.py
+        self._handlers["debug_request"] = self._on_debug_request
 
     # -- lifecycle ------------------------------------------------------------
     def _attach(self, runtime) -> None:
@@ -247,6 +254,22 @@ class PythonKernel(Kernel):
 
         dispatch("comm_close", request)
 
+    def _on_debug_request(self, request):
+        """A DAP request on control: its debug_reply content (a DAP response)."""
+        if self._debugger is None:
+            from .debugger import Debugger
+
+            self._debugger = Debugger(self)
+        return self._debugger.handle(request.content, request.message.header.get("session"))
+
+    def interrupt(self):
+        if self._debugger is not None:
+            # a thread stopped at a breakpoint resumes, then takes the interrupt
+            self._debugger.resume_for_interrupt()
+        super().interrupt()
+
     def shutdown(self, restart):
+        if self._debugger is not None:
+            self._debugger.close()  # stopped threads resume; debugpy is left
         if self._shell is not None:
             self._shell.history_manager.end_session()

@@ -14,7 +14,9 @@ from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import EscapedCommand, HelpEnd, MagicAssign, SystemAssign, TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets import Any, Instance
+from traitlets import Any, Instance, Type
+
+from .cellfiles import CellFileCompiler
 
 
 class KernelDisplayHook(DisplayHook):
@@ -101,6 +103,8 @@ class KernelShell(InteractiveShell):
     display_pub_class = KernelDisplayPublisher
     kernel = Any()
     input_transformer_manager = Instance(KernelTransformerManager, ())
+    # each cell is compiled under a real file name (the debugger's rule)
+    compiler_class = Type(CellFileCompiler)
 
     # the error of the cell this thread ran last, for its execute_reply
     # (per thread: subshells run cells concurrently)
