@@ -67,12 +67,33 @@ EXCEPTION_PATHS = ["Python Exceptions"]
 _STATIC = frozenset({"debugInfo", "dumpCell", "source", "modules", "inspectVariables", "richInspectVariables"})
 
 
+# requests that let a stopped thread go on
+_RESUMING = frozenset({"continue", "next", "stepIn", "stepOut", "stepBack", "reverseContinue", "goto"})
+
+
 class DebugError(Exception):
     """A request that cannot be served: ``success: false`` with this message."""
 
 
 def _is_hidden(name: str) -> bool:
     return name in HIDDEN_NAMES or (name[:2] == "_i" and name[2:].isdigit()) or (name[:1] == "_" and name[1:].isdigit())
+
+
+def _hide(thread: threading.Thread) -> None:
+    """Keep pydevd from tracing, suspending or listing a kernel thread."""
+    thread.pydev_do_not_trace = thread.is_pydev_daemon_thread = True
+
+
+def _kernel_code_rules() -> list:
+    """debugpy rules that keep the kernel's code out of the user's way, by
+    module name and by directory (``python -m kernelkit.python`` runs as
+    ``__main__``)."""
+    rules = [{"module": m, "include": False} for m in KERNEL_MODULES]
+    for m in KERNEL_MODULES:
+        path = getattr(sys.modules.get(m), "__file__", None)
+        if path:
+            rules.append({"path": os.path.dirname(path), "include": False})
+    return rules
 
 
 def _is_kernel_thread(thread: threading.Thread) -> bool:
@@ -96,7 +117,7 @@ class AdapterConnection:
         self._events: dict = {}  # event name -> threading.Event (see wait_event)
         self.closed = threading.Event()
         self._reader = threading.Thread(target=self._read, name="kernelkit-debugpy-reader", daemon=True)
-        self._reader.pydev_do_not_trace = True
+        _hide(self._reader)
         self._reader.start()
 
     def send(self, command: str, arguments=None) -> list:
@@ -280,8 +301,7 @@ class Debugger:
             log.exception("debug_request %s failed", command)
             return self._response(seq, command, success=False, message=f"{type(e).__name__}: {e}")
         if response.get("type") == "response" and "request_seq" in response:  # from debugpy
-            response["request_seq"] = seq
-            response["seq"] = seq
+            response.update(seq=seq, request_seq=seq, command=command)
             return response
         body = response
         return self._response(seq, command, body=body)
@@ -314,7 +334,14 @@ class Debugger:
             return self._filtered_variables(self._forward("variables", args))
         if command == "copyToGlobals":
             return self.copy_to_globals(args)
-        return self._forward(command, args)
+        response = self._forward(command, args)
+        if command in _RESUMING and response.get("success"):
+            # debugpy sends no 'continued' event for what the client resumed
+            if (response.get("body") or {}).get("allThreadsContinued"):
+                self.stopped_threads.clear()
+            else:
+                self.stopped_threads.discard(args.get("threadId"))
+        return response
 
     def _forward(self, command: str, args: dict) -> dict:
         return self._conn.request(command, args)
@@ -349,7 +376,7 @@ class Debugger:
         # (nor listed among the user's threads)
         for t in [*threading.enumerate(), threading.current_thread()]:
             if _is_kernel_thread(t):
-                t.pydev_do_not_trace = t.is_pydev_daemon_thread = True
+                _hide(t)
         # debugpy warns on stderr (the user's cell output) about frozen stdlib
         # modules; they only matter for breakpoints in the stdlib itself
         os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -382,9 +409,7 @@ class Debugger:
         args.setdefault("stopAllThreadsOnSuspend", False)
         args.setdefault("steppingResumesAllThreads", False)
         args.setdefault("justMyCode", True)
-        rules = list(args.get("rules") or [])
-        rules += [{"module": m, "include": False} for m in KERNEL_MODULES]
-        args["rules"] = rules
+        args["rules"] = list(args.get("rules") or []) + _kernel_code_rules()
         conn = self._conn
         # debugpy answers attach only after configurationDone, which it asks
         # for with the 'initialized' event; JupyterLab sends its own
@@ -474,7 +499,9 @@ class Debugger:
         if name == "stopped":
             if body.get("allThreadsStopped"):
                 # which threads: ask on another thread (this one reads the answer)
-                threading.Thread(target=self._stopped_all, args=(event,), name="kernelkit-debugger-threads", daemon=True).start()
+                asker = threading.Thread(target=self._stopped_all, args=(event,), name="kernelkit-debugger-threads", daemon=True)
+                _hide(asker)
+                asker.start()
                 return
             self.stopped_threads.add(body.get("threadId"))
         elif name == "continued":
@@ -487,7 +514,6 @@ class Debugger:
         self.kernel.publish("debug_event", event)
 
     def _stopped_all(self, event: dict) -> None:
-        threading.current_thread().pydev_do_not_trace = True
         conn = self._conn
         try:
             threads = conn.request("threads", {}).get("body", {}).get("threads", []) if conn else []
