@@ -127,6 +127,13 @@ class Frontend:
         assert [b["verified"] for b in bps["breakpoints"]] == [True] * len(lines), bps
         return path
 
+    def run_to_breakpoint(self, code, lines, info):
+        """Break at ``lines`` of cell ``code`` and run it: (execute msg_id, stopped thread)."""
+        self.break_in_cell(code, lines, info)
+        self.ok("configurationDone")
+        msg_id = self.kc.execute(code)
+        return msg_id, self.stopped("breakpoint")
+
     def stopped(self, reason):
         ev = self.event("stopped")
         assert ev["body"]["reason"] == reason, ev
@@ -226,12 +233,9 @@ def test_breakpoint_in_a_cell_function_stack_locals_step_continue(debug_kernel):
     proc, kc, fe = debug_kernel
     caps, info = fe.start()
     assert {f["filter"] for f in caps["exceptionBreakpointFilters"]} >= {"raised", "uncaught"}
-    path = fe.break_in_cell(CELL, [2], info)
-    fe.ok("configurationDone")
-    msg_id = kc.execute(CELL)
-    tid = fe.stopped("breakpoint")
+    msg_id, tid = fe.run_to_breakpoint(CELL, [2], info)
     top, frames = fe.top_frame(tid)
-    assert (top["name"], top["line"], top["source"]["path"]) == ("double", 2, path)
+    assert (top["name"], top["line"], top["source"]["path"]) == ("double", 2, fe.ok("dumpCell", {"code": CELL})["sourcePath"])
     # the kernel's own frames (IPython, kernelkit) are not the user's
     assert [f["name"] for f in frames] == ["double", "<module>"], frames
     assert fe.locals_of(top["id"]) == {"x": "21"}
@@ -265,10 +269,7 @@ def test_step_in_and_pause(debug_kernel):
     proc, kc, fe = debug_kernel
     _, info = fe.start()
     code = "def inner(a):\n    return a + 1\n\ndef outer():\n    b = inner(1)\n    return b\n\nouter()\n"
-    fe.break_in_cell(code, [5], info)
-    fe.ok("configurationDone")
-    msg_id = kc.execute(code)
-    tid = fe.stopped("breakpoint")
+    msg_id, tid = fe.run_to_breakpoint(code, [5], info)
     fe.ok("stepIn", {"threadId": tid})
     fe.stopped("step")
     top, _ = fe.top_frame(tid)
@@ -376,10 +377,7 @@ def test_inspect_and_rich_inspect_variables(debug_kernel):
     assert rich["data"]["text/plain"] == "Table([1, 2])"
     # while stopped: the frame's own variable
     code = "def show():\n    local_df = Table([3])\n    return local_df\n\nshow()\n"
-    fe.break_in_cell(code, [3], info)
-    fe.ok("configurationDone")
-    msg_id = kc.execute(code)
-    tid = fe.stopped("breakpoint")
+    msg_id, tid = fe.run_to_breakpoint(code, [3], info)
     top, _ = fe.top_frame(tid)
     rich = fe.ok("richInspectVariables", {"variableName": "local_df", "frameId": top["id"]})
     assert rich["data"]["text/html"] == "<table><tr><td>3</td></tr></table>"
@@ -392,19 +390,26 @@ def test_inspect_and_rich_inspect_variables(debug_kernel):
 
 
 # ----------------------------------------------- the kernel while it is stopped
-def stop_in_loop(kc, fe):
-    """A cell stopped at a breakpoint; returns (execute msg_id, thread id)."""
+def stop_in_cell(fe):
+    """Attach and stop in a cell: (execute msg_id, stopped thread)."""
     _, info = fe.start()
-    code = "import time\ndef spin():\n    n = 0\n    n += 1\n    return n\n\nspin()\n"
-    fe.break_in_cell(code, [4], info)
-    fe.ok("configurationDone")
-    msg_id = kc.execute(code)
-    return msg_id, fe.stopped("breakpoint")
+    return fe.run_to_breakpoint(CELL, [2], info)
+
+
+def run_in_subshell(kc, code):
+    """Create a subshell and send it an execute_request; returns its msg_id."""
+    create = kc.session.msg("create_subshell_request", {})
+    kc.control_channel.send(create)
+    sid = reply_to(kc, create["header"]["msg_id"], 10, channel="control")["content"]["subshell_id"]
+    msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False})
+    msg["header"]["subshell_id"] = sid
+    kc.shell_channel.send(msg)
+    return msg["header"]["msg_id"]
 
 
 def test_control_heartbeat_and_subshells_answer_while_stopped(debug_kernel, tmp_path):
     proc, kc, fe = debug_kernel
-    msg_id, tid = stop_in_loop(kc, fe)
+    msg_id, tid = stop_in_cell(fe)
     assert control_kernel_info(kc)["status"] == "ok"
     assert fe.ok("debugInfo")["stoppedThreads"] == [tid]
     info = json.loads((tmp_path / "kernel.json").read_text())
@@ -417,14 +422,9 @@ def test_control_heartbeat_and_subshells_answer_while_stopped(debug_kernel, tmp_
     hb.close()
     ctx.term()
     # a subshell keeps running while the main shell is stopped
-    create = kc.session.msg("create_subshell_request", {})
-    kc.control_channel.send(create)
-    sid = reply_to(kc, create["header"]["msg_id"], 10, channel="control")["content"]["subshell_id"]
-    sub = kc.session.msg("execute_request", {"code": "print('from the subshell')", "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False})
-    sub["header"]["subshell_id"] = sid
-    kc.shell_channel.send(sub)
-    assert reply_to(kc, sub["header"]["msg_id"], 20)["content"]["status"] == "ok"
-    assert fe.output(sub["header"]["msg_id"]) == "from the subshell\n"
+    sub = run_in_subshell(kc, "print('from the subshell')")
+    assert reply_to(kc, sub, 20)["content"]["status"] == "ok"
+    assert fe.output(sub) == "from the subshell\n"
     # the main shell's requests queue behind the stopped cell
     queued = kc.execute("print('queued ran')")
     fe.ok("continue", {"threadId": tid})
@@ -440,12 +440,7 @@ def test_a_subshell_stops_at_a_breakpoint_too(debug_kernel):
     run_ok(kc, code)
     fe.break_in_cell(code, [3], info)
     fe.ok("configurationDone")
-    create = kc.session.msg("create_subshell_request", {})
-    kc.control_channel.send(create)
-    sid = reply_to(kc, create["header"]["msg_id"], 10, channel="control")["content"]["subshell_id"]
-    sub = kc.session.msg("execute_request", {"code": "sub_work()", "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False})
-    sub["header"]["subshell_id"] = sid
-    kc.shell_channel.send(sub)
+    sub = run_in_subshell(kc, "sub_work()")
     tid = fe.stopped("breakpoint")
     names = {t["id"]: t["name"] for t in fe.ok("threads")["threads"]}
     assert names[tid].startswith("kernelkit-subshell-"), names
@@ -453,7 +448,7 @@ def test_a_subshell_stops_at_a_breakpoint_too(debug_kernel):
     run_ok(kc, "print('main runs')")
     assert fe.locals_of(fe.top_frame(tid)[0]["id"]) == {"w": "'sub'"}
     fe.ok("continue", {"threadId": tid})
-    assert reply_to(kc, sub["header"]["msg_id"], 20)["content"]["status"] == "ok"
+    assert reply_to(kc, sub, 20)["content"]["status"] == "ok"
 
 
 def test_interrupt_while_stopped(debug_kernel):
@@ -461,10 +456,7 @@ def test_interrupt_while_stopped(debug_kernel):
     proc, kc, fe = debug_kernel
     _, info = fe.start()
     code = "import time\ndef nap():\n    n = 0\n    time.sleep(30)\n    return n\n\nnap()\n"
-    fe.break_in_cell(code, [3], info)
-    fe.ok("configurationDone")
-    msg_id = kc.execute(code)
-    fe.stopped("breakpoint")
+    msg_id, _ = fe.run_to_breakpoint(code, [3], info)
     interrupt = kc.session.msg("interrupt_request", {})
     kc.control_channel.send(interrupt)
     assert reply_to(kc, interrupt["header"]["msg_id"], 10, channel="control")["content"]["status"] == "ok"
@@ -473,9 +465,7 @@ def test_interrupt_while_stopped(debug_kernel):
     assert fe.ok("debugInfo")["stoppedThreads"] == []
     _, msgs = run_ok(kc, "print(6 * 7)")
     assert any(m["msg_type"] == "stream" and m["content"]["text"] == "42\n" for m in msgs)
-    fe.break_in_cell(CELL, [2], info)
-    msg_id = kc.execute(CELL)
-    tid = fe.stopped("breakpoint")
+    msg_id, tid = fe.run_to_breakpoint(CELL, [2], info)
     fe.ok("continue", {"threadId": tid})
     assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
 
@@ -483,7 +473,7 @@ def test_interrupt_while_stopped(debug_kernel):
 @pytest.mark.parametrize("restart", [False, True])
 def test_shutdown_while_stopped(debug_kernel, restart):
     proc, kc, fe = debug_kernel
-    msg_id, tid = stop_in_loop(kc, fe)
+    msg_id, tid = stop_in_cell(fe)
     msg = kc.session.msg("shutdown_request", {"restart": restart})
     kc.control_channel.send(msg)
     reply = reply_to(kc, msg["header"]["msg_id"], 10, channel="control")["content"]
@@ -504,10 +494,7 @@ def test_disconnect_reattach_and_a_second_client(debug_kernel, tmp_path):
         assert fe2.ok("debugInfo")["isStarted"] is False
         # the other client now attaches and stops in a cell
         _, info = fe2.start()
-        fe2.break_in_cell(CELL, [2], info)
-        fe2.ok("configurationDone")
-        msg_id = other.execute(CELL)
-        tid = fe2.stopped("breakpoint")
+        msg_id, tid = fe2.run_to_breakpoint(CELL, [2], info)
         assert fe2.top_frame(tid)[0]["name"] == "double"
         fe2.ok("disconnect", {"restart": False, "terminateDebuggee": False})  # lets the cell go
         assert reply_to(other, msg_id, 20)["content"]["status"] == "ok"
