@@ -18,7 +18,7 @@ import time
 import pytest
 import zmq
 from jupyter_client import BlockingKernelClient
-from support import iopub_until_idle, reply_to, run_ok, start_kernel
+from support import iopub_until_idle, km_client, reply_to, run_ok, start_kernel
 
 from kernelkit.python import install
 from kernelkit.python.cellfiles import HASH_SEED, murmur2
@@ -470,15 +470,40 @@ def test_interrupt_while_stopped(debug_kernel):
     assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
 
 
-@pytest.mark.parametrize("restart", [False, True])
-def test_shutdown_while_stopped(debug_kernel, restart):
+def test_shutdown_while_stopped(debug_kernel):
     proc, kc, fe = debug_kernel
     msg_id, tid = stop_in_cell(fe)
-    msg = kc.session.msg("shutdown_request", {"restart": restart})
+    msg = kc.session.msg("shutdown_request", {"restart": False})
     kc.control_channel.send(msg)
     reply = reply_to(kc, msg["header"]["msg_id"], 10, channel="control")["content"]
-    assert reply == {"status": "ok", "restart": restart}
+    assert reply == {"status": "ok", "restart": False}
     assert proc.wait(10) == 0, proc.stderr
+
+
+def test_restart_while_stopped_under_a_kernel_manager(tmp_path, monkeypatch, managers):
+    prefix = tmp_path / "prefix"
+    assert install.main(["--prefix", str(prefix), "--name", "kk-debug"]) == 0
+    spec = json.loads((prefix / "share" / "jupyter" / "kernels" / "kk-debug" / "kernel.json").read_text())
+    assert spec["metadata"]["debugger"] is True
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    km = managers("kk-debug")
+    kc = km_client(km)
+    try:
+        stop_in_cell(Frontend(kc))
+        old = km.provisioner.process
+        km.restart_kernel()
+        assert old.wait(10) == 0
+    finally:
+        kc.stop_channels()
+    kc = km_client(km)
+    try:
+        fe = Frontend(kc)
+        msg_id, tid = stop_in_cell(fe)  # a new kernel, a new debugger
+        fe.ok("continue", {"threadId": tid})
+        assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
 
 
 def test_disconnect_reattach_and_a_second_client(debug_kernel, tmp_path):

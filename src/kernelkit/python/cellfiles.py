@@ -34,10 +34,9 @@ def murmur2(data: bytes, seed: int) -> int:
     words = array("I", data[:whole])  # 4-byte little-endian blocks
     if sys.byteorder != "little":
         words.byteswap()
-    for k in words:
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    for k in words:  # (masking once per step is enough: xor is bitwise)
+        k = k * _M & _MASK
+        h = (h * _M ^ (k ^ k >> 24) * _M) & _MASK
     rest = n - whole
     if rest:
         h ^= int.from_bytes(data[whole:], "little")
