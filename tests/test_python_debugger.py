@@ -303,6 +303,15 @@ def test_exception_breakpoints(debug_kernel):
     reply = reply_to(kc, msg_id, 20)["content"]
     assert (reply["status"], reply["ename"]) == ("error", "ValueError")
     run_ok(kc, "try:\n    int('x')\nexcept ValueError:\n    pass\n")  # no longer stops
+    # "user-uncaught": what the cell does not catch (IPython catches everything,
+    # so debugpy's plain "uncaught" never fires in a notebook)
+    fe.ok("setExceptionBreakpoints", {"filters": ["userUnhandled"]})
+    run_ok(kc, "def h():\n    try:\n        int('x')\n    except ValueError:\n        return 1\n\nh()\n")
+    msg_id = kc.execute("def g():\n    raise KeyError('lost')\n\ng()\n")
+    tid = fe.stopped("exception")
+    assert fe.top_frame(tid)[0]["name"] == "g"
+    fe.ok("continue", {"threadId": tid})
+    assert reply_to(kc, msg_id, 20)["content"]["ename"] == "KeyError"
 
 
 def test_breakpoint_in_an_imported_module(debug_kernel, tmp_path):
@@ -347,6 +356,12 @@ def test_builtin_breakpoint_visual_when_attached_pdb_otherwise(debug_kernel):
     fe.ok("continue", {"threadId": tid})
     assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
     assert not kc.stdin_channel.msg_ready()
+    # disconnected again: pdb again
+    fe.ok("disconnect", {"restart": False, "terminateDebuggee": False})
+    msg_id = kc.execute("breakpoint()\n", allow_stdin=True)
+    assert "(Pdb)" in kc.get_stdin_msg(timeout=20)["content"]["prompt"]
+    kc.input("c")
+    assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
 
 
 # ------------------------------------------------------------- variables panel

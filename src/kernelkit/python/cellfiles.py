@@ -53,8 +53,8 @@ def prefix() -> str:
 
 
 class CellNames:
-    """Cell text -> file name, remembering the last few (a cell run again,
-    and the debugger's dumpCell of the cell just run, cost one dict look-up)."""
+    """Cell text -> file name, remembering recent ones (a cell run again, and
+    the debugger's dumpCell of a cell just run, cost one dict look-up)."""
 
     KEEP = 64
 
@@ -66,7 +66,7 @@ class CellNames:
         name = self._names.get(code)
         if name is None:
             if len(self._names) >= self.KEEP:
-                self._names.pop(next(iter(self._names)))
+                self._names.clear()  # (one call: subshells compile concurrently)
             name = self._names[code] = f"{self.prefix}{murmur2(code.encode('utf-8', 'surrogatepass'), HASH_SEED)}{SUFFIX}"
         return name
 

@@ -471,12 +471,9 @@ class Debugger:
     def _keep_leading_empty_lines(self, keep: bool) -> None:
         """While debugging, cells keep their leading empty lines, so the lines
         of the code that runs are those of the cell the frontend shows."""
-        shell = self.kernel._shell
-        if shell is None:
-            return
         from IPython.core.inputtransformer2 import leading_empty_lines
 
-        cleanup = shell.input_transformer_manager.cleanup_transforms
+        cleanup = self.kernel.shell.input_transformer_manager.cleanup_transforms
         if keep and leading_empty_lines in cleanup:
             cleanup.remove(leading_empty_lines)
             self._removed_transforms.append(leading_empty_lines)
