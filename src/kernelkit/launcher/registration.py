@@ -32,6 +32,7 @@ import zmq
 
 from ..startup.files import as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
+from ..wire.signing import DEFAULT_SCHEME
 
 log = logging.getLogger("kernelkit.launcher")
 
@@ -121,7 +122,7 @@ class RegistrationService:
         self._thread.start()
 
     # -- called by launches (any thread) ---------------------------------
-    def expect(self, key: bytes | str, signature_scheme: str = "hmac-sha256", dialect: str = "B", ip: str = LOOPBACK, transport: str = "tcp") -> Expected:
+    def expect(self, key: bytes | str, signature_scheme: str = DEFAULT_SCHEME, dialect: str = "B", ip: str = LOOPBACK, transport: str = "tcp") -> Expected:
         """Wait for one kernel; returns the Expected whose ``registration`` dict
         is the registration file to hand that kernel (which binds on ``ip``)."""
         dialect = dialect.upper()
