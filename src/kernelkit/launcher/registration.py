@@ -274,9 +274,11 @@ class RegistrationService:
         if not self._claim(expected):
             # the launch gave up (timeout, process exit) between match and now
             return self._reject(envelope, "the launch is no longer waiting for this kernel", expected.dialect)
+        # the launch learns the ports before the kernel learns it was heard:
+        # whoever waits on the receipt then finds the launch already done
+        _resolve(expected.future, ports)
         self._sock.send_multipart(envelope + receipt)
         log.info("kernel %s registered (dialect %s): %s", expected.kernel_id, expected.dialect, ports)
-        _resolve(expected.future, ports)
 
     def _refuse(self, envelope, expected, why: str, dialect: str, parent=None) -> None:
         """The kernel holds the right key but sent something unusable: the launch fails."""
