@@ -8,8 +8,8 @@ import os
 import sys
 import threading
 
-from .. import __version__
-from ..kernel.base import Kernel
+from .._version import __version__
+from ..kernel.base import Kernel, handler
 from .outstream import FdCapture, Flusher, OutStream
 
 log = logging.getLogger("kernelkit.python")
@@ -50,13 +50,9 @@ class PythonKernel(Kernel):
         self._debugger = None  # made by the first debug_request (debugger.py)
         if importlib.util.find_spec("debugpy") is not None:
             self.supported_features = (*Kernel.supported_features, "debugger")
-        # TODO(#12): becomes the base class's public handler declaration
-        # (@handler("debug_request")) when that lands; the logic is in debugger.py
-        self._handlers["debug_request"] = self._on_debug_request
 
     # -- lifecycle ------------------------------------------------------------
-    def _attach(self, runtime) -> None:
-        super()._attach(runtime)
+    def start(self) -> None:
         self._main_ident = threading.main_thread().ident
         self._install_streams()
         self._install_thread_parents()
@@ -114,16 +110,16 @@ class PythonKernel(Kernel):
     def _parent_of_writer(self):
         # hot path (every write): the main thread's output belongs to the
         # request it is running
-        rt = self._runtime
+        services = self._services
         if threading.get_ident() == self._main_ident:
-            return rt.main_shell.current or rt.current_request
+            return services.main_request or services.current_request
         # a subshell's thread writes for the request it runs; a thread user
         # code started, for the request that started it
-        parent = rt.request_on_this_thread() or getattr(threading.current_thread(), _PARENT_ATTR, None)
+        parent = services.request_on_this_thread() or getattr(threading.current_thread(), _PARENT_ATTR, None)
         return parent if parent is not None else self.current_request
 
     def _send_stream(self, name: str, text: str, parent) -> None:
-        self._runtime.publish("stream", {"name": name, "text": text}, parent)
+        self._services.publish("stream", {"name": name, "text": text}, parent=parent)
 
     def flush_output(self) -> None:
         for capture in self._captures:
@@ -254,8 +250,10 @@ class PythonKernel(Kernel):
 
         dispatch("comm_close", request)
 
-    def _on_debug_request(self, request):
-        """A DAP request on control: its debug_reply content (a DAP response)."""
+    @handler("debug_request")
+    def debug_request(self, request):
+        """A DAP request on control: its debug_reply content (a DAP response;
+        the logic is in debugger.py, imported here on first use)."""
         if self._debugger is None:
             from .debugger import Debugger
 
