@@ -335,13 +335,18 @@ class Debugger:
         if command == "copyToGlobals":
             return self.copy_to_globals(args)
         response = self._forward(command, args)
-        if command in _RESUMING and response.get("success"):
-            # debugpy sends no 'continued' event for what the client resumed
-            if (response.get("body") or {}).get("allThreadsContinued"):
-                self.stopped_threads.clear()
-            else:
-                self.stopped_threads.discard(args.get("threadId"))
+        if command in _RESUMING:
+            self._resumed(args, response)
         return response
+
+    def _resumed(self, args: dict, response: dict) -> None:
+        # debugpy sends no 'continued' event for what the client resumed
+        if not response.get("success"):
+            return
+        if (response.get("body") or {}).get("allThreadsContinued"):
+            self.stopped_threads.clear()
+        else:
+            self.stopped_threads.discard(args.get("threadId"))
 
     def _forward(self, command: str, args: dict) -> dict:
         return self._conn.request(command, args)
@@ -463,8 +468,9 @@ class Debugger:
         with self._lock:
             if self._conn is None or not self.stopped_threads:
                 return
+            args = {"threadId": next(iter(self.stopped_threads))}
             try:
-                self._conn.request("continue", {"threadId": next(iter(self.stopped_threads))}, timeout=5)
+                self._resumed(args, self._conn.request("continue", args, timeout=5))
             except DebugError as e:
                 log.warning("debugger: could not resume before the interrupt: %s", e)
 
