@@ -191,6 +191,23 @@ def test_kernel_announces_the_debugger_and_imports_debugpy_only_when_asked(debug
     assert imported() == "['debugpy', 'pydevd']"
 
 
+def test_without_debugpy_no_debugger_is_announced_and_initialize_says_why(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['debugpy'] = None  # as if not installed\n")
+    proc, kc = start_kernel(tmp_path, argv=PY_KERNEL, env={"PYTHONPATH": str(site)})
+    try:
+        kc.kernel_info()
+        info = kc.get_shell_msg(timeout=10)["content"]
+        assert "debugger" not in info["supported_features"] and "debugger" not in info
+        refused = Frontend(kc).request("initialize", INITIALIZE)
+        assert refused["success"] is False and "pip install 'kernelkit[debugger]'" in refused["message"], refused
+        run_ok(kc, "pass")
+    finally:
+        kc.stop_channels()
+        proc.kill()
+
+
 def test_cells_are_compiled_under_their_file_name(debug_kernel):
     """Without any debugger: the file name JupyterLab would compute, in
     co_filename, inspect.getsource and warnings; tracebacks still say Cell In[N]."""
@@ -488,11 +505,14 @@ def test_interrupt_while_stopped(debug_kernel):
 def test_shutdown_while_stopped(debug_kernel):
     proc, kc, fe = debug_kernel
     msg_id, tid = stop_in_cell(fe)
+    cells = fe.ok("debugInfo")["tmpFilePrefix"]
+    assert os.path.isdir(cells)
     msg = kc.session.msg("shutdown_request", {"restart": False})
     kc.control_channel.send(msg)
     reply = reply_to(kc, msg["header"]["msg_id"], 10, channel="control")["content"]
     assert reply == {"status": "ok", "restart": False}
     assert proc.wait(10) == 0, proc.stderr
+    assert not os.path.exists(cells), "the cell files dumpCell wrote outlive the kernel"
 
 
 def test_restart_while_stopped_under_a_kernel_manager(tmp_path, monkeypatch, managers):

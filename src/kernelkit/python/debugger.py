@@ -36,6 +36,7 @@ import json
 import linecache
 import logging
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -453,7 +454,8 @@ class Debugger:
         self._keep_leading_empty_lines(False)
 
     def close(self) -> None:
-        """The kernel shuts down: let stopped threads go, leave debugpy."""
+        """The kernel shuts down: let stopped threads go, leave debugpy, remove
+        the cell files dumpCell wrote."""
         with self._lock:
             if self._conn is not None:
                 try:
@@ -461,6 +463,7 @@ class Debugger:
                 except DebugError:
                     pass
                 self._reset()
+        shutil.rmtree(cell_file_name.prefix, ignore_errors=True)
 
     def resume_for_interrupt(self) -> None:
         """Before an interrupt: resume stopped threads, so the KeyboardInterrupt
