@@ -395,22 +395,23 @@ RICH = (
 
 def test_inspect_and_rich_inspect_variables(debug_kernel):
     proc, kc, fe = debug_kernel
-    run_ok(kc, RICH + "df = Table([1, 2])\nnumbers = {'a': [1, 2, 3]}\n")
+    # (many expandable values: their references must not be taken for pydevd's)
+    run_ok(kc, RICH + "df = Table([1, 2])\nnumbers = {'a': [1, 2, 3]}\nfor i in range(40):\n    globals()[f'd{i}'] = {i: i}\n")
     # the variable explorer works before any debugger is attached
     variables = {v["name"]: v for v in fe.ok("inspectVariables")["variables"]}
     assert variables["df"]["value"] == "Table([1, 2])" and variables["df"]["type"] == "Table"
     assert not {"In", "Out", "get_ipython", "exit", "open", "_i1", "_"} & set(variables)
-    _, info = fe.start()
-    variables = {v["name"]: v for v in fe.ok("inspectVariables")["variables"]}
     children = fe.ok("variables", {"variablesReference": variables["numbers"]["variablesReference"]})["variables"]
     assert [(c["name"], c["value"]) for c in children] == [("'a'", "[1, 2, 3]")]
     rich = fe.ok("richInspectVariables", {"variableName": "df"})
     assert rich["data"]["text/html"] == "<table><tr><td>1</td></tr><tr><td>2</td></tr></table>"
     assert rich["data"]["text/plain"] == "Table([1, 2])"
+    _, info = fe.start()
     # while stopped: the frame's own variable
     code = "def show():\n    local_df = Table([3])\n    return local_df\n\nshow()\n"
     msg_id, tid = fe.run_to_breakpoint(code, [3], info)
     top, _ = fe.top_frame(tid)
+    assert fe.locals_of(top["id"]) == {"local_df": "Table([3])"}
     rich = fe.ok("richInspectVariables", {"variableName": "local_df", "frameId": top["id"]})
     assert rich["data"]["text/html"] == "<table><tr><td>3</td></tr></table>"
     # copyToGlobals puts the frame's variable in the notebook's namespace

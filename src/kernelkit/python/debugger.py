@@ -205,18 +205,30 @@ class AdapterConnection:
             f.close()
 
 
+def _expandable(value) -> bool:
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        return len(value) > 0
+    try:
+        return hasattr(value, "__dict__") and not callable(value) and not isinstance(value, type(sys))
+    except Exception:  # a __getattr__ that raises something else
+        return False
+
+
 class VariableExplorer:
     """Variables of the user namespace while nothing is stopped (the panel
     JupyterLab shows beside a notebook): one level at a time, each expandable
-    value under a reference of its own. References are small numbers; pydevd's
-    are object ids, so the two never collide."""
+    value under a reference of its own. pydevd numbers its references from 1;
+    these start at 2**40, so the two never collide (and stay exact in
+    JavaScript)."""
+
+    FIRST_REFERENCE = 1 << 40
 
     MAX_CHILDREN = 300
     MAX_REPR = 500
 
     def __init__(self):
-        self._refs: dict = {}  # reference -> object whose children it names
-        self._next = itertools.count(1)
+        self._refs: dict = {}  # reference -> (object whose children it names, its expression)
+        self._next = itertools.count(self.FIRST_REFERENCE)
 
     def reset(self) -> None:
         self._refs.clear()
@@ -252,9 +264,7 @@ class VariableExplorer:
         if len(text) > self.MAX_REPR:
             text = text[: self.MAX_REPR] + "..."
         reference = 0
-        if isinstance(value, (dict, list, tuple, set, frozenset)) and value or (
-            hasattr(value, "__dict__") and not callable(value) and not isinstance(value, type(sys))
-        ):
+        if _expandable(value):
             reference = next(self._next)
             self._refs[reference] = (value, evaluate_name)
         var = {"name": name, "value": text, "type": type(value).__name__, "variablesReference": reference}
@@ -304,8 +314,7 @@ class Debugger:
         if response.get("type") == "response" and "request_seq" in response:  # from debugpy
             response.update(seq=seq, request_seq=seq, command=command)
             return response
-        body = response
-        return self._response(seq, command, body=body)
+        return self._response(seq, command, body=response)
 
     @staticmethod
     def _response(seq, command, success=True, body=None, message=None) -> dict:
@@ -319,6 +328,8 @@ class Debugger:
             return self.initialize(args, session)
         if command in _STATIC:
             return getattr(self, "on_" + command)(args)
+        if command == "variables" and self.explorer.owns(args.get("variablesReference")):
+            return {"variables": self.explorer.children(args["variablesReference"])}
         if self._conn is None:
             raise DebugError(f"{command}: the debugger is not started (send 'initialize' and 'attach' first)")
         if command == "attach":
@@ -329,8 +340,6 @@ class Debugger:
             return {}  # sent to debugpy by attach already
         if command == "setBreakpoints":
             return self.set_breakpoints(args)
-        if command == "variables" and self.explorer.owns(args.get("variablesReference")):
-            return {"variables": self.explorer.children(args["variablesReference"])}
         if command == "variables":
             return self._filtered_variables(self._forward("variables", args))
         if command == "copyToGlobals":
