@@ -123,6 +123,8 @@ class AdapterConnection:
 
     def send(self, command: str, arguments=None) -> list:
         """Send a request; returns the slot ``wait`` takes."""
+        if self.closed.is_set():
+            raise DebugError("the connection to debugpy is gone; send 'initialize' again")
         seq = next(self._seq)
         slot = [threading.Event(), None, command]
         self._pending[seq] = slot
@@ -324,6 +326,9 @@ class Debugger:
         return r
 
     def _dispatch(self, command: str, args: dict, session) -> dict:
+        if self._conn is not None and self._conn.closed.is_set():
+            log.warning("debugger: the connection to debugpy closed; the debugger is detached")
+            self._reset()
         if command == "initialize":
             return self.initialize(args, session)
         if command in _STATIC:
