@@ -477,6 +477,14 @@ class Debugger:
                 except DebugError:
                     pass
                 self._reset()
+            if self._endpoint is not None:
+                # pydevd's threads would hold the exit up by about a second
+                # (its atexit hook waits for them): let them go now
+                from pydevd import get_global_debugger
+
+                py_db = get_global_debugger()
+                if py_db is not None:
+                    py_db.dispose_and_kill_all_pydevd_threads(wait=False)
         shutil.rmtree(cell_file_name.prefix, ignore_errors=True)
 
     def resume_for_interrupt(self) -> None:
