@@ -49,7 +49,7 @@ class PythonKernel(Kernel):
         self.banner = f"Python {sys.version.split()[0]} on kernelkit {__version__}"
         self._debugger = None  # made by the first debug_request (debugger.py)
         if importlib.util.find_spec("debugpy") is not None:
-            self.supported_features = (*Kernel.supported_features, "debugger")
+            self.supported_features = (*self.supported_features, "debugger")
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
