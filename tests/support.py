@@ -248,11 +248,12 @@ def assert_no_stdin(kc):
     assert not kc.stdin_channel.msg_ready(), f"unexpected stdin message: {kc.get_stdin_msg(timeout=0.1)}"
 
 
-def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, ready_timeout=20, **conn):
-    """Start a kernel on a classic connection file in ``tmp_path``; return
-    (process, client) once it answers kernel_info."""
+def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, ready_timeout=20, extra_args=(), **conn):
+    """Start a kernel on a classic connection file in ``tmp_path`` (with
+    ``extra_args`` after ``-f FILE``); return (process, client) once it
+    answers kernel_info."""
     fname, info = write_connection_file(str(tmp_path / "kernel.json"), key=key, **conn)
-    proc = KernelProcess(argv, fname, env=env)
+    proc = KernelProcess(argv, fname, extra_args, env=env)
     kc = BlockingKernelClient()
     kc.load_connection_file(fname)
     kc.start_channels()

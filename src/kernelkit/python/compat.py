@@ -14,6 +14,7 @@ that forwards to this kernel (``ipykernel_bridge``).
 """
 
 import importlib.abc
+import os
 import importlib.util
 import sys
 
@@ -114,7 +115,8 @@ def ipykernel_bridge(kernel):
         def get_parent(self, channel=None):
             return kernel.get_parent(channel)
 
-    bridge = KernelkitBridge(session=BridgeSession(key=b""), iopub_socket=kernel.iopub_socket, shell=kernel.shell)
+    # (the key signs nothing, send is ours; without one Session warns)
+    bridge = KernelkitBridge(session=BridgeSession(key=os.urandom(16)), iopub_socket=kernel.iopub_socket, shell=kernel.shell)
     bridge.comm_manager = kernel.comm_manager
     for cls in IPyKernel.__mro__:  # what SingletonConfigurable.instance() records
         if hasattr(cls, "_instance"):
@@ -123,44 +125,74 @@ def ipykernel_bridge(kernel):
     return bridge
 
 
-class _IpykernelCommFinder(importlib.abc.MetaPathFinder):
-    """Acts once, as ``ipykernel.comm`` is first imported: when the module
-    has run, ipykernel's Kernel singleton is the bridge, and the ``comm``
-    package's factories are this kernel's again (importing ipykernel's
-    kernel modules may replace them)."""
+def _ensure_zmqshell_module() -> None:
+    """tqdm.autonotebook picks notebook progress bars only when
+    ``ipykernel.zmqshell`` is in sys.modules: the real module when ipykernel
+    is installed, else this kernel's shell module under that name."""
+    if "ipykernel.zmqshell" in sys.modules:
+        return
+    if importlib.util.find_spec("ipykernel") is not None:
+        importlib.import_module("ipykernel.zmqshell")
+    else:
+        sys.modules["ipykernel.zmqshell"] = sys.modules["kernelkit.python.shell"]
 
-    def __init__(self, kernel):
-        self._kernel = kernel
+
+class _ImportHooks(importlib.abc.MetaPathFinder):
+    """Runs a function once, as a module is first imported: before its code
+    runs (``before``) or after (``after``). Looks at nothing but the names it
+    waits for, and leaves sys.meta_path when it has none left."""
+
+    def __init__(self, before: dict, after: dict):
+        self._before = dict(before)
+        self._after = dict(after)
+        self._busy = set()  # names being looked up below (which asks us again)
 
     def find_spec(self, name, path=None, target=None):
-        if name != "ipykernel.comm":
+        if name in self._busy or (name not in self._before and name not in self._after):
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)  # (the other finders')
-        if spec is not None and spec.loader is not None:
-            spec.loader = _ThenBridge(spec.loader, self._kernel)
+        before, after = self._before.pop(name, None), self._after.pop(name, None)
+        if not self._before and not self._after:
+            sys.meta_path.remove(self)
+        self._busy.add(name)
+        try:
+            if before is not None:
+                before()
+            spec = importlib.util.find_spec(name)  # the other finders'
+        finally:
+            self._busy.discard(name)
+        if spec is not None and spec.loader is not None and after is not None:
+            spec.loader = _RunAfter(spec.loader, after)
         return spec
 
 
-class _ThenBridge(importlib.abc.Loader):
-    def __init__(self, loader, kernel):
+class _RunAfter(importlib.abc.Loader):
+    def __init__(self, loader, then):
         self._loader = loader
-        self._kernel = kernel
+        self._then = then
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        ipykernel_bridge(self._kernel)
+        self._then()
+
+
+def install_import_hooks(kernel) -> None:
+    """What libraries need of ipykernel, done as they are imported."""
+
+    def bridge():
+        ipykernel_bridge(kernel)
         from .comms import install_comms
 
-        install_comms(self._kernel)
+        install_comms(kernel)  # (importing ipykernel's kernel may replace comm's factories)
 
-
-def install_ipykernel_bridge(kernel) -> None:
-    """Arm the bridge for the import of ``ipykernel.comm`` (if installed)."""
+    before, after = {}, {}
+    if "tqdm.autonotebook" not in sys.modules:
+        before["tqdm.autonotebook"] = _ensure_zmqshell_module
     if "ipykernel.comm" in sys.modules:
-        ipykernel_bridge(kernel)
+        bridge()
     elif importlib.util.find_spec("ipykernel") is not None:
-        sys.meta_path.insert(0, _IpykernelCommFinder(kernel))
+        after["ipykernel.comm"] = bridge
+    if before or after:
+        sys.meta_path.insert(0, _ImportHooks(before, after))

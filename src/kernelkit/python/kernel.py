@@ -186,10 +186,21 @@ class PythonKernel(Kernel):
         services = self._services
         if threading.get_ident() == self._main_ident:
             return services.main_request or services.current_request
-        # a subshell's thread writes for the request it runs; a thread user
-        # code started, for the request that started it
-        parent = services.request_on_this_thread() or getattr(threading.current_thread(), _PARENT_ATTR, None)
-        return parent if parent is not None else self.current_request
+        # a subshell's thread writes for the request it runs
+        parent = services.request_on_this_thread()
+        if parent is not None:
+            return parent
+        # a thread user code started, for the request that started it while
+        # that runs; after it ended, for the cell running now if there is one
+        # (the one every client listens to), else still for the starting cell
+        parent = getattr(threading.current_thread(), _PARENT_ATTR, None)
+        if parent is None:
+            return self.current_request
+        if parent.shell is not None and parent.shell.current is not parent:
+            running = services.main_request
+            if running is not None and running.msg_type == "execute_request":
+                return running
+        return parent
 
     def _send_stream(self, name: str, text: str, parent) -> None:
         self._services.publish("stream", {"name": name, "text": text}, parent=parent)
@@ -207,14 +218,14 @@ class PythonKernel(Kernel):
             with self._shell_lock:  # the main shell and subshells may race here
                 if self._shell is None:
                     from .comms import install_comms
-                    from .compat import install_ipykernel_bridge
+                    from .compat import install_import_hooks
                     from .shell import make_shell
 
                     install_comms(self)  # (start-up code may make comms)
                     shell = make_shell(self, self.ipython_argv)
                     self._shell = shell
                     self._banner = shell.banner
-                    install_ipykernel_bridge(self)
+                    install_import_hooks(self)
         return self._shell
 
     # -- what libraries use of ipykernel's kernel object (get_ipython().kernel) --

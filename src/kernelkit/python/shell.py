@@ -147,6 +147,9 @@ class ZMQInteractiveShell(InteractiveShell):
         env["GIT_PAGER"] = "cat"
         env.setdefault("CLICOLOR", "1")
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        # plotly's own switch: what it picks when it recognizes ipykernel (else
+        # it adds its "notebook" renderer, which embeds plotly.js in the notebook)
+        env.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
 
     def init_hooks(self):
         super().init_hooks()
