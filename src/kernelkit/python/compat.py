@@ -125,13 +125,20 @@ def ipykernel_bridge(kernel):
     return bridge
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # hidden or broken: as good as absent
+        return False
+
+
 def _ensure_zmqshell_module() -> None:
     """tqdm.autonotebook picks notebook progress bars only when
     ``ipykernel.zmqshell`` is in sys.modules: the real module when ipykernel
     is installed, else this kernel's shell module under that name."""
     if "ipykernel.zmqshell" in sys.modules:
         return
-    if importlib.util.find_spec("ipykernel") is not None:
+    if _installed("ipykernel"):
         importlib.import_module("ipykernel.zmqshell")
     else:
         sys.modules["ipykernel.zmqshell"] = sys.modules["kernelkit.python.shell"]
@@ -192,7 +199,7 @@ def install_import_hooks(kernel) -> None:
         before["tqdm.autonotebook"] = _ensure_zmqshell_module
     if "ipykernel.comm" in sys.modules:
         bridge()
-    elif importlib.util.find_spec("ipykernel") is not None:
+    elif _installed("ipykernel"):
         after["ipykernel.comm"] = bridge
     if before or after:
         sys.meta_path.insert(0, _ImportHooks(before, after))
