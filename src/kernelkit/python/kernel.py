@@ -23,20 +23,22 @@ def _language_version() -> str:
 
 def _default_ipython_banner() -> str:
     """IPython's default banner, without importing IPython (over 100 ms at
-    launch): its version comes from its release module, read on its own."""
+    launch): its version is read from its release module's text. (The
+    shell's own banner replaces it once the shell is made.)"""
     import importlib.util
+    import re
 
     version = "?"
     spec = importlib.util.find_spec("IPython")
     if spec is not None and spec.submodule_search_locations:
-        release = {}
-        path = os.path.join(spec.submodule_search_locations[0], "core", "release.py")
         try:
-            with open(path, encoding="utf-8") as f:
-                exec(compile(f.read(), path, "exec"), release)  # noqa: S102 - IPython's own file
-            version = release.get("version", version)
-        except (OSError, SyntaxError, ImportError):
-            pass
+            with open(os.path.join(spec.submodule_search_locations[0], "core", "release.py"), encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        parts = {name: re.findall(rf"^_version_{name} = (.+)$", text, re.M) for name in ("major", "minor", "patch", "extra")}
+        if all(parts.values()):  # (the last assignment counts: extra is set twice)
+            version = "{}.{}.{}{}".format(*(p[-1].split("#")[0].strip().strip("'\"") for p in parts.values()))
     return (
         f"Python {sys.version.splitlines()[0]}\n"
         "Type 'copyright', 'credits' or 'license' for more information\n"
