@@ -97,6 +97,7 @@ def run_suite(python: Path, workdir: Path, project: str, kernel: str, keyword) -
         "JUPYTER_CONFIG_DIR": str(workdir / "jupyter-config"),
         "JUPYTER_RUNTIME_DIR": str(workdir / "jupyter-runtime"),
         "IPYTHONDIR": str(workdir / "ipython"),
+        "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",  # (jupyter-execute, papermill)
     }
     env.pop("JUPYTER_PATH", None)
     junit.unlink(missing_ok=True)

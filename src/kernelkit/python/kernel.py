@@ -47,10 +47,10 @@ def _default_ipython_banner() -> str:
 
 
 def _fd_writer(fd: int):
-    """Unbuffered text output on a file descriptor (a forked child's stdout)."""
-    import io
-
-    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="replace", write_through=True)
+    """Line-buffered text output on a file descriptor (a forked child's
+    stdout): a line is one write, so children writing at once do not mix
+    their lines; the rest is written at exit or flush, as on a terminal."""
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
 
 
 class PythonKernel(Kernel):
@@ -88,6 +88,7 @@ class PythonKernel(Kernel):
         self._captures: list[FdCapture] = []
         self._banner = None
         self._compat = {}  # the ipykernel-compatible pieces, made on first use
+        self._told = None  # the last cell told where a thread's late output went
 
     @classmethod
     def accept_arguments(cls, argv):
@@ -172,10 +173,11 @@ class PythonKernel(Kernel):
         %save ...) catch."""
         try:
             return self.input(prompt, password)
-        except StdinNotAllowed as e:
+        except StdinNotAllowed:
             from IPython.core.error import StdinNotImplementedError
 
-            raise StdinNotImplementedError(str(e)) from None
+            # (ipykernel's words: nbclient's tests compare them)
+            raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.") from None
 
     def stop_after_this_request(self) -> None:
         """End the kernel once the request running on this thread is answered
@@ -192,17 +194,26 @@ class PythonKernel(Kernel):
         parent = services.request_on_this_thread()
         if parent is not None:
             return parent
-        # a thread user code started, for the request that started it while
-        # that runs; after it ended, for the cell running now if there is one
-        # (the one every client listens to), else still for the starting cell
+        # a thread user code started, for the request that started it, also
+        # after that ended (JupyterLab shows it in that cell)
         parent = getattr(threading.current_thread(), _PARENT_ATTR, None)
         if parent is None:
             return self.current_request
         if parent.shell is not None and parent.shell.current is not parent:
             running = services.main_request
-            if running is not None and running.msg_type == "execute_request":
-                return running
+            if running is not None and running is not self._told and running.msg_type == "execute_request":
+                self._tell_where_it_went(parent, running)
         return parent
+
+    def _tell_where_it_went(self, parent, running) -> None:
+        """A thread writes for a cell that has ended while another cell runs:
+        clients that listen to the running cell only (nbclient, papermill)
+        drop that output, so the running cell says where it went (once)."""
+        self._told = running
+        count = parent.execution_count
+        where = f"cell [{count}]" if count is not None else "an earlier request"
+        text = f"[kernelkit: output of a thread started by {where} goes to that cell]\n"
+        self._services.publish("stream", {"name": "stderr", "text": text}, parent=running)
 
     def _send_stream(self, name: str, text: str, parent) -> None:
         self._services.publish("stream", {"name": name, "text": text}, parent=parent)

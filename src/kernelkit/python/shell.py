@@ -195,6 +195,19 @@ class ZMQInteractiveShell(InteractiveShell):
         if not keep:
             self.kernel.stop_after_this_request()
 
+    # ipykernel's shell API for the request being served (libraries send
+    # with ``parent=get_ipython().parent_header``; ipywidgets' Output widget
+    # calls get_parent and set_parent): the kernel's, per calling thread
+    @property
+    def parent_header(self) -> dict:
+        return self.kernel.get_parent()
+
+    def get_parent(self) -> dict:
+        return self.kernel.get_parent()
+
+    def set_parent(self, parent) -> None:
+        """Output already follows the request the calling thread works for."""
+
     def _get_exc_info(self, exc_tuple=None):
         etype, value, tb = super()._get_exc_info(exc_tuple)
         if issubclass(etype, _RAISED_BY_KERNEL):
