@@ -109,6 +109,14 @@ def test_profile_config_files_apply_and_the_command_line_wins(own_kernel, tmp_pa
     assert banner.startswith("Python ") and "IPython" in banner and "from the profile" in banner
 
 
+def test_a_named_profile_is_used(own_kernel, tmp_path):
+    profile = tmp_path / "ipython" / "profile_other"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.exec_lines = ['from_other = True']\n")
+    _, kc = own_kernel(["--profile=other"])
+    assert value_of(kc, "from_other, get_ipython().profile") == (True, "other")
+
+
 @pytest.mark.parametrize(
     "args, said",
     [
