@@ -45,7 +45,7 @@ class KernelSession:
 
     def __init__(self, kernel):
         self._kernel = kernel
-        self._session = kernel._runtime.session
+        self._session = kernel._services.session
 
     @property
     def session(self) -> str:

@@ -182,7 +182,7 @@ class PythonKernel(Kernel):
     def stop_after_this_request(self) -> None:
         """End the kernel once the request running on this thread is answered
         (exit() and quit())."""
-        self._runtime.stop_after_reply(self._runtime.request_on_this_thread() or self.current_request)
+        self._services.stop_after(self._services.request_on_this_thread() or self.current_request)
 
     def _parent_of_writer(self):
         # hot path (every write): the main thread's output belongs to the
