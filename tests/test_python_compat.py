@@ -258,8 +258,10 @@ def test_ipykernel_comm_class_sends_through_this_kernel(kc):
     opens, msgs = of_type(out, "comm_open"), of_type(out, "comm_msg")
     assert [m["content"]["target_name"] for m in opens] == ["old-style"]
     assert [m["content"]["data"] for m in msgs] == [{"b": 2}]
-    # and comm.create_comm still gives this kernel's comms afterwards
+    # and comm.create_comm still gives this kernel's comms afterwards; other
+    # singletons are untouched (ipykernel's Kernel is the bridge, nothing else)
     assert value_of(kc, "import comm\ntype(comm.create_comm()).__module__") == "kernelkit.python.comms"
+    assert value_of(kc, "from traitlets.config import Application\nApplication.initialized()") is False
 
 
 # ================================================================= display

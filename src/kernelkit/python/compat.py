@@ -106,6 +106,7 @@ def ipykernel_bridge(kernel):
     this kernel's. Made once, when ``ipykernel.comm`` is imported."""
     from ipykernel.kernelbase import Kernel as IPyKernel
     from jupyter_client.session import Session
+    from traitlets.config import SingletonConfigurable
 
     class BridgeSession(Session):
         def send(self, stream, msg_or_type, content=None, parent=None, ident=None, buffers=None, track=False, header=None, metadata=None):
@@ -118,10 +119,11 @@ def ipykernel_bridge(kernel):
     # (the key signs nothing, send is ours; without one Session warns)
     bridge = KernelkitBridge(session=BridgeSession(key=os.urandom(16)), iopub_socket=kernel.iopub_socket, shell=kernel.shell)
     bridge.comm_manager = kernel.comm_manager
-    for cls in IPyKernel.__mro__:  # what SingletonConfigurable.instance() records
-        if hasattr(cls, "_instance"):
+    # what SingletonConfigurable.instance() records: the instance on each
+    # singleton class of its MRO, SingletonConfigurable itself excepted
+    for cls in KernelkitBridge.__mro__:
+        if issubclass(cls, SingletonConfigurable) and cls is not SingletonConfigurable:
             cls._instance = bridge
-    KernelkitBridge._instance = bridge
     return bridge
 
 
