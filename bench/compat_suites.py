@@ -55,6 +55,8 @@ def make_venv(workdir: Path) -> Path:
     for requirement, test_reqs, _, _ in SUITES.values():
         reqs += [requirement, *test_reqs]
     run([python, "-m", "pip", "install", "-q", *reqs])
+    # this tree as it is now, also when the venv holds an older build of it
+    run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", ROOT])
     return python
 
 
