@@ -26,7 +26,7 @@ log = logging.getLogger("kernelkit")
 EXIT_DEADLINE = 5.0
 
 
-def _parse_args(argv):
+def _arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=os.path.basename(sys.argv[0]) or "kernel", description="Run a kernelkit kernel.")
     p.add_argument("-f", "--file", dest="file", required=True, metavar="FILE", help="connection file or registration file")
     p.add_argument(
@@ -37,7 +37,7 @@ def _parse_args(argv):
         help=f"how long to wait for the launcher's receipt (default {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument("--log-level", default=os.environ.get("KERNELKIT_LOG_LEVEL", "WARNING"), help="DEBUG, INFO, WARNING, ERROR")
-    return p.parse_args(argv)
+    return p
 
 
 class KernelApp:
@@ -133,7 +133,12 @@ class KernelApp:
 
 
 def main(kernel_class, argv=None) -> int:
-    args = _parse_args(argv)
+    p = _arg_parser()
+    args, extra = p.parse_known_args(argv)
+    try:  # arguments the core does not know are the kernel class's (e.g. IPython's --Class.trait=value)
+        kernel_class.accept_arguments(extra)
+    except ValueError as e:
+        p.error(str(e))
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
         format="[%(name)s %(levelname)s] %(message)s",

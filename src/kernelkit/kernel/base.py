@@ -75,6 +75,14 @@ class Kernel:
         """Called once on the main thread after the last request has been
         answered, before the sockets close."""
 
+    @classmethod
+    def accept_arguments(cls, argv: list) -> None:
+        """Command-line arguments the kernel core does not know, before the
+        kernel is made. Raise ValueError to refuse them (the process exits
+        with code 2 and the message); the default refuses any."""
+        if argv:
+            raise ValueError(f"unrecognized arguments: {' '.join(argv)}")
+
     # --------------------------------------------------------- to override
     def execute(self, code: str, request: Request) -> dict | None:
         """Run ``code``. Publish output with the helpers; raise to report an

@@ -21,6 +21,7 @@ SIGINT that arrived while idle is never turned into one later.
 """
 
 import logging
+import os
 import select
 import signal
 import socket
@@ -53,6 +54,7 @@ class InterruptGate:
             return
         signal.signal(signal.SIGINT, self._on_sigint)
         self._installed = True
+        os.register_at_fork(after_in_child=_default_signals)
         try:
             signal.signal(KICK_SIGNAL, lambda *_: None)
             self._wake_r, wake_w = socket.socketpair()
@@ -114,6 +116,19 @@ class InterruptGate:
             import _thread
 
             _thread.interrupt_main()
+
+
+def _default_signals() -> None:
+    """In a child that user code forked (multiprocessing's fork pools): it is
+    not the kernel, so signals act there as in any Python process (the SIGTERM
+    of Pool.terminate ends a worker) and none reaches the kernel's watcher."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(KICK_SIGNAL, signal.SIG_DFL)
+    except (OSError, ValueError):  # (not the main thread: nothing was installed here)
+        pass
 
 
 class _CriticalSection:

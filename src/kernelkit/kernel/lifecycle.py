@@ -261,8 +261,12 @@ class Lifecycle:
     def _shutdown(self, req: Request) -> dict:
         restart = bool(req.content.get("restart", False))
         self.kernel.shutdown(restart)
-        self._stop_after = req  # stop once this is answered and its idle sent
+        self.stop_after(req)
         return {"restart": restart}
+
+    def stop_after(self, req: Request) -> None:
+        """Stop once ``req`` is answered and its idle sent."""
+        self._stop_after = req
 
     def _create_subshell(self, req: Request) -> dict:
         return {"subshell_id": self.shells.create(self.run_shell).subshell_id}
