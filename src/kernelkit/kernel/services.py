@@ -35,8 +35,8 @@ class Services:
 
     def ask(self, request, prompt: str, password: bool) -> str:
         """An input_request for ``request``; waits, interruptibly, for the answer."""
-        self._gate.arm()
         try:
+            self._gate.arm()
             return self._stdin.ask(request, prompt, password)
         finally:
             self._gate.disarm()
