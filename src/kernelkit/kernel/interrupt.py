@@ -20,8 +20,11 @@ call to end. So a watcher thread also sees every SIGINT (through
 gate is armed, it sends the main thread SIGURG (a no-op handler) every 50 ms
 for up to a second: the blocking call returns with EINTR, Python runs the
 pending SIGINT handler, and the call is retried or interrupted. The kicks
-are not SIGINTs, so they never raise a second KeyboardInterrupt, and a
-SIGINT that arrived while idle is never turned into one later.
+are not SIGINTs, so they never raise a second KeyboardInterrupt. While not
+armed, the watcher kicks the main thread once, at once, so the handler runs
+while the request it may be meant for is current: a SIGINT that arrived
+while idle is not taken for the next request (one sent less than a thread
+wake-up before a request arrives still may be).
 """
 
 import logging
