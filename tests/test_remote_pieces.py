@@ -181,3 +181,23 @@ def test_stdin_registration_through_a_command_prefix(runtime):
         finally:
             kc.stop_channels()
     assert time.monotonic() - t0 < 30
+
+
+def test_bind_all_xeus_python_gets_its_address_from_the_handshake():
+    """The address comes from the registration connection, so it works for a
+    dialect B kernel nobody here wrote (xeus-python binds where ``ip`` says)."""
+    import importlib.util
+
+    if importlib.util.find_spec("xpython_launcher") is None:
+        pytest.skip("xeus-python is not installed (pip install 'xeus-python>=0.19,<0.20')")
+    with launch_kernel([sys.executable, "-m", "xpython_launcher", "-f", "{connection_file}"], ip="0.0.0.0", timeout=60) as k:
+        assert k.connection_info["ip"] == LOOPBACK
+        kc = client(k.connection_info)
+        try:
+            kc.wait_for_ready(timeout=30)
+            out = []
+            reply = kc.execute_interactive("print(6 * 7)", timeout=30, output_hook=out.append)
+            assert reply["content"]["status"] == "ok"
+            assert "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream") == "42\n"
+        finally:
+            kc.stop_channels()

@@ -14,6 +14,12 @@ Dialect B (DEALER peer; ``[identity, <IDS|MSG>, sig, content]``): one signed
 content frame with ``kernel_id``; the receipt is one signed frame, ``ACK``
 (what xeus sends).
 
+Every request's peer address (ZeroMQ's ``Peer-Address``) is recorded: a
+kernel that bound every interface is reached there, and a launch may name the
+only peers it accepts. A service made with ``curve=True`` is a CURVE server and
+puts its public key in each registration (``registration_publickey``); see
+remote.py.
+
 A request that no pending launch's key verifies is logged and answered with an
 unsigned ``error`` (so that kernel gives up at once instead of timing out); the
 launches keep waiting for their own kernels. A verified but unusable request
@@ -217,7 +223,7 @@ class RegistrationService:
                     return
                 frames = self._sock.recv_multipart(copy=False)
                 # the kernel's address as this socket saw it (remote kernels: where clients go)
-                self._peer_address = frames[-1].get("Peer-Address")
+                self._peer_address = remote.peer_address(frames[-1])
                 try:
                     self._handle([f.bytes for f in frames])
                 except Exception:  # one odd peer must not stop registrations for everybody

@@ -65,6 +65,14 @@ def make_curve_server(sock) -> str:
     return public.decode("ascii")
 
 
+def peer_address(frame) -> str | None:
+    """The address a received frame came from (tcp), or None (ipc, inproc)."""
+    try:
+        return frame.get("Peer-Address") or None
+    except zmq.ZMQError:
+        return None
+
+
 def check_peer(allowed_peers, peer_address) -> None:
     """ValueError unless the registration came from an allowed address."""
     if allowed_peers and peer_address not in allowed_peers:
