@@ -324,8 +324,9 @@ class RegistrationService:
         else:
             body = jsonutil.dumps({"status": "error", "error": why})
             reply = [DELIMITER, expected.session.signer.sign([body]), body]
-        self._sock.send_multipart(envelope + reply)
+        # the launch fails before the kernel hears why (as _accept resolves first)
         self.fail(expected, HandshakeError(f"kernel sent an unusable registration: {why}"))
+        self._sock.send_multipart(envelope + reply)
 
     def _reject(self, envelope, why: str, dialect: str) -> None:
         """Nobody we wait for: answer unsigned (we cannot sign for an unknown key)."""
