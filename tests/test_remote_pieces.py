@@ -201,3 +201,32 @@ def test_bind_all_xeus_python_gets_its_address_from_the_handshake():
             assert "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream") == "42\n"
         finally:
             kc.stop_channels()
+
+
+@pytest.mark.parametrize("via", ["stdin", "env"])
+def test_provisioner_registration_without_a_file(tmp_path, monkeypatch, via):
+    from jupyter_client import KernelManager
+
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    argv = KERNEL_ARGV if via == "stdin" else EXEC_KERNEL
+    spec = {"argv": argv, "display_name": via, "language": "python",
+            "metadata": {"kernel_provisioner": {"provisioner_name": "kernelkit-handshake", "config": {"registration_via": via}}}}
+    d = tmp_path / "share" / "kernels" / f"no-file-{via}"
+    d.mkdir(parents=True)
+    (d / "kernel.json").write_text(json.dumps(spec))
+    km = KernelManager(kernel_name=f"no-file-{via}")
+    km.start_kernel()
+    try:
+        assert km.provisioner.process.args[-1] == ("-" if via == "stdin" else argv[-1])
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=30)
+            assert result(kc, "6 * 7") == ["42"]
+        finally:
+            kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=False)
+    assert not km.is_alive()
+    assert [p.name for p in (tmp_path / "runtime").glob("kernelkit-registration-*")] == []

@@ -89,12 +89,18 @@ class HandshakeProvisioner(LocalProvisioner):
         # that at the registration file for the call, so every other substitution
         # ({resource_dir}, {prefix}, launch args, python -> sys.executable) stays
         # exactly jupyter_client's
+        self._launch.command(self.kernel_spec.argv)  # ValueError if argv does not fit registration_via
+        # no file (stdin, env): a stand-in path (the manager makes it absolute), then "-"
+        path = self._launch.path or os.path.join(os.sep, f"kernelkit-no-file-{self._launch.expected.kernel_id}")
         saved = km.connection_file
-        km.connection_file = self._launch.path
+        km.connection_file = path
         try:
-            return km.format_kernel_cmd(extra_arguments=extra_arguments)
+            cmd = km.format_kernel_cmd(extra_arguments=extra_arguments)
         finally:
             km.connection_file = saved
+        if self._launch.path is None:
+            cmd = [a.replace(path, self._launch.file_argument or "") for a in cmd]
+        return cmd
 
     def _remote_options(self) -> dict:
         """PendingLaunch's options for a kernel on another host (none when local)."""
