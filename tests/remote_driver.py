@@ -12,15 +12,13 @@ import signal
 import sys
 import time
 import uuid
-from queue import Empty
 
 import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
 
 from kernelkit.launcher import HandshakeError, PendingLaunch, async_launch_kernel
+from support import is_served  # (this script runs from tests/)
 
-# a client without the right key is given this long to get an answer
-SILENCE_S = 2.0
 
 
 def kernel_pids(mark: str) -> list:
@@ -63,21 +61,6 @@ def run(kc, code, timeout=30, stdin_hook=None):
                                    stdin_hook=stdin_hook)
     text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
     return reply["content"], text.strip()
-
-
-def answers(info, timeout=SILENCE_S) -> bool:
-    """Whether a client with this connection info gets a kernel_info_reply."""
-    kc = BlockingKernelClient()
-    kc.load_connection_info(info)
-    kc.start_channels()
-    try:
-        kc.kernel_info()
-        kc.get_shell_msg(timeout=timeout)
-        return True
-    except Empty:
-        return False
-    finally:
-        kc.stop_channels()
 
 
 def remote_facts(kc) -> dict:
@@ -123,9 +106,9 @@ def scenario_session(cfg) -> dict:
         plain = {k: v for k, v in info.items() if not k.startswith("curve_")}
         pub, sec = zmq.curve_keypair()
         wrong = {**info, "curve_publickey": pub.decode(), "curve_secretkey": sec.decode()}
-        facts["plain_client_answered"] = answers(plain)
-        facts["wrong_key_client_answered"] = answers(wrong)
-        facts["right_key_client_answered"] = answers(info, timeout=10)
+        facts["plain_client_answered"] = is_served(plain)
+        facts["wrong_key_client_answered"] = is_served(wrong)
+        facts["right_key_client_answered"] = is_served(info, timeout=10)
         kc.stop_channels()
 
         km.restart_kernel(now=False)

@@ -19,11 +19,10 @@ from kernelkit.launcher.registration import LOOPBACK
 from kernelkit.startup import StartupError
 from kernelkit.startup.files import parse
 from kernelkit.startup.sources import ENV_VAR
-from support import EXEC_KERNEL
+from support import EXEC_KERNEL, is_served
 
 needs_curve = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE support")
 KERNEL_ARGV = [*EXEC_KERNEL, "-f", "{connection_file}"]
-SILENCE_S = 2.0
 
 
 def client(info) -> BlockingKernelClient:
@@ -38,18 +37,6 @@ def result(kc, code, timeout=15):
     reply = kc.execute_interactive(code, timeout=timeout, output_hook=out.append)
     assert reply["content"]["status"] == "ok", reply["content"]
     return [m["content"]["data"]["text/plain"] for m in out if m["msg_type"] == "execute_result"]
-
-
-def answers(info, timeout=SILENCE_S) -> bool:
-    kc = client(info)
-    try:
-        kc.kernel_info()
-        kc.get_shell_msg(timeout=timeout)
-        return True
-    except Exception:
-        return False
-    finally:
-        kc.stop_channels()
 
 
 @pytest.fixture
@@ -96,8 +83,8 @@ def test_kernel_made_curve_keys(runtime):
         finally:
             kc.stop_channels()
         pub, sec = zmq.curve_keypair()
-        assert not answers({k: v for k, v in info.items() if not k.startswith("curve_")})
-        assert not answers({**info, "curve_publickey": pub.decode(), "curve_secretkey": sec.decode()})
+        assert not is_served({k: v for k, v in info.items() if not k.startswith("curve_")})
+        assert not is_served({**info, "curve_publickey": pub.decode(), "curve_secretkey": sec.decode()})
 
 
 @needs_curve
