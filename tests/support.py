@@ -282,3 +282,22 @@ def km_client(km, timeout=30):
     kc.start_channels()
     kc.wait_for_ready(timeout=timeout)
     return kc
+
+
+def is_served(info, timeout=2.0) -> bool:
+    """Whether a jupyter_client client with this connection info gets a
+    kernel_info_reply within ``timeout`` (False for a client the kernel's CURVE
+    keys shut out: its request cannot even be sent, or gets no answer)."""
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    try:
+        # a DEALER whose every connection fails its handshake blocks on send
+        kc.shell_channel.socket.sndtimeo = int(timeout * 1000)
+        kc.kernel_info()
+        kc.get_shell_msg(timeout=timeout)
+        return True
+    except (queue.Empty, zmq.Again):
+        return False
+    finally:
+        kc.stop_channels()

@@ -10,7 +10,9 @@ import threading
 import zmq
 
 from ..io import Heartbeat, IOThread, Outbound
-from ..startup import RegistrationInfo, StartupError, load_file
+from ..startup import RegistrationInfo, StartupError
+from ..startup.keys import make_own_keys
+from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
 from ..startup.bind import bind_sockets
 from ..startup.handshake import DEFAULT_TIMEOUT, register
 from ..wire import Session
@@ -28,7 +30,8 @@ EXIT_DEADLINE = 5.0
 
 def _arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=os.path.basename(sys.argv[0]) or "kernel", description="Run a kernelkit kernel.")
-    p.add_argument("-f", "--file", dest="file", required=True, metavar="FILE", help="connection file or registration file")
+    p.add_argument("-f", "--file", dest="file", metavar="FILE",
+                   help=f"connection file or registration file; '-': one line of JSON on stdin; none: ${ENV_VAR}")
     p.add_argument(
         "--registration-timeout",
         type=float,
@@ -58,6 +61,8 @@ class KernelApp:
         # wait on the kernel's
         self.hb_ctx = zmq.Context()
         try:
+            if reg is not None:
+                make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
             sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label)
             if reg is not None:
@@ -145,10 +150,13 @@ def main(kernel_class, argv=None) -> int:
         stream=sys.stderr,
     )
     try:
-        info = load_file(args.file)
-        app = KernelApp(kernel_class, info, args.file, args.registration_timeout)
+        info, label = read_info(args.file)
+        app = KernelApp(kernel_class, info, label, args.registration_timeout)
         app.start()
     except StartupError as e:
         print(f"kernel did not start: {e}", file=sys.stderr)
         return 1
+    if args.file == STDIN:
+        # the launcher holds stdin open: its end means the launcher is gone
+        watch_launcher_pipe(app.lifecycle.request_stop)
     return app.run()
