@@ -47,6 +47,8 @@ class InterruptGate:
         # called on the watcher thread for every SIGINT (the runtime cancels
         # subshell prompts, which the signal cannot reach)
         self.on_signal = None
+        # called on the watcher thread for a SIGTERM (when SIGTERM has a Python handler)
+        self.on_terminate = None
 
     def install(self) -> None:
         if threading.current_thread() is not self._main:
@@ -79,7 +81,10 @@ class InterruptGate:
         while True:
             timeout = None if waiting_for is None else max(0.0, next_kick - time.monotonic())
             readable, _, _ = select.select([self._wake_r], [], [], timeout)
-            if readable and signal.SIGINT in self._wake_r.recv(4096):
+            signals = self._wake_r.recv(4096) if readable else b""
+            if signal.SIGTERM in signals and self.on_terminate is not None:
+                self.on_terminate()
+            if signal.SIGINT in signals:
                 if self.on_signal is not None:
                     self.on_signal()
                 if self._armed and waiting_for is None:
