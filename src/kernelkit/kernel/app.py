@@ -65,7 +65,7 @@ class KernelApp:
         self.hb_ctx = zmq.Context()
         try:
             self.session = Session(conn.key, conn.signature_scheme)
-            sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label)
+            sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None)
             if reg is not None:
                 try:
                     register(self.ctx, self.session, reg, self.ports, self.registration_timeout)

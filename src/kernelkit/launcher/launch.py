@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
 
 from jupyter_client.launcher import launch_kernel as _popen_kernel
 from jupyter_core.paths import jupyter_runtime_dir
 
 from ..wire.signing import DEFAULT_SCHEME
-from .registration import LOOPBACK, HandshakeError, RegistrationService, shared_service
+from .registration import LOOPBACK, PORT_NAMES, HandshakeError, RegistrationService, remove_if_exists, shared_service
 
 DEFAULT_TIMEOUT = 30.0
 STDERR_TAIL_LINES = 20
@@ -68,22 +69,45 @@ class PendingLaunch:
     (removes the file, stops waiting); ``abort()`` also kills the process.
     """
 
-    def __init__(self, *, key=None, signature_scheme=DEFAULT_SCHEME, dialect="B", ip=LOOPBACK, transport="tcp",
-                 curve=None, service: RegistrationService | None = None, forward_stderr=True, runtime_dir=None):
+    def __init__(self, *, key=None, signature_scheme=DEFAULT_SCHEME, dialect="B", ip=None, transport="tcp",
+                 curve=None, service: RegistrationService | None = None, forward_stderr=True, runtime_dir=None,
+                 preferred_ports=None):
+        runtime_dir = runtime_dir or jupyter_runtime_dir()
+        self._own_service = None
+        if transport == "ipc":
+            # ip is the path prefix of the kernel's sockets (<ip>-<n>); the runtime dir is private (0700)
+            os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+            ip = ip or os.path.join(runtime_dir, f"kernelkit-{uuid.uuid4()}")
+        elif ip is None:
+            ip = LOOPBACK
         if service is None:
-            # dialect A registers on the address the kernel binds; dialect B has registration_ip
-            reg_ip = ip if dialect.upper() == "A" and ip not in _WILDCARDS else LOOPBACK
-            service = shared_service(reg_ip)
+            if transport == "ipc" and dialect.upper() == "A":
+                # dialect A registers where the kernel binds: a service of its own at the kernel's prefix
+                service = self._own_service = RegistrationService(ip, "ipc")
+            elif transport == "ipc":
+                service = shared_service(os.path.join(runtime_dir, f"kernelkit-registration-{os.getpid()}"), "ipc")
+            else:
+                # dialect A registers on the address the kernel binds; dialect B has registration_ip
+                reg_ip = ip if dialect.upper() == "A" and ip not in _WILDCARDS else LOOPBACK
+                service = shared_service(reg_ip)
         self.service = service
         self.ip = ip or LOOPBACK
-        self.expected = service.expect(key or _new_key(), signature_scheme, dialect, self.ip, transport)
+        try:
+            self.expected = service.expect(key or _new_key(), signature_scheme, dialect, self.ip, transport)
+        except BaseException:
+            self._close_own_service()
+            raise
         # CurveZMQ server keys ride in the registration file like in a connection file
         self.curve = {} if curve is None else {"curve_publickey": _text(curve[0]), "curve_secretkey": _text(curve[1])}
         self.expected.registration.update(self.curve)
+        if preferred_ports:
+            # ports to bind first (a restart keeping its clients); see kernelkit.startup.files
+            self.expected.registration["preferred_ports"] = {name: int(p) for name, p in preferred_ports.items()}
+        self.path = None
         try:
             self.path = write_registration_file(self.expected.registration, self.expected.kernel_id, runtime_dir)
         except BaseException:
-            service.forget(self.expected)
+            self.close()
             raise
         self.forward_stderr = forward_stderr
         self.process: subprocess.Popen | None = None
@@ -188,10 +212,17 @@ class PendingLaunch:
     def close(self) -> None:
         """Stop waiting and remove the registration file (the kernel read it at start)."""
         self.service.forget(self.expected)
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
+        self._close_own_service()
+        if self.path is not None:
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+    def _close_own_service(self) -> None:
+        if self._own_service is not None:
+            self._own_service.close()
+            self._own_service = None
 
 
 @dataclass
@@ -204,13 +235,17 @@ class LaunchedKernel:
     stderr_tail: collections.deque = field(repr=False)
 
     def kill(self) -> None:
-        """Kill the kernel's process group and reap it."""
+        """Kill the kernel's process group, reap it, remove its ipc sockets' paths."""
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except OSError:
                 self.process.kill()
         self.process.wait()
+        info = self.connection_info
+        if info.get("transport") == "ipc":
+            for name in PORT_NAMES:
+                remove_if_exists(f"{info['ip']}-{info[name]}")
 
     def __enter__(self):
         return self
@@ -251,9 +286,12 @@ def launch_kernel(argv=None, *, kernel_name=None, timeout=DEFAULT_TIMEOUT, env=N
     """Start a kernel from ``argv`` (with ``{connection_file}``) or a kernelspec
     name, and wait until it has registered its ports.
 
-    ``options``: ``dialect`` ("B" default, or "A"), ``ip``, ``key``,
-    ``signature_scheme``, ``curve`` (public, secret), ``service``,
-    ``forward_stderr``, ``runtime_dir``.
+    ``options``: ``dialect`` ("B" default, or "A"), ``ip``, ``transport``
+    ("tcp" default, or "ipc": sockets at ``<ip>-<n>``, by default in the
+    Jupyter runtime dir), ``key``, ``signature_scheme``, ``curve`` (public,
+    secret), ``preferred_ports`` (``{"shell_port": n, ...}``: bound first if
+    free, e.g. a restart's previous ports), ``service``, ``forward_stderr``,
+    ``runtime_dir``.
     Raises HandshakeError (process died, with its last stderr lines; timeout;
     unusable registration); the process is killed then.
     """
