@@ -6,8 +6,11 @@ import importlib.util
 import json
 import os
 import queue
+import shutil
 import socket
+import stat
 import sys
+import tempfile
 import time
 
 import pytest
@@ -66,7 +69,7 @@ def nudge(kc, timeout=30):
         try:
             while True:
                 msg = kc.get_iopub_msg(timeout=0.5)
-                if msg["parent_header"].get("msg_id") == msg_id:
+                if (msg["parent_header"] or {}).get("msg_id") == msg_id:  # xeus may send null
                     iopub_until_idle(kc, msg_id)
                     return
         except queue.Empty:
@@ -319,3 +322,51 @@ def test_caller_chosen_stderr_is_respected(jupyter_dirs, tmp_path):
     with open(tmp_path / "kernel.log", "w") as log, pytest.raises(HandshakeError, match="exited with code 1 before registering$"):
         km.start_kernel(stderr=log)
     assert (tmp_path / "kernel.log").read_text() == "to the log file\n"
+
+
+@pytest.fixture
+def short_runtime_dir(jupyter_dirs, monkeypatch):
+    """A runtime dir with a short path: an ipc socket path must fit in 107 bytes."""
+    path = tempfile.mkdtemp(prefix="kk-")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def ipc_paths(info):
+    return [f"{info['ip']}-{info[f'{c}_port']}" for c in ("shell", "iopub", "stdin", "control", "hb")]
+
+
+@pytest.mark.parametrize("dialect", ["A", "B"])
+def test_ipc_transport_through_launch_kernel(short_runtime_dir, dialect):
+    from kernelkit.launcher import launch_kernel
+
+    with launch_kernel([*EXEC_KERNEL, "-f", "{connection_file}"], transport="ipc", dialect=dialect) as kernel:
+        info = kernel.connection_info
+        assert info["transport"] == "ipc" and info["ip"].startswith(short_runtime_dir)
+        for path in ipc_paths(info):
+            assert stat.S_ISSOCK(os.stat(path).st_mode) and stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+        kc = BlockingKernelClient()
+        kc.load_connection_info(info)
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        assert run(kc, "6 * 7")[1] == ["42"]
+        kc.stop_channels()
+    assert not any(os.path.exists(p) for p in ipc_paths(info))
+
+
+def test_ipc_transport_through_the_provisioner(jupyter_dirs, short_runtime_dir, managers):
+    km = managers(exec_spec(jupyter_dirs), transport="ipc")
+    info = km.get_connection_info()
+    assert info["transport"] == "ipc"
+    modes = {stat.S_IMODE(os.stat(p).st_mode) for p in ipc_paths(info)}
+    assert modes == {0o600}
+    # the registration socket was an ipc path in the runtime dir too
+    assert [p for p in os.listdir(short_runtime_dir) if p.startswith("kernelkit-registration-")]
+    kc = km_client(km)
+    run(kc, "x = 1")
+    km.restart_kernel()
+    assert km.get_connection_info() == info
+    nudge(kc)
+    assert run(kc, "'x' in kernel.ns")[1] == ["False"]
+    kc.stop_channels()

@@ -77,7 +77,7 @@ class PendingLaunch:
         if transport == "ipc":
             # ip is the path prefix of the kernel's sockets (<ip>-<n>); the runtime dir is private (0700)
             os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
-            ip = ip or os.path.join(runtime_dir, f"kernelkit-{uuid.uuid4()}")
+            ip = ip or os.path.join(runtime_dir, f"kernelkit-{uuid.uuid4().hex[:12]}")  # short: sun_path holds 107 bytes
         elif ip is None:
             ip = LOOPBACK
         if service is None:
