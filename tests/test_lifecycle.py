@@ -5,7 +5,9 @@ KeyboardInterrupt, no error reply); the process that started the kernel dying
 ends the kernel within 2 s on every start path, subshells running or not.
 """
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -94,19 +96,34 @@ def test_sigterm_while_idle(tmp_path):
         proc.kill()
 
 
-def start_through_parent(mode, argv):
-    """A parent process that starts the kernel; returns (parent, kernel pid, client)."""
+@contextlib.contextmanager
+def through_parent(mode, argv):
+    """A parent process that starts the kernel; yields (orphan, client), where
+    ``orphan()`` kills the parent and returns how long the kernel outlived it."""
     parent = subprocess.Popen([*PARENT, mode, *argv, "-f", "{connection_file}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     line = parent.stdout.readline()
     if not line:
         parent.kill()
         pytest.fail(f"the parent process did not start the kernel (exit code {parent.wait(10)})")
     started = json.loads(line)
+    pid = started["pid"]
+
+    def orphan():
+        parent.kill()
+        parent.wait(10)
+        return wait_ended(pid, 2.0)
+
     kc = BlockingKernelClient()
     kc.load_connection_info(started["connection_info"])
     kc.start_channels()
-    kc.wait_for_ready(timeout=30)
-    return parent, started["pid"], kc
+    try:
+        kc.wait_for_ready(timeout=30)
+        yield orphan, kc
+    finally:
+        kc.stop_channels()
+        parent.kill()
+        if state(pid) not in (None, "Z"):
+            os.kill(pid, signal.SIGKILL)
 
 
 def create_subshell(kc):
@@ -128,29 +145,15 @@ def execute_in(kc, code, subshell_id):
 
 @pytest.mark.parametrize("mode", ["classic", "A", "B"])
 def test_kernel_exits_when_its_parent_dies(mode):
-    parent, pid, kc = start_through_parent(mode, PYTHON_KERNEL)
-    try:
+    with through_parent(mode, PYTHON_KERNEL) as (orphan, kc):
         assert kc.execute_interactive("1 + 1", timeout=30)["content"]["status"] == "ok"
-        parent.kill()
-        parent.wait(10)
-        assert wait_ended(pid, 2.0) < 2.0
-    finally:
-        kc.stop_channels()
-        if state(pid) not in (None, "Z"):
-            subprocess.run(["kill", "-9", str(pid)])
+        assert orphan() < 2.0
 
 
 def test_kernel_exits_when_its_parent_dies_with_subshells_running():
-    parent, pid, kc = start_through_parent("B", EXEC_KERNEL)
-    try:
+    with through_parent("B", EXEC_KERNEL) as (orphan, kc):
         sub = create_subshell(kc)
         running = [execute_in(kc, "kernel.stream('started\\n'); time.sleep(30)", sid) for sid in (None, sub)]
         for msg_id in running:
             wait_for_stream(kc, msg_id, "started")
-        parent.kill()
-        parent.wait(10)
-        assert wait_ended(pid, 2.0) < 2.0
-    finally:
-        kc.stop_channels()
-        if state(pid) not in (None, "Z"):
-            subprocess.run(["kill", "-9", str(pid)])
+        assert orphan() < 2.0
