@@ -52,6 +52,7 @@ class KernelApp:
         self.registration_timeout = registration_timeout
         self.ports: dict = {}
         self._closing = threading.Lock()
+        self._closed = False
         self._ending = threading.Lock()
 
     def start(self) -> None:
@@ -155,18 +156,21 @@ class KernelApp:
         os._exit(exit_code)
 
     def close(self, deadline: float = EXIT_DEADLINE) -> None:
-        """Send what is queued (the shutdown reply, the last idle), then close."""
-        if not self._closing.acquire(blocking=False):
-            return  # closing already (shutdown and SIGTERM at once)
-        marker = self.outbound.stop()
-        if not marker.event.wait(deadline):
-            log.warning("shutdown: could not deliver every queued message")
-        self.io.join(deadline)
-        self.outbound.close()
-        self.heartbeat.stop()
-        if not self.io.is_alive():
-            _term(self.ctx, deadline)  # waits for the linger: queued replies leave
-        _term(self.hb_ctx, deadline)
+        """Send what is queued (the shutdown reply, the last idle), then close.
+        A second caller (shutdown and SIGTERM at once) waits for the first."""
+        with self._closing:
+            if self._closed:
+                return
+            marker = self.outbound.stop()
+            if not marker.event.wait(deadline):
+                log.warning("shutdown: could not deliver every queued message")
+            self.io.join(deadline)
+            self.outbound.close()
+            self.heartbeat.stop()
+            if not self.io.is_alive():
+                _term(self.ctx, deadline)  # waits for the linger: queued replies leave
+            _term(self.hb_ctx, deadline)
+            self._closed = True
 
 
 def _term(ctx: zmq.Context, timeout: float) -> None:
