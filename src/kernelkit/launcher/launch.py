@@ -190,6 +190,9 @@ class PendingLaunch:
     async def async_wait(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """As :meth:`wait`, for asyncio callers."""
         waiter = asyncio.wrap_future(self.expected.future)
+        # a caller that gives up (timeout, cancelled) leaves the outcome to nobody:
+        # retrieve it, so asyncio does not log "exception was never retrieved"
+        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
         # asyncio.wait, not wait_for: a timeout must not cancel the shared future
         await asyncio.wait({waiter}, timeout=timeout)
         if not waiter.done():
