@@ -2,13 +2,13 @@
 a notebook whose kernel crashes (``os._exit(1)``) 20 times in a row runs the next
 cell every time (jupyter_server's autorestarter brings the kernel back on its ports).
 
-Needs Debian's ``chromium`` and ``chromium-driver`` (installed here with apt-get
-when missing and possible), Selenium and JupyterLab (the ``[test]`` extra).
+Needs Debian's ``chromium`` and ``chromium-driver`` (the debugger's browser test's
+``browser`` fixture installs them with apt-get when missing, or skips saying so),
+Selenium and JupyterLab (the ``[test]`` extra).
 """
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +17,9 @@ import urllib.request
 
 import nbformat
 import pytest
+
+# Debian's chromium (installed with apt-get when missing) and a Selenium driver on it
+from test_python_debugger_browser import browser  # noqa: F401  (a fixture)
 
 CRASHES = 20
 
@@ -55,22 +58,6 @@ const [code, until, timeoutMs, done] = arguments;
         kernel: panel.sessionContext.session?.kernel?.status});
 })().catch(e => done({error: String(e)}));
 """
-
-
-def chromium():
-    """(browser, driver) paths; installs Debian's packages when they are missing."""
-    def found():
-        return shutil.which("chromium"), shutil.which("chromedriver")
-
-    browser, driver = found()
-    if not (browser and driver) and shutil.which("apt-get") and os.geteuid() == 0:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], env=env, capture_output=True, timeout=600)
-        browser, driver = found()
-    if not (browser and driver):
-        pytest.skip("Chromium is not available: Debian's chromium and chromium-driver are not installed and apt-get could not install them")
-    return browser, driver
 
 
 def free_port() -> int:
@@ -138,40 +125,29 @@ def text_of(outputs) -> str:
 
 
 @pytest.mark.timeout(900)
-def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab):
-    browser, driver_path = chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
+def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab, browser):
     url, server_log = lab
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        driver.set_script_timeout(120)
-        driver.get(url)
-        deadline = time.monotonic() + 60
-        while not driver.execute_script(
-            "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-            "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel);"
-        ):
-            assert time.monotonic() < deadline, "JupyterLab did not open the notebook with a kernel"
-            time.sleep(0.2)
-        first = driver.execute_async_script(RUN_CELL, "import os; os.getpid()", "output", 60_000)
-        assert "error" not in first and text_of(first["outputs"]).isdigit(), first
-        pids = [int(text_of(first["outputs"]))]
-        for crash in range(CRASHES):
-            crashed = driver.execute_async_script(RUN_CELL, "import os; os._exit(1)", "restart", 60_000)
-            assert crashed.get("restarted"), f"crash {crash + 1}: no restart seen: {crashed}"
-            after = driver.execute_async_script(RUN_CELL, f"import os; print(os.getpid(), {crash} * 7)", "output", 60_000)
-            text = text_of(after["outputs"])
-            assert "error" not in after and text.endswith(f" {crash * 7}\n"), (
-                f"crash {crash + 1}: the next cell did not run: {after}\nserver log:\n{server_log.read_text()[-3000:]}")
-            pid = int(text.split()[0])
-            assert pid != pids[-1], f"crash {crash + 1}: the cell ran on the old kernel"
-            pids.append(pid)
-        assert len(set(pids)) == CRASHES + 1
-    finally:
-        driver.quit()
+    driver = browser
+    driver.set_script_timeout(120)
+    driver.get(url)
+    deadline = time.monotonic() + 60
+    while not driver.execute_script(
+        "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel);"
+    ):
+        assert time.monotonic() < deadline, "JupyterLab did not open the notebook with a kernel"
+        time.sleep(0.2)
+    first = driver.execute_async_script(RUN_CELL, "import os; os.getpid()", "output", 60_000)
+    assert "error" not in first and text_of(first["outputs"]).isdigit(), first
+    pids = [int(text_of(first["outputs"]))]
+    for crash in range(CRASHES):
+        crashed = driver.execute_async_script(RUN_CELL, "import os; os._exit(1)", "restart", 60_000)
+        assert crashed.get("restarted"), f"crash {crash + 1}: no restart seen: {crashed}"
+        after = driver.execute_async_script(RUN_CELL, f"import os; print(os.getpid(), {crash} * 7)", "output", 60_000)
+        text = text_of(after["outputs"])
+        assert "error" not in after and text.endswith(f" {crash * 7}\n"), (
+            f"crash {crash + 1}: the next cell did not run: {after}\nserver log:\n{server_log.read_text()[-3000:]}")
+        pid = int(text.split()[0])
+        assert pid != pids[-1], f"crash {crash + 1}: the cell ran on the old kernel"
+        pids.append(pid)
+    assert len(set(pids)) == CRASHES + 1
