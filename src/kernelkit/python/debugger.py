@@ -487,6 +487,16 @@ class Debugger:
                     py_db.dispose_and_kill_all_pydevd_threads(wait=False)
         shutil.rmtree(cell_file_name.prefix, ignore_errors=True)
 
+    def before_cell(self) -> None:
+        """A cell is about to run on this thread: while a client is attached it
+        must be traced. An exception unwinding through the tracer can leave
+        the thread untraced (seen after an interrupt while stopped, with rich
+        installed), and breakpoints would no longer hit there."""
+        if self.attached and sys.gettrace() is None:
+            import debugpy
+
+            debugpy.trace_this_thread(True)
+
     def resume_for_interrupt(self) -> None:
         """Before an interrupt: resume stopped threads, so the KeyboardInterrupt
         reaches the user's code instead of the debugger's wait loop."""

@@ -294,6 +294,8 @@ class PythonKernel(Kernel):
     # -- requests ---------------------------------------------------------------
     def execute(self, code, request):
         shell = self.shell
+        if self._debugger is not None:
+            self._debugger.before_cell()
         c = request.content
         silent = bool(c.get("silent", False))
         store_history = bool(c.get("store_history", True)) and not silent
