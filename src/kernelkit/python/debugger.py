@@ -512,9 +512,12 @@ class Debugger:
     def _keep_leading_empty_lines(self, keep: bool) -> None:
         """While debugging, cells keep their leading empty lines, so the lines
         of the code that runs are those of the cell the frontend shows."""
+        # the shell first: it is made (and IPython imported) under the kernel's
+        # lock; importing IPython here while the main thread makes the shell
+        # failed as a circular import in the main thread's first cell
+        cleanup = self.kernel.shell.input_transformer_manager.cleanup_transforms
         from IPython.core.inputtransformer2 import leading_empty_lines
 
-        cleanup = self.kernel.shell.input_transformer_manager.cleanup_transforms
         if keep and leading_empty_lines in cleanup:
             cleanup.remove(leading_empty_lines)
             self._removed_transforms.append(leading_empty_lines)
