@@ -34,38 +34,37 @@ _KERNELKIT_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
 _RAISED_BY_KERNEL = (KeyboardInterrupt, StdinNotImplementedError)
 
 
+def _per_thread(doc: str) -> property:
+    """An attribute with one value per thread (None until set): subshells run
+    cells at the same time through the one shell and its displayhook."""
+    values = threading.local()
+    return property(lambda self: getattr(values, "value", None), lambda self, value: setattr(values, "value", value), doc=doc)
+
+
 class KernelDisplayHook(DisplayHook):
     """``execute_result`` for the value of a cell's last expression."""
 
-    # per thread: subshells run cells at the same time through this one hook,
-    # and one must not publish (or drop) another's value, nor fill in (or
+    # one cell must not publish (or drop) another's value, nor fill in (or
     # find cleared, mid-call) another cell's ExecutionResult
-    _this_thread = threading.local()
-
-    @property
-    def exec_result(self):
-        return getattr(self._this_thread, "exec_result", None)
-
-    @exec_result.setter
-    def exec_result(self, result):
-        self._this_thread.exec_result = result
+    exec_result = _per_thread("the ExecutionResult of the cell this thread runs (IPython's run_cell sets and clears it)")
+    _formatted = _per_thread("the value being displayed: (data, metadata)")
 
     def start_displayhook(self):
         super().start_displayhook()
-        self._this_thread.formatted = None
+        self._formatted = None
 
     def write_output_prompt(self):
         pass
 
     def write_format_data(self, format_dict, md_dict=None):
-        self._this_thread.formatted = (format_dict, md_dict or {})
+        self._formatted = (format_dict, md_dict or {})
 
     def finish_displayhook(self):
-        formatted = getattr(self._this_thread, "formatted", None)
+        formatted = self._formatted
         if formatted is not None:
             data, metadata = formatted
             self.shell.kernel.execute_result(data, metadata)
-        self._this_thread.formatted = None
+        self._formatted = None
         self._is_active = False
 
 
@@ -166,17 +165,7 @@ class ZMQInteractiveShell(InteractiveShell):
     def _exiter_default(self):
         return ZMQExitAutocall(self)
 
-    # the error of the cell this thread ran last, for its execute_reply
-    # (per thread: subshells run cells concurrently)
-    _errors = threading.local()
-
-    @property
-    def last_error(self):
-        return getattr(self._errors, "error", None)
-
-    @last_error.setter
-    def last_error(self, error):
-        self._errors.error = error
+    last_error = _per_thread("the error of the cell this thread ran last, for its execute_reply")
 
     def init_builtins(self):
         super().init_builtins()
