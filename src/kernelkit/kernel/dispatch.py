@@ -247,14 +247,15 @@ class Runtime:
         if req.msg_type == "execute_request":
             self.kernel._announce_execute(req)
 
-    def answer(self, req: Request, content: dict) -> None:
-        """busy (unless the request was announced), ``content`` as its reply,
-        idle: a request answered without its handler (invalid, aborted, or
-        kernel_info from plain attributes)."""
+    def answer(self, req: Request, content: dict | None) -> None:
+        """busy (unless the request was announced), ``content`` as its reply
+        (None: no reply), idle: a request answered without its handler
+        (invalid, aborted, or kernel_info from plain attributes)."""
         if not req.announced:
             req.announced = True
             self.status("busy", req)
-        self.reply(req, content)
+        if content is not None:
+            self.reply(req, content)
         self.status("idle", req)
 
     def handle(self, req: Request) -> None:
@@ -262,6 +263,12 @@ class Runtime:
         kernel = self.kernel
         if req.invalid is not None:
             err = req.invalid
+            if not req.has_reply:
+                # (a comm message for an unknown subshell, or with unusable
+                # content): logged, and busy and idle as for any message
+                self._limiter.warn(("invalid", req.channel, req.msg_type), f"{req.channel}: ignored {req.msg_type}: {err}", log)
+                self.answer(req, None)
+                return
             content = {"status": "error", "ename": type(err).__name__, "evalue": str(err), "traceback": []}
             if req.msg_type == "execute_request":
                 content["execution_count"] = self.count_owner(req).execution_count
