@@ -277,9 +277,9 @@ class IOThread(threading.Thread):
                     else:
                         self._read(by_socket[sock], sock)
                 self._send_outbound()
-        except Exception:
-            log.exception("I/O thread failed")
         finally:
+            # (an exception goes on to threading.excepthook: in a kernel
+            # process, io.fatal ends the process)
             self._close()
 
     def _drain_wake(self) -> None:

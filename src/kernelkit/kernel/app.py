@@ -9,7 +9,7 @@ import threading
 
 import zmq
 
-from ..io import Heartbeat, IOThread, Outbound
+from ..io import Heartbeat, IOThread, Outbound, fatal
 from ..startup import RegistrationInfo, StartupError, load_file
 from ..startup.bind import bind_sockets
 from ..startup.handshake import DEFAULT_TIMEOUT, register
@@ -50,6 +50,7 @@ class KernelApp:
     def start(self) -> None:
         """Bind (picking ports if registering) and hand the ports to the launcher.
         Raises StartupError with every socket closed."""
+        fatal.install()  # from here on, a kernel thread that dies ends the process
         reg = self.info if isinstance(self.info, RegistrationInfo) else None
         conn = reg.connection if reg else self.info
         self.ctx = zmq.Context()
@@ -100,6 +101,8 @@ class KernelApp:
         control.start()
         try:
             rt.run_shell(rt.main_shell)
+        except Exception as e:  # a bug: no handler exception gets this far
+            fatal.die("main shell", e)
         finally:
             self.close()
         return 0
