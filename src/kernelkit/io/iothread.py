@@ -9,7 +9,19 @@ handed to callbacks, which put them on the handlers' queues.
 
 IOPub is an XPUB socket with XPUB_NODROP: when a subscriber is slow the send
 fails with EAGAIN instead of dropping, and this thread holds the message and
-retries, in order, while it goes on reading incoming requests.
+retries, in order, while it goes on reading incoming requests. A subscriber
+that makes no room for STALLED_AFTER seconds no longer holds anyone back: one
+message is sent without NODROP, which libzmq drops for every pipe that is
+full and takes those pipes out of the send until they have drained (HWM is
+per pipe), so the stalled peer loses messages and the others get everything.
+Buffering is bounded in bytes too: producers wait while the FIFO holds more
+than OUTBOUND_BYTES of large messages, and the iopub high-water mark (in
+messages) is lowered while large messages are about, so that no pipe holds
+more than IOPUB_BYTES.
+
+Control replies never wait behind iopub: they go into a lane of their own,
+with a turn marker in the FIFO where they were produced. In order as usual;
+while the FIFO's head is held, the lane is sent at once.
 
 Waking this thread costs the producer a GIL hand-off, so the main shell sends
 lazily while it runs a request (see ``Outbound.send``): this thread then
@@ -49,6 +61,16 @@ LAZY_MS = 5
 # How long an input_request waits for the client's stdin socket to connect
 # (it usually follows its shell socket by milliseconds) before it is dropped.
 STDIN_CONNECT_WAIT = 5.0
+# A subscriber that lets iopub refuse every send for this long (s) is stalled:
+# it stops holding back the others and loses what does not fit its queue.
+STALLED_AFTER = 5.0
+# Messages larger than this (bytes) are counted in bytes as well.
+LARGE = 4096
+# The most the FIFO holds in large messages (bytes); one larger message still goes.
+OUTBOUND_BYTES = 64 << 20
+# The most one subscriber's libzmq queue may hold (bytes), by lowering the
+# high-water mark while large messages are among the last HWM sent.
+IOPUB_BYTES = 64 << 20
 
 
 # pyzmq's send_multipart type-checks every frame and goes through its Python
@@ -88,6 +110,14 @@ class _Marker:
         self.event = threading.Event()
 
 
+# in the FIFO where a control message was produced: its turn in the order
+_CONTROL_TURN = _Marker("control")
+
+
+def _size(frames) -> int:
+    return sum(map(len, frames))
+
+
 class Outbound:
     """The single outbound FIFO. Thread-safe; any thread may ``send``.
 
@@ -97,9 +127,17 @@ class Outbound:
     the I/O thread to make room.
     """
 
-    def __init__(self, ctx: zmq.Context, maxsize: int = OUTBOUND_MAXSIZE):
+    def __init__(self, ctx: zmq.Context, maxsize: int = OUTBOUND_MAXSIZE, max_bytes: int = OUTBOUND_BYTES):
         self.fifo: deque = deque()
         self.maxsize = maxsize
+        # control messages, in order; each has a _CONTROL_TURN in the FIFO
+        self.control_lane: deque = deque()
+        # bytes of large messages in the FIFO (under _room)
+        self.max_bytes = max_bytes
+        self._large_bytes = 0
+        # threads that never wait for room (the control thread: its replies
+        # and status must not wait behind iopub)
+        self._never_wait: set = set()
         self.wake_endpoint = f"inproc://kernelkit-wake-{id(self)}"
         self._ctx = ctx
         self._wake_socket = None
@@ -133,13 +171,23 @@ class Outbound:
         while it runs a request; a sender about to block must not be lazy).
         """
         ident = threading.get_ident()
+        if channel == CONTROL:
+            self.control_lane.append(frames)
+            self.fifo.append((None, _CONTROL_TURN))
+            self._wake()
+            return
+        size = _size(frames)
         if ident == self.io_ident:
             # the I/O thread (announcing a request) sends what is queued
             # before it next waits; and it must never wait for room, which
             # only it can make
+            if size > LARGE:
+                self._admit_large(size, ident)
             self.fifo.append((channel, frames))
             return
-        if len(self.fifo) >= self.maxsize:
+        if size > LARGE:
+            self._admit_large(size, ident)
+        elif len(self.fifo) >= self.maxsize and ident not in self._never_wait:
             self._wait_for_room()
         self.fifo.append((channel, frames))
         if lazy and self._lazy_granted != self._lazy_done and ident == self.lazy_ident:
@@ -157,6 +205,31 @@ class Outbound:
                     self._room.wait(1.0)
             finally:
                 self._waiting_for_room -= 1
+
+    def _admit_large(self, size: int, ident) -> None:
+        """Count a large message's bytes, first waiting while the FIFO is full
+        in messages or in bytes (unless it holds no large message)."""
+        with self._room:
+            self._waiting_for_room += 1
+            try:
+                if ident not in self._never_wait and ident != self.io_ident:
+                    while len(self.fifo) >= self.maxsize or (self._large_bytes and self._large_bytes + size > self.max_bytes):
+                        self._wake()
+                        self._room.wait(1.0)
+                self._large_bytes += size
+            finally:
+                self._waiting_for_room -= 1
+
+    def took_large(self, size: int) -> None:
+        """Called by the I/O thread when it takes a large message from the FIFO."""
+        with self._room:
+            self._large_bytes -= size
+            if self._waiting_for_room:
+                self._room.notify_all()
+
+    def never_wait(self) -> None:
+        """The calling thread never waits for room (it may overfill the FIFO)."""
+        self._never_wait.add(threading.get_ident())
 
     def made_room(self) -> None:
         """Called by the I/O thread after taking messages."""
@@ -254,6 +327,13 @@ class IOThread(threading.Thread):
         self._stopped = False
         self._stop_marker = None
         self._held_since = None  # when iopub started refusing (slow subscriber)
+        self._control_early = 0  # control messages sent ahead of their turn
+        # the iopub high-water mark as bound, and as lowered for large messages
+        self._hwm_max = self._hwm = self.sockets[IOPUB].sndhwm
+        # (sequence number, size) of the large messages among the last
+        # _hwm_max sent, each larger than every later one (a sliding maximum)
+        self._large: deque = deque()
+        self._seq = 0  # iopub messages counted since a large one
 
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
@@ -361,13 +441,10 @@ class IOThread(threading.Thread):
     def _send_outbound(self) -> None:
         welcomes = self._welcomes
         while welcomes:
-            try:
-                self.sockets[IOPUB].send_multipart(welcomes[0][1], zmq.NOBLOCK)
-            except zmq.Again:
-                self._note_held()
+            if not self._publish(welcomes[0][1]):
+                self._send_control_lane()
                 return
             welcomes.popleft()
-            self._held_since = None
         pending = self._pending
         fifo = self.outbound.fifo
         try:
@@ -375,43 +452,111 @@ class IOThread(threading.Thread):
                 if not pending:
                     if not fifo:  # only this thread takes from the FIFO
                         return
-                    pending.append(fifo.popleft())
+                    item = fifo.popleft()
+                    if item[0] is not None:
+                        size = _size(item[1])
+                        if size > LARGE:
+                            self.outbound.took_large(size)
+                        if item[0] == IOPUB and (size > LARGE or self._large):
+                            self._fit_hwm(size)
+                    pending.append(item)
                 channel, frames = pending[0]
                 if channel is None:  # a marker
                     pending.popleft()
+                    if frames is _CONTROL_TURN:
+                        if self._control_early:
+                            self._control_early -= 1  # it went while the FIFO was held
+                        else:
+                            self._send_control(self.outbound.control_lane.popleft())
+                        continue
                     if frames.name == "stop":
                         self._stopped = True
                         self._stop_marker = frames
                         return
                     frames.event.set()
                     continue
-                try:
-                    _send_multipart(self.sockets[channel], frames)
-                except zmq.Again:
-                    # a subscriber is full: keep the message, retry soon
-                    self._note_held()
-                    return
-                except zmq.ZMQError as e:
-                    if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
-                        if self._note_held() < STDIN_CONNECT_WAIT:
-                            return  # the client's stdin socket is not connected yet
-                        log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
-                    else:
-                        log.error("cannot send on %s: %s", channel, e)
+                if channel == IOPUB:
+                    if not self._publish(frames):
+                        self._send_control_lane()
+                        return  # keep the message, retry soon
+                else:
+                    try:
+                        _send_multipart(self.sockets[channel], frames)
+                    except zmq.ZMQError as e:
+                        if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
+                            if self._note_held() < STDIN_CONNECT_WAIT:
+                                self._send_control_lane()
+                                return  # the client's stdin socket is not connected yet
+                            log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
+                        else:
+                            log.error("cannot send on %s: %s", channel, e)
                 pending.popleft()
                 self._held_since = None
         finally:
             self.outbound.made_room()
+
+    def _send_control(self, frames) -> None:
+        try:
+            _send_multipart(self.sockets[CONTROL], frames)
+        except zmq.ZMQError as e:
+            log.error("cannot send on %s: %s", CONTROL, e)
+
+    def _send_control_lane(self) -> None:
+        """While the FIFO's head is held: send control's messages now, ahead of
+        their turn (each turn marker they pass is then skipped)."""
+        lane = self.outbound.control_lane
+        while lane:
+            self._send_control(lane.popleft())
+            self._control_early += 1
+
+    def _publish(self, frames) -> bool:
+        """Send on iopub; False when it must be held and retried (a subscriber is full)."""
+        sock = self.sockets[IOPUB]
+        try:
+            _send_multipart(sock, frames)
+        except zmq.Again:
+            held = self._note_held()
+            if held < STALLED_AFTER:
+                return False
+            # No subscriber made room for STALLED_AFTER: send this one without
+            # NODROP. libzmq drops it for each full pipe and leaves those out
+            # until they have drained, so the others need not wait any more.
+            self._limiter.warn(
+                "stalled",
+                f"iopub: a subscriber has read nothing for {held:.0f} s; it loses messages "
+                "until it reads again (the other subscribers get every message)",
+            )
+            sock.setsockopt(zmq.XPUB_NODROP, 0)
+            try:
+                _send_multipart(sock, frames)
+            finally:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._held_since = None
+        return True
+
+    def _fit_hwm(self, size: int) -> None:
+        """Keep the iopub high-water mark (in messages) low enough that the
+        last HWM messages fit IOPUB_BYTES: the largest of the last
+        ``_hwm_max`` messages sent, times the HWM."""
+        self._seq += 1
+        large = self._large
+        if size > LARGE:
+            while large and large[-1][1] <= size:
+                large.pop()
+            large.append((self._seq, size))
+        while large and large[0][0] <= self._seq - self._hwm_max:
+            large.popleft()
+        hwm = self._hwm_max if not large else max(1, min(self._hwm_max, IOPUB_BYTES // large[0][1]))
+        if hwm != self._hwm:
+            self._hwm = hwm
+            self.sockets[IOPUB].sndhwm = hwm
 
     def _note_held(self) -> float:
         """Note that the head message could not be sent; return for how long."""
         now = time.monotonic()
         if self._held_since is None:
             self._held_since = now
-        held = now - self._held_since
-        if held > 10:
-            self._limiter.warn("held", f"iopub: a subscriber has not read for {held:.0f} s; holding output for it")
-        return held
+        return now - self._held_since
 
     def _close(self) -> None:
         for sock in self.sockets.values():

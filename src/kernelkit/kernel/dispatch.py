@@ -304,7 +304,11 @@ class Runtime:
         finally:
             self._local.request = previous
         try:
-            kernel.flush_output()  # all output of a request leaves before its reply
+            # all output of a request leaves before its reply (not on control:
+            # buffered output there is a running cell's, and flushing it could
+            # wait for a writer held up by a slow subscriber)
+            if req.channel != CONTROL:
+                kernel.flush_output()
         except Exception:
             log.exception("flushing output failed")
         if content is not None:
@@ -378,6 +382,8 @@ class Runtime:
                 self.outbound.lazy_done()
 
     def run_control(self) -> None:
+        # control's replies and status never wait behind iopub backpressure
+        self.outbound.never_wait()
         while True:
             req = self.control_queue.get()
             if req is _STOP:
