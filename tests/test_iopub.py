@@ -1,6 +1,8 @@
 """IOPub as XPUB (JEP 65), seen from raw SUB sockets: welcomes, the one
 ``starting``, and no loss for slow subscribers (XPUB_NODROP, hold and retry)."""
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -197,3 +199,58 @@ def test_subscriber_that_disconnects_does_not_block_the_kernel(rk):
     assert reply.content["status"] == "ok"
     assert lines == [f"{i} {pad}\n" for i in range(n)]
 
+
+
+def _rss_mb(pid) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 1e6
+
+
+# Subscribes to a 10 MB topic and says "dropped" once the kernel has closed
+# the connection. (In a process of its own that never frees its socket:
+# libzmq frees a subscription trie by recursion, and 10 million levels
+# overflow the stack.)
+_SUBSCRIBE_HUGE = """
+import os, sys, zmq
+from zmq.utils.monitor import recv_monitor_message
+s = zmq.Context().socket(zmq.XSUB)
+mon = s.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+s.connect(sys.argv[1])
+s.send(b"\\x01" + b"h" * 10_000_000)
+events = []
+while zmq.EVENT_DISCONNECTED not in events and mon.poll(10000):
+    events.append(recv_monitor_message(mon)["event"])
+print("dropped" if events[:2] == [zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED] else events, flush=True)
+os._exit(0)
+"""
+
+
+def test_over_long_subscription_topics_are_refused(rk):
+    """Topics are kernel.<session>.<msg_type>: up to MAX_TOPIC bytes is
+    welcome; longer is refused without libzmq storing it (a 10 MB topic once
+    cost 950 MB of subscription trie)."""
+    from kernelkit.io.iothread import MAX_TOPIC
+
+    sub = rk.start_and_wait()
+    longest = rk.sub(b"k" * MAX_TOPIC)
+    w = recv(rk, longest, 5)
+    assert w is not None, "a subscriber to a MAX_TOPIC-byte topic got no welcome"
+    _assert_welcome(w, "k" * MAX_TOPIC)
+    before = _rss_mb(rk.proc.proc.pid)
+    too_long = rk.sub(b"k" * (MAX_TOPIC + 1))
+    # (in a process of its own that never frees it: libzmq frees a trie by
+    # recursion, and 10 million levels overflow the stack)
+    huge = subprocess.run([sys.executable, "-c", _SUBSCRIBE_HUGE, rk.url("iopub")], capture_output=True, text=True, timeout=30)
+    assert huge.stdout.strip() == "dropped", (huge.stdout, huge.stderr)
+    # a subscriber made after them is welcomed: the kernel has seen (and
+    # dropped) theirs by then, or libzmq refused them on arrival
+    probe = rk.sub(b"probe")
+    w = recv(rk, probe, 10)
+    assert w is not None and w.content == {"subscription": "probe"}
+    grown = _rss_mb(rk.proc.proc.pid) - before
+    assert grown < 20, f"the kernel grew by {grown:.0f} MB"
+    assert recv(rk, too_long, 0.2) is None
+    got = collect_until(rk, sub, lambda r: r.content.get("subscription") == "probe", 5)
+    welcomes = [r.content["subscription"] for r in got if r.msg_type == "iopub_welcome"]
+    assert all(len(t) <= MAX_TOPIC for t in welcomes), [len(t) for t in welcomes]
+    assert "refused a subscription to a topic of 257 bytes" in rk.stderr_after_exit()

@@ -71,6 +71,14 @@ OUTBOUND_BYTES = 64 << 20
 # The most one subscriber's libzmq queue may hold (bytes), by lowering the
 # high-water mark while large messages are among the last HWM sent.
 IOPUB_BYTES = 64 << 20
+# The longest subscription topic accepted (bytes). Topics are
+# kernel.<session>.<msg_type>; libzmq keeps every subscription in a trie of
+# about 50 bytes per topic byte, so a 10 MB topic would cost the kernel 500 MB.
+MAX_TOPIC = 256
+# What the iopub socket may receive in one frame (bind sets ZMQ_MAXMSGSIZE):
+# a longer subscription disconnects its peer inside libzmq, before any trie.
+# (the slack covers ZMTP 3.1's SUBSCRIBE command name)
+MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
 
 
 # pyzmq's send_multipart type-checks every frame and goes through its Python
@@ -413,6 +421,9 @@ class IOThread(threading.Thread):
                 self._limiter.warn("iopub-junk", "iopub: ignored a message that is not a subscription")
                 continue
             event = frames[0]
+            if len(event) > MAX_TOPIC + 1:
+                self._limiter.warn("iopub-long", f"iopub: refused a subscription to a topic of {len(event) - 1} bytes (at most {MAX_TOPIC})")
+                continue
             try:
                 topic = event[1:].decode("utf-8")
             except UnicodeDecodeError:

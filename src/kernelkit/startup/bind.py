@@ -5,6 +5,7 @@ import os
 
 import zmq
 
+from ..io.iothread import MAX_SUBSCRIPTION_FRAME
 from .errors import StartupError
 from .files import CHANNELS, ConnectionInfo
 
@@ -53,6 +54,8 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.setsockopt(zmq.XPUB_MANUAL, 1)
         sock.setsockopt(zmq.XPUB_NODROP, 1)
         sock.sndhwm = IOPUB_HWM
+        # over-long subscription topics are refused before libzmq stores them
+        sock.maxmsgsize = MAX_SUBSCRIPTION_FRAME
 
 
 def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -> int:
