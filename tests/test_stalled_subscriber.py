@@ -70,3 +70,36 @@ def test_a_stalled_subscriber_holds_back_nobody(rk):
         got += 1
     assert got < n, f"the stalled subscriber got all {got} messages"
     assert "a subscriber has read nothing for" in rk.stderr_after_exit()
+
+
+def _rss_mb(pid) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 1e6
+
+
+def test_iopub_buffering_is_bounded_in_bytes(rk):
+    """3,000 displays of 100 kB (300 MB) for a subscriber that reads nothing
+    until the cell is done: the kernel holds at most OUTBOUND_BYTES in its
+    FIFO and IOPUB_BYTES in the subscriber's queue, not every display."""
+    from kernelkit.io.iothread import IOPUB_BYTES, OUTBOUND_BYTES
+
+    sub = rk.start_and_wait()
+    pid = rk.proc.proc.pid
+    shell = rk.dealer("shell")
+    msg_id = rk.send(shell, "execute_request", {"code": "x = 'x' * 100_000\nfor i in range(3000): kernel.display_data({'text/plain': x})"})
+    base = peak = _rss_mb(pid)
+    # sample the kernel's memory until the cell is done (sampling is the
+    # measurement here, not a wait for an event)
+    while not shell.poll(50):
+        peak = max(peak, _rss_mb(pid))
+    bound = (IOPUB_BYTES + OUTBOUND_BYTES) / 1e6
+    assert peak - base < bound + 40, f"the kernel grew by {peak - base:.0f} MB holding output (bound {bound:.0f} MB + TCP buffers)"
+    reply, _ = reply_to(rk, shell, msg_id, 30)
+    assert reply.content["status"] == "ok"
+    # what it lost while stalled it lost; what it gets is whole
+    got = 0
+    while (r := recv(rk, sub, 1)) is not None:
+        if r.msg_type == "display_data":
+            assert len(r.content["data"]["text/plain"]) == 100_000
+            got += 1
+    assert 0 < got < 3000

@@ -67,10 +67,10 @@ STALLED_AFTER = 5.0
 # Messages larger than this (bytes) are counted in bytes as well.
 LARGE = 4096
 # The most the FIFO holds in large messages (bytes); one larger message still goes.
-OUTBOUND_BYTES = 64 << 20
+OUTBOUND_BYTES = 32 << 20
 # The most one subscriber's libzmq queue may hold (bytes), by lowering the
 # high-water mark while large messages are among the last HWM sent.
-IOPUB_BYTES = 64 << 20
+IOPUB_BYTES = 32 << 20
 # The longest subscription topic accepted (bytes). Topics are
 # kernel.<session>.<msg_type>; libzmq keeps every subscription in a trie of
 # about 50 bytes per topic byte, so a 10 MB topic would cost the kernel 500 MB.
