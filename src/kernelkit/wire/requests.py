@@ -12,8 +12,9 @@ from .errors import InvalidContent
 # also be present and non-empty: Session.parse checks that first);
 # subshell_id null means the main shell
 HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version", "subshell_id")
-# a parent header names the message it answers
-PARENT_FIELDS = ("msg_id", "msg_type", "session", "subshell_id")
+# a parent header names the message it answers (the only field read; a
+# reply echoes its request's header as parent, whatever else that holds)
+PARENT_FIELDS = ("msg_id",)
 
 
 def bad_fields(fields: tuple, part: dict) -> list:
