@@ -79,6 +79,8 @@ MAX_TOPIC = 256
 # a longer subscription disconnects its peer inside libzmq, before any trie.
 # (the slack covers ZMTP 3.1's SUBSCRIBE command name)
 MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
+# Welcomes waiting while iopub is held; beyond this, new subscribers get none.
+MAX_WELCOMES_HELD = 1000
 
 
 # pyzmq's send_multipart type-checks every frame and goes through its Python
@@ -436,6 +438,10 @@ class IOThread(threading.Thread):
                 self._welcome(topic)
 
     def _welcome(self, topic: str) -> None:
+        if len(self._welcomes) >= MAX_WELCOMES_HELD:
+            # (a subscription flood while iopub is held)
+            self._limiter.warn("iopub-flood", f"iopub: {len(self._welcomes)} welcomes waiting to be sent; a new subscriber got none")
+            return
         frames = self.session.frames("iopub_welcome", {"subscription": topic})
         if topic:
             frames.insert(0, topic.encode("utf-8"))
