@@ -1,5 +1,7 @@
 """IOPub as XPUB (JEP 65), seen from raw SUB sockets: welcomes, the one
-``starting``, and no loss for slow subscribers (XPUB_NODROP, hold and retry)."""
+``starting``, no loss for slow subscribers (XPUB_NODROP, hold and retry), and
+a subscriber that stops reading holds output back for STALLED_AFTER seconds
+at most: then the others get every message; control answers all along."""
 
 import subprocess
 import sys
@@ -8,7 +10,8 @@ import time
 import pytest
 import zmq
 
-from rawkernel import RawKernel, collect_until, idle_for, recv, reply_to
+from kernelkit.io.iothread import STALLED_AFTER
+from rawkernel import RawKernel, collect_until, idle_for, ready, recv, reply_to
 
 
 @pytest.fixture
@@ -90,25 +93,19 @@ def test_new_subscribers_first_message_is_its_welcome_while_output_flows(rk):
     deadline = time.monotonic() + 40
     while not done:
         assert time.monotonic() < deadline, f"cell output did not finish; {streams} lines"
-        for sock, _ in poller.poll(5000):
-            while True:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                msg = rk.session.parse(frames, check_replay=False)
-                if sock is sub1:
-                    if msg.msg_type == "stream":
-                        streams += 1
-                        # join a new subscriber every 1000 lines, mid-stream
-                        if streams % 1000 == 0 and len(firsts) < 15:
-                            s = rk.sub()
-                            poller.register(s, zmq.POLLIN)
-                            firsts[s] = None
-                    elif msg.parent_header.get("msg_id") == msg_id and msg.content.get("execution_state") == "idle":
-                        done = True
-                elif firsts[sock] is None:
-                    firsts[sock] = msg
+        for sock, msg in ready(rk, poller, 5000):
+            if sock is sub1:
+                if msg.msg_type == "stream":
+                    streams += 1
+                    # join a new subscriber every 1000 lines, mid-stream
+                    if streams % 1000 == 0 and len(firsts) < 15:
+                        s = rk.sub()
+                        poller.register(s, zmq.POLLIN)
+                        firsts[s] = None
+                elif msg.parent_header.get("msg_id") == msg_id and msg.content.get("execution_state") == "idle":
+                    done = True
+            elif firsts[sock] is None:
+                firsts[sock] = msg
     assert streams == n
     assert firsts, "no subscriber joined while output flowed"
     # every joiner got something (its welcome at least): wait for stragglers
@@ -254,3 +251,80 @@ def test_over_long_subscription_topics_are_refused(rk):
     welcomes = [r.content["subscription"] for r in got if r.msg_type == "iopub_welcome"]
     assert all(len(t) <= MAX_TOPIC for t in welcomes), [len(t) for t in welcomes]
     assert "refused a subscription to a topic of 257 bytes" in rk.stderr_after_exit()
+
+
+# -- a subscriber that stops reading (anyone who can reach the port; no key needed)
+
+
+def test_a_stalled_subscriber_holds_back_nobody(rk):
+    reader = rk.start_and_wait()
+    recv(rk, reader, 5)  # starting
+    # the stalled one: tiny receive queues, and it never reads after its welcome
+    stalled = rk.sub(rcvhwm=1, rcvbuf=4096)
+    assert recv(rk, stalled, 5).msg_type == "iopub_welcome"
+    shell, control = rk.dealer("shell"), rk.dealer("control")
+    n = 20_000
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.display_data({{'text/plain': str(i)}})"})
+
+    poller = zmq.Poller()
+    poller.register(reader, zmq.POLLIN)
+    poller.register(control, zmq.POLLIN)
+    shown, waits, asked, last = [], [], None, 0.0
+    done = False
+    deadline = time.monotonic() + STALLED_AFTER + 40
+    while not done:
+        assert time.monotonic() < deadline, f"{len(shown)} of {n} displays, {len(waits)} control replies"
+        # a kernel_info on control every 0.25 s, through the stall and after
+        if asked is None and time.monotonic() - last > 0.25:
+            info_id, asked = rk.send(control, "kernel_info_request"), time.monotonic()
+            last = asked
+        for sock, msg in ready(rk, poller, 100):
+            if sock is control:
+                assert msg.msg_type == "kernel_info_reply" and msg.parent_header["msg_id"] == info_id
+                waits.append(time.monotonic() - asked)
+                asked = None
+            elif msg.parent_header.get("msg_id") == msg_id:
+                if msg.msg_type == "display_data":
+                    shown.append(msg.content["data"]["text/plain"])
+                elif msg.msg_type == "status" and msg.content["execution_state"] == "idle":
+                    done = True
+    assert shown == [str(i) for i in range(n)], "the reading subscriber lost or reordered displays"
+    reply, _ = reply_to(rk, shell, msg_id)
+    assert reply.content["status"] == "ok"
+    assert asked is None or time.monotonic() - asked < 1.0, "a kernel_info_request on control went unanswered"
+    # (one every 0.25 s while the stalled subscriber held output back)
+    assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 1.0, f"control replies took up to {max(waits):.2f} s: {waits}"
+    # the stalled subscriber lost what did not fit its queue
+    got = 0
+    while recv(rk, stalled, 0.5) is not None:
+        got += 1
+    assert got < n, f"the stalled subscriber got all {got} messages"
+    assert "a subscriber has read nothing for" in rk.stderr_after_exit()
+
+
+def test_iopub_buffering_is_bounded_in_bytes(rk):
+    """3,000 displays of 100 kB (300 MB) for a subscriber that reads nothing
+    until the cell is done: the kernel holds at most OUTBOUND_BYTES in its
+    FIFO and IOPUB_BYTES in the subscriber's queue, not every display."""
+    from kernelkit.io.iothread import IOPUB_BYTES, OUTBOUND_BYTES
+
+    sub = rk.start_and_wait()
+    pid = rk.proc.proc.pid
+    shell = rk.dealer("shell")
+    msg_id = rk.send(shell, "execute_request", {"code": "x = 'x' * 100_000\nfor i in range(3000): kernel.display_data({'text/plain': x})"})
+    base = peak = _rss_mb(pid)
+    # sample the kernel's memory until the cell is done (sampling is the
+    # measurement here, not a wait for an event)
+    while not shell.poll(50):
+        peak = max(peak, _rss_mb(pid))
+    bound = (IOPUB_BYTES + OUTBOUND_BYTES) / 1e6
+    assert peak - base < bound + 40, f"the kernel grew by {peak - base:.0f} MB holding output (bound {bound:.0f} MB + TCP buffers)"
+    reply, _ = reply_to(rk, shell, msg_id, 30)
+    assert reply.content["status"] == "ok"
+    # what it lost while stalled it lost; what it gets is whole
+    got = 0
+    while (r := recv(rk, sub, 1)) is not None:
+        if r.msg_type == "display_data":
+            assert len(r.content["data"]["text/plain"]) == 100_000
+            got += 1
+    assert 0 < got < 3000
