@@ -3,6 +3,7 @@
 a subscriber that stops reading holds output back for STALLED_AFTER seconds
 at most: then the others get every message; control answers all along."""
 
+import queue
 import subprocess
 import sys
 import time
@@ -328,3 +329,58 @@ def test_iopub_buffering_is_bounded_in_bytes(rk):
             assert len(r.content["data"]["text/plain"]) == 100_000
             got += 1
     assert 0 < got < 3000
+
+
+def test_python_kernel_and_jupyter_client_with_a_stalled_subscriber(tmp_path):
+    """The same with the bundled Python kernel and jupyter_client as the
+    reader: IPython's display() 20,000 times, print() in between, while a
+    raw subscriber reads nothing; kernel_info on control every 0.25 s."""
+    from support import start_kernel
+
+    ipython_dir = tmp_path / "ipython"
+    ipython_dir.mkdir()
+    proc, kc = start_kernel(tmp_path, [sys.executable, "-m", "kernelkit.python"], b"k", {"IPYTHONDIR": str(ipython_dir)}, ready_timeout=30)
+    ctx = zmq.Context()
+    stalled = ctx.socket(zmq.SUB)
+    try:
+        stalled.linger = 0
+        stalled.rcvhwm = 1
+        stalled.setsockopt(zmq.RCVBUF, 4096)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(f"tcp://127.0.0.1:{kc.iopub_port}")
+        assert stalled.poll(10_000), "no welcome for the stalled subscriber"
+        n = 20_000
+        msg_id = kc.execute(f"from IPython.display import display\nfor i in range({n}):\n    display(i)\n    if i % 1000 == 0: print(i)")
+        shown, printed, waits = [], [], []
+        asked, last = None, 0.0
+        deadline = time.monotonic() + STALLED_AFTER + 60
+        while True:
+            assert time.monotonic() < deadline, f"{len(shown)} of {n} displays"
+            if asked is None and time.monotonic() - last > 0.25:
+                kc.control_channel.send(kc.session.msg("kernel_info_request"))
+                asked = last = time.monotonic()
+            if asked is not None and kc.control_channel.msg_ready():
+                reply = kc.get_control_msg(timeout=1)
+                assert reply["msg_type"] == "kernel_info_reply"
+                waits.append(time.monotonic() - asked)
+                asked = None
+            try:
+                msg = kc.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "display_data":
+                shown.append(msg["content"]["data"]["text/plain"])
+            elif msg["msg_type"] == "stream":
+                printed.append(msg["content"]["text"])
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert shown == [str(i) for i in range(n)]
+        assert "".join(printed) == "".join(f"{i}\n" for i in range(0, n, 1000))
+        assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 1.0, f"control replies took up to {max(waits):.2f} s"
+    finally:
+        stalled.close()
+        ctx.term()
+        kc.stop_channels()
+        proc.kill()
