@@ -120,6 +120,16 @@ if importlib.util.find_spec("xpython_launcher"):
     KERNELS["xeus-python"] = ([sys.executable, "-m", "xpython_launcher"], _print_loop, "pass", PYTHON_CELL)
 
 
+def baseline_argv(src):
+    """The bundled Python kernel imported from another source tree: put first
+    on sys.path, it wins over the installed kernelkit."""
+    src = str(Path(src).resolve())
+    if not (Path(src) / "kernelkit" / "python" / "__main__.py").is_file():
+        raise SystemExit(f"--baseline {src}: no kernelkit/python/__main__.py there (give the src/ folder)")
+    code = f"import runpy, sys; sys.path.insert(0, {src!r}); runpy.run_module('kernelkit.python', run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-c", code]
+
+
 def start(argv, tmp):
     fname, _ = write_connection_file(str(Path(tmp) / f"k{time.monotonic_ns()}.json"), key=b"bench")
     t0 = time.perf_counter()
@@ -276,8 +286,18 @@ def main():
     p.add_argument("--rounds", type=int, default=1000, help="round trips per kernel and request type")
     p.add_argument("--lines", type=int, default=20000)
     p.add_argument("--launches", type=int, default=20)
-    p.add_argument("--kernel", action="append", choices=sorted(KERNELS), help="(the first is the one the others are compared with)")
+    p.add_argument("--kernel", action="append", help=f"one of {', '.join(sorted(KERNELS))} (the first is the one the others are compared with)")
+    p.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also run the Python kernel from another kernelkit source tree (e.g. a worktree of the commit before a change, its src/ folder) as 'baseline'",
+    )
     args = p.parse_args()
+    if args.baseline:
+        KERNELS["baseline"] = (baseline_argv(args.baseline), *KERNELS["python"][1:])
+    for name in args.kernel or ():
+        if name not in KERNELS:
+            p.error(f"unknown kernel {name!r}: choose from {', '.join(sorted(KERNELS))}")
     names = args.kernel or ["python"] + [name for name in KERNELS if name != "python"]
     out = bench(names, args.rounds, args.lines, args.launches)
     width = max(12, *(len(name) + 2 for name in names))

@@ -311,7 +311,7 @@ def test_exception_in_another_handler_is_an_error_reply(kernel):
 # are queued behind it, so that "queued behind" does not depend on timing.
 WAIT_FOR_TWO_QUEUED = (
     "deadline = time.monotonic() + 10\n"
-    "while kernel._runtime.main_shell.queue.qsize() < 2 and time.monotonic() < deadline:\n"
+    "while kernel._services._lifecycle.shells.main.queue.qsize() < 2 and time.monotonic() < deadline:\n"
     "    time.sleep(0.01)\n"
 )
 

@@ -471,7 +471,7 @@ def test_held_output_holds_what_follows(raw_slow, ending):
 
 FULL_FIFO_CELL = """
 import socket, threading
-out = kernel._runtime.outbound
+out = kernel._services._lifecycle.outbound
 side = socket.create_connection(('127.0.0.1', {port}))
 
 def write():

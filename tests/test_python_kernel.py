@@ -331,7 +331,7 @@ def test_set_next_input_payload(kc):
 # queued in the kernel, so "arrived before the error" holds deterministically.
 WAIT_FOR_QUEUED = (
     "import time as _t\n"
-    "_q = get_ipython().kernel._runtime.main_shell.queue\n"
+    "_q = get_ipython().kernel._services._lifecycle.shells.main.queue\n"
     "_deadline = _t.monotonic() + 10\n"
     "while _q.qsize() < 2 and _t.monotonic() < _deadline:\n"
     "    _t.sleep(0.001)\n"

@@ -7,26 +7,25 @@ import time
 import pytest
 
 # Each cell breaks one kernel thread from inside (the exec test kernel hands
-# cells the Kernel); what it raises must reach stderr.
+# cells the Kernel; its services lead to the machinery); what it raises must
+# reach stderr.
+_LIFECYCLE = "lc = kernel._services._lifecycle\n"
 KILLERS = {
     # the I/O thread is handed a message for a channel it has no socket for
-    "io": "kernel._runtime.outbound.send('no-such-channel', [b'x'])",
+    "io": _LIFECYCLE + "lc.outbound.send('no-such-channel', [b'x'])",
     # the control loop's next wait fails
-    "control": (
+    "control": _LIFECYCLE + (
         "class Broken:\n"
         "    def get(self):\n"
         "        raise RuntimeError('control-thread-broken')\n"
-        "q = kernel._runtime.control_queue\n"
-        "kernel._runtime.control_queue = Broken()\n"
+        "q = lc.control_queue\n"
+        "lc.control_queue = Broken()\n"
         "q.put(None)\n"
     ),
     # a subshell's thread is handed something that is not a request
-    "subshell": (
-        "sid = kernel._runtime.create_subshell()\n"
-        "kernel._runtime.shells[sid].queue.put('subshell-thread-broken')\n"
-    ),
+    "subshell": _LIFECYCLE + "lc.shells.create(lc.run_shell).queue.put('subshell-thread-broken')\n",
     # so is the main shell, after this cell
-    "main": "kernel._runtime.main_shell.queue.put('main-shell-broken')",
+    "main": _LIFECYCLE + "lc.shells.main.queue.put('main-shell-broken')",
 }
 EXPECTED = {
     "io": ("kernelkit-io", "KeyError"),

@@ -653,7 +653,6 @@ def test_subshell_id_copied_from_parent(as_message):
     parent = Message(parent_header) if as_message else parent_header
     msg = s.message("execute_reply", {"status": "ok"}, parent)
     assert msg.header["subshell_id"] == "sub-42"
-    assert msg.subshell_id == "sub-42"
     assert msg.parent_header == parent_header
     # and survives the wire
     out = Session(KEY).parse(s.serialize(msg))
@@ -665,7 +664,6 @@ def test_subshell_id_copied_from_parent(as_message):
 def test_no_subshell_id_without_one_in_parent(parent):
     msg = Session(KEY).message("reply", {}, parent)
     assert "subshell_id" not in msg.header
-    assert msg.subshell_id is None
     assert msg.parent_header == (parent or {})
 
 

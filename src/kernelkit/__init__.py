@@ -3,8 +3,7 @@
 The kernel core (this package minus ``launcher``) depends on pyzmq only.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .kernel.base import Kernel, Request, handler
 
-from .kernel.base import Kernel, Request  # noqa: E402
-
-__all__ = ["Kernel", "Request", "__version__"]
+__all__ = ["Kernel", "Request", "__version__", "handler"]

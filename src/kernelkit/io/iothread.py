@@ -327,7 +327,6 @@ class IOThread(threading.Thread):
         self.outbound = outbound
         self.on_message = on_message
         self.on_invalid = on_invalid
-        self.iopub_topic_prefix = f"kernel.{session.session_id}.".encode()
         self.welcomed = threading.Event()  # set after the first iopub_welcome
         self._pending: deque = deque()  # messages taken from the FIFO but not yet sent
         self._welcomes: deque = deque()  # iopub_welcome (and the first status), sent first
@@ -450,7 +449,7 @@ class IOThread(threading.Thread):
         self._welcomes.append((IOPUB, frames))
         if not self.welcomed.is_set():
             starting = self.session.frames("status", {"execution_state": "starting"})
-            starting.insert(0, self.iopub_topic_prefix + b"status")
+            starting.insert(0, self.session.iopub_topic("status"))
             self._welcomes.append((IOPUB, starting))
             self.welcomed.set()
 

@@ -14,7 +14,8 @@ from ..startup import RegistrationInfo, StartupError, load_file
 from ..startup.bind import bind_sockets
 from ..startup.handshake import DEFAULT_TIMEOUT, register
 from ..wire import Session
-from .dispatch import Runtime
+from .lifecycle import Lifecycle
+from .sending import Sender
 from .interrupt import InterruptGate
 from .stdin import StdinRouter
 
@@ -75,34 +76,39 @@ class KernelApp:
         self.heartbeat.start()
         self.outbound = Outbound(self.ctx)
         self.gate = InterruptGate()
-        self.runtime = Runtime(self.session, self.outbound, StdinRouter(self.session, self.outbound, self.gate.critical), self.gate)
+        stdin = StdinRouter(self.session, self.outbound, self.gate.critical)
+        self.lifecycle = Lifecycle(Sender(self.session, self.outbound, self.gate.critical), stdin, self.gate)
         # SIGINT interrupts the whole kernel: subshell prompts too
-        self.gate.on_signal = self.runtime.stdin.cancel_other_threads
-        self.io = IOThread(self.ctx, self.session, sockets, self.outbound, self.runtime.on_message, self.runtime.on_invalid)
+        self.gate.on_signal = stdin.cancel_other_threads
+        self.io = IOThread(self.ctx, self.session, sockets, self.outbound, self.lifecycle.arrive, self.lifecycle.arrive_invalid)
         self.outbound.connect()
         self.io.start()
 
     def run(self) -> int:
         """Make the kernel and serve until shutdown. Returns the exit code."""
-        rt = self.runtime
+        lifecycle = self.lifecycle
         self.gate.install()
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: rt.request_stop())
+            signal.signal(signal.SIGTERM, lambda *_: lifecycle.request_stop())
         try:
             kernel = self.kernel_class()
+            lifecycle.attach(kernel)  # calls kernel.start()
         except Exception:
-            log.exception("the kernel could not be created")
+            log.exception("the kernel could not be started")
             self.close()
             return 1
-        kernel._attach(rt)
-        rt.kernel = kernel
-        rt.on_stop = self._arm_deadline
-        control = threading.Thread(target=rt.run_control, name="kernelkit-control", daemon=True)
+        lifecycle.on_stop = self._arm_deadline
+        control = threading.Thread(target=lifecycle.run_control, name="kernelkit-control", daemon=True)
         control.start()
         try:
-            rt.run_shell(rt.main_shell)
+            lifecycle.run_shell(lifecycle.shells.main)
         except Exception as e:  # a bug: no handler exception gets this far
             fatal.die("main shell", e)
+        else:
+            try:
+                kernel.stop()
+            except Exception:
+                log.exception("the kernel's stop() failed")
         finally:
             self.close()
         return 0

@@ -16,13 +16,14 @@ execution counts, errors, interrupts, stdin, the handshake and the sockets.
         EchoKernel.main()
 """
 
-from .. import __version__ as _kernelkit_version
+from .._version import __version__ as _kernelkit_version
 from ..wire import PROTOCOL_VERSION
-from .dispatch import ExecutionError, describe_exception
+from .errors import ExecutionError
+from .handlers import collect, handler
 from .request import Request
 from .stdin import StdinNotAllowed
 
-__all__ = ["ExecutionError", "Kernel", "Request", "StdinNotAllowed"]
+__all__ = ["ExecutionError", "Kernel", "Request", "StdinNotAllowed", "handler"]
 
 
 class Kernel:
@@ -38,27 +39,20 @@ class Kernel:
     protocol_version = PROTOCOL_VERSION
     supported_features: tuple = ("iopub_welcome", "kernel subshells")
 
+    #: ``msg_type -> method name``: the requests this kernel handles besides
+    #: the lifecycle's own (execute, kernel_info, interrupt, shutdown,
+    #: subshells). Built from the ``@handler`` declarations of the class and
+    #: its bases; see kernelkit.kernel.handlers.
+    message_handlers: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.message_handlers = collect(cls)
+
     def __init__(self):
         #: Stored executions so far; the next stored execute gets count + 1.
         self.execution_count = 0
-        self._runtime = None
-        self._handlers = {
-            "execute_request": self._on_execute,
-            "kernel_info_request": self._on_kernel_info,
-            "complete_request": self._on_complete,
-            "inspect_request": self._on_inspect,
-            "is_complete_request": self._on_is_complete,
-            "history_request": lambda req: self.history(req),
-            "comm_info_request": lambda req: self.comm_info(req.content.get("target_name"), req),
-            "comm_open": self._on_comm("comm_open"),
-            "comm_msg": self._on_comm("comm_msg"),
-            "comm_close": self._on_comm("comm_close"),
-            "interrupt_request": self._on_interrupt,
-            "shutdown_request": self._on_shutdown,
-            "create_subshell_request": self._on_create_subshell,
-            "delete_subshell_request": self._on_delete_subshell,
-            "list_subshell_request": self._on_list_subshell,
-        }
+        self._services = None  # kernelkit.kernel.services.Services, once connected
 
     # ------------------------------------------------------------------ start
     @classmethod
@@ -68,8 +62,18 @@ class Kernel:
 
         raise SystemExit(main(cls, argv))
 
-    def _attach(self, runtime) -> None:
-        self._runtime = runtime
+    def _bind(self, services) -> None:
+        # (called by the lifecycle, once, before start(); not for overriding)
+        self._services = services
+
+    def start(self) -> None:
+        """Called once on the main thread when the sockets are up, before the
+        first request is served: install what the kernel needs (streams,
+        hooks). The output helpers work here (with no parent request)."""
+
+    def stop(self) -> None:
+        """Called once on the main thread after the last request has been
+        answered, before the sockets close."""
 
     # --------------------------------------------------------- to override
     def execute(self, code: str, request: Request) -> dict | None:
@@ -109,8 +113,7 @@ class Kernel:
         input prompt a subshell is waiting on (KeyboardInterrupt there). Code
         running in a subshell is not interrupted otherwise: Python cannot
         safely raise in another thread in the middle of what it is doing."""
-        self._runtime.gate.interrupt_main()
-        self._runtime.stdin.cancel_other_threads()
+        self._services.interrupt()
 
     def shutdown(self, restart: bool) -> None:
         """Called before the shutdown reply; release what you hold."""
@@ -130,7 +133,7 @@ class Kernel:
     @property
     def current_request(self) -> Request | None:
         """The request being handled on this thread (else the main shell's)."""
-        return self._runtime.current_request
+        return self._services.current_request
 
     def publish(self, msg_type: str, content: dict, metadata=None, buffers=None, parent: Request | None = None):
         """Send any iopub message, parented to the current request.
@@ -139,7 +142,7 @@ class Kernel:
         display, error or status that the code produced after it."""
         if msg_type != "stream":
             self.flush_output()
-        self._runtime.publish(msg_type, content, parent, metadata, buffers)
+        self._services.publish(msg_type, content, metadata, buffers, parent or self._services.current_request)
 
     def flush_output(self) -> None:
         """Send any output the kernel has buffered. Called before every
@@ -179,115 +182,49 @@ class Kernel:
         req = self.current_request
         if req is None:
             raise StdinNotAllowed("input() called outside of a request")
-        rt = self._runtime
         self.flush_output()  # the prompt must not overtake output printed before it
-        rt.gate.arm()
-        try:
-            return rt.stdin.ask(req, prompt, password)
-        finally:
-            rt.gate.disarm()
+        return self._services.ask(req, prompt, password)
 
-    # ------------------------------------------------------------ dispatch
-    def _announce_execute(self, req: Request) -> None:
-        """Count the execute and send its execute_input (see Runtime.announce:
-        possibly on the I/O thread, while the main shell is idle)."""
-        rt = self._runtime
-        c = req.content
-        silent = bool(c.get("silent", False))
-        counter = rt.count_owner(req)  # the kernel, or the request's subshell
-        if bool(c.get("store_history", True)) and not silent:
-            counter.execution_count += 1
-        # silent or unstored runs report the count of the last stored one
-        req.execution_count = counter.execution_count
-        if not silent:
-            rt.publish("execute_input", {"code": c["code"], "execution_count": req.execution_count}, req)
+    # ----------------------------------------------- the declared handlers
+    # The standard requests, unpacked into the methods above.
 
-    def _on_execute(self, req: Request) -> dict:
-        rt = self._runtime
-        c = req.content
-        code = c["code"]
-        silent = bool(c.get("silent", False))
-        reply = {"execution_count": req.execution_count, "user_expressions": {}, "payload": []}
-        try:
-            rt.gate.arm()
-            try:
-                extra = self.execute(code, req)
-            finally:
-                rt.gate.disarm()
-        except (Exception, KeyboardInterrupt) as e:
-            err = describe_exception(e)
-            if not silent:
-                self.publish("error", err, parent=req)
-            reply.update(status="error", **err)
-        else:
-            if extra:
-                reply.update(extra)
-            reply.setdefault("status", "ok")
-        if reply["status"] == "error" and c.get("stop_on_error", True):
-            # the executes queued behind this one are answered "aborted",
-            # after this reply
-            rt.abort_after(req)
-        return reply
-
-    def _on_kernel_info(self, req: Request) -> dict:
-        return self.kernel_info()
-
-    def _kernel_info_anywhere(self) -> dict | None:
-        """kernel_info's reply content, if any thread may build it: the base
-        class's kernel_info, which only reads the attributes above. None when
-        the kernel computes it (an override runs on the main thread, as every
-        handler does) or it fails (the main thread then reports the error)."""
-        # (overridden in a subclass or on the instance: the bound method's
-        # function is another one)
-        if (
-            getattr(self.kernel_info, "__func__", None) is not Kernel.kernel_info
-            or getattr(self._handlers.get("kernel_info_request"), "__func__", None) is not Kernel._on_kernel_info
-        ):
-            return None
-        try:
-            return self.kernel_info()
-        except Exception:
-            return None
-
-    def _on_complete(self, req: Request) -> dict:
+    @handler("complete_request")
+    def _complete_request(self, req: Request) -> dict:
         code = req.content["code"]
         pos = req.content.get("cursor_pos")
         return self.complete(code, len(code) if pos is None else pos, req)
 
-    def _on_inspect(self, req: Request) -> dict:
+    @handler("inspect_request")
+    def _inspect_request(self, req: Request) -> dict:
         code = req.content["code"]
         pos = req.content.get("cursor_pos")
         return self.inspect(code, len(code) if pos is None else pos, int(req.content.get("detail_level") or 0), req)
 
-    def _on_is_complete(self, req: Request) -> dict:
+    @handler("is_complete_request")
+    def _is_complete_request(self, req: Request) -> dict:
         return self.is_complete(req.content["code"], req)
 
-    def _on_comm(self, kind: str):
-        def handle(req: Request):
-            c = req.content
-            if kind == "comm_open":
-                self.comm_open(c["comm_id"], c["target_name"], c.get("data") or {}, req)
-            else:
-                getattr(self, kind)(c["comm_id"], c.get("data") or {}, req)
-            return None  # comm messages have no reply
+    @handler("history_request")
+    def _history_request(self, req: Request) -> dict:
+        return self.history(req)
 
-        return handle
+    @handler("comm_info_request")
+    def _comm_info_request(self, req: Request) -> dict:
+        return self.comm_info(req.content.get("target_name"), req)
 
-    def _on_interrupt(self, req: Request) -> dict:
-        return {}  # the runtime called interrupt() before busy
+    # comm messages have no reply
+    @handler("comm_open")
+    def _comm_open(self, req: Request) -> None:
+        c = req.content
+        self.comm_open(c["comm_id"], c["target_name"], c.get("data") or {}, req)
 
-    def _on_create_subshell(self, req: Request) -> dict:
-        return {"subshell_id": self._runtime.create_subshell()}
+    @handler("comm_msg")
+    def _comm_msg(self, req: Request) -> None:
+        self.comm_msg(req.content["comm_id"], req.content.get("data") or {}, req)
 
-    def _on_delete_subshell(self, req: Request) -> dict:
-        self._runtime.delete_subshell(req.content.get("subshell_id"))
-        return {}
+    @handler("comm_close")
+    def _comm_close(self, req: Request) -> None:
+        self.comm_close(req.content["comm_id"], req.content.get("data") or {}, req)
 
-    def _on_list_subshell(self, req: Request) -> dict:
-        return {"subshell_id": self._runtime.list_subshells()}
 
-    def _on_shutdown(self, req: Request) -> dict:
-        restart = bool(req.content.get("restart", False))
-        self.shutdown(restart)
-        self._runtime.stop_after_reply(req)
-        return {"restart": restart}
+Kernel.message_handlers = collect(Kernel)

@@ -3,7 +3,7 @@
 User code runs on the main thread, where Python delivers signals. The
 handler raises KeyboardInterrupt only while the main thread is running a
 request or waiting for input ("armed"); an interrupt that arrives while the
-kernel is idle is logged and ignored, so it cannot break the dispatch loop.
+kernel is idle is logged and ignored, so it cannot break the request loop.
 
 Inside a critical section (the kernel's own send path: queue and lock
 bookkeeping that an exception must not cut in half) the interrupt is

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from jupyter_client.launcher import launch_kernel as _popen_kernel
 from jupyter_core.paths import jupyter_runtime_dir
 
+from ..wire.signing import DEFAULT_SCHEME
 from .registration import LOOPBACK, HandshakeError, RegistrationService, shared_service
 
 DEFAULT_TIMEOUT = 30.0
@@ -67,7 +68,7 @@ class PendingLaunch:
     (removes the file, stops waiting); ``abort()`` also kills the process.
     """
 
-    def __init__(self, *, key=None, signature_scheme="hmac-sha256", dialect="B", ip=LOOPBACK, transport="tcp",
+    def __init__(self, *, key=None, signature_scheme=DEFAULT_SCHEME, dialect="B", ip=LOOPBACK, transport="tcp",
                  curve=None, service: RegistrationService | None = None, forward_stderr=True, runtime_dir=None):
         if service is None:
             # dialect A registers on the address the kernel binds; dialect B has registration_ip

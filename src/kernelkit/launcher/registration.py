@@ -32,6 +32,7 @@ import zmq
 
 from ..startup.files import as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
+from ..wire.signing import DEFAULT_SCHEME
 
 log = logging.getLogger("kernelkit.launcher")
 
@@ -121,7 +122,7 @@ class RegistrationService:
         self._thread.start()
 
     # -- called by launches (any thread) ---------------------------------
-    def expect(self, key: bytes | str, signature_scheme: str = "hmac-sha256", dialect: str = "B", ip: str = LOOPBACK, transport: str = "tcp") -> Expected:
+    def expect(self, key: bytes | str, signature_scheme: str = DEFAULT_SCHEME, dialect: str = "B", ip: str = LOOPBACK, transport: str = "tcp") -> Expected:
         """Wait for one kernel; returns the Expected whose ``registration`` dict
         is the registration file to hand that kernel (which binds on ``ip``)."""
         dialect = dialect.upper()
@@ -273,9 +274,11 @@ class RegistrationService:
         if not self._claim(expected):
             # the launch gave up (timeout, process exit) between match and now
             return self._reject(envelope, "the launch is no longer waiting for this kernel", expected.dialect)
+        # the launch learns the ports before the kernel learns it was heard:
+        # whoever waits on the receipt then finds the launch already done
+        _resolve(expected.future, ports)
         self._sock.send_multipart(envelope + receipt)
         log.info("kernel %s registered (dialect %s): %s", expected.kernel_id, expected.dialect, ports)
-        _resolve(expected.future, ports)
 
     def _refuse(self, envelope, expected, why: str, dialect: str, parent=None) -> None:
         """The kernel holds the right key but sent something unusable: the launch fails."""

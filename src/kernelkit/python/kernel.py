@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 
-from .. import __version__
+from .._version import __version__
 from ..kernel.base import Kernel
 from .outstream import FdCapture, Flusher, OutStream
 
@@ -48,8 +48,7 @@ class PythonKernel(Kernel):
         self.banner = f"Python {sys.version.split()[0]} on kernelkit {__version__}"
 
     # -- lifecycle ------------------------------------------------------------
-    def _attach(self, runtime) -> None:
-        super()._attach(runtime)
+    def start(self) -> None:
         self._main_ident = threading.main_thread().ident
         self._install_streams()
         self._install_thread_parents()
@@ -107,16 +106,16 @@ class PythonKernel(Kernel):
     def _parent_of_writer(self):
         # hot path (every write): the main thread's output belongs to the
         # request it is running
-        rt = self._runtime
+        services = self._services
         if threading.get_ident() == self._main_ident:
-            return rt.main_shell.current or rt.current_request
+            return services.main_request or services.current_request
         # a subshell's thread writes for the request it runs; a thread user
         # code started, for the request that started it
-        parent = rt.request_on_this_thread() or getattr(threading.current_thread(), _PARENT_ATTR, None)
+        parent = services.request_on_this_thread() or getattr(threading.current_thread(), _PARENT_ATTR, None)
         return parent if parent is not None else self.current_request
 
     def _send_stream(self, name: str, text: str, parent) -> None:
-        self._runtime.publish("stream", {"name": name, "text": text}, parent)
+        self._services.publish("stream", {"name": name, "text": text}, parent=parent)
 
     def flush_output(self) -> None:
         for capture in self._captures:

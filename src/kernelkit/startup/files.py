@@ -8,7 +8,7 @@ Otherwise ``registration_port``: dialect A.
 import json
 from dataclasses import dataclass, field
 
-from ..wire.signing import digest_for_scheme
+from ..wire.signing import DEFAULT_SCHEME, digest_for_scheme
 from ..wire.errors import UnknownSignatureScheme
 from .errors import StartupError
 
@@ -24,7 +24,7 @@ class ConnectionInfo:
     transport: str = "tcp"
     ip: str = "127.0.0.1"
     key: bytes = b""
-    signature_scheme: str = "hmac-sha256"
+    signature_scheme: str = DEFAULT_SCHEME
     ports: dict = field(default_factory=lambda: {c: 0 for c in CHANNELS})
     kernel_name: str = ""
     curve_publickey: bytes | None = None
@@ -96,7 +96,7 @@ def parse(data, path="<connection info>"):
     transport = _string(path, data, "transport", "tcp")
     if transport not in TRANSPORTS:
         _fail(path, f"unknown transport {transport!r} (expected one of: {', '.join(TRANSPORTS)})")
-    scheme = _string(path, data, "signature_scheme", "hmac-sha256")
+    scheme = _string(path, data, "signature_scheme", DEFAULT_SCHEME)
     try:
         digest_for_scheme(scheme)
     except UnknownSignatureScheme as e:

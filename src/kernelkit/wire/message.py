@@ -25,7 +25,3 @@ class Message:
     @property
     def msg_id(self) -> str:
         return self.header.get("msg_id", "")
-
-    @property
-    def subshell_id(self):
-        return self.header.get("subshell_id")

@@ -95,6 +95,15 @@ class Session:
         # frames() writes headers as text; the parts that never change, encoded once
         self._username_json = jsonutil.dumps(self.username).decode()
         self._type_json: dict = {}
+        self._topics: dict = {}  # msg_type -> iopub topic
+
+    def iopub_topic(self, msg_type: str) -> bytes:
+        """The topic an iopub message of this type is sent under:
+        ``kernel.<session>.<msg_type>``."""
+        topic = self._topics.get(msg_type)
+        if topic is None:
+            topic = self._topics[msg_type] = f"kernel.{self.session_id}.{msg_type}".encode()
+        return topic
 
     # -- building -------------------------------------------------------
     def header(self, msg_type: str, subshell_id=None) -> dict:

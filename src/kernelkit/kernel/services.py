@@ -1,0 +1,42 @@
+"""What a Kernel's helpers may use of the machinery: publishing, the request
+that runs on this thread, input prompts and interrupting. The only object
+the author's API (``Kernel``) holds; the machinery calls the kernel, the
+kernel calls only this."""
+
+
+class Services:
+    def __init__(self, lifecycle):
+        self._lifecycle = lifecycle
+        self._stdin = lifecycle.stdin
+        self._gate = lifecycle.gate
+        self._main = lifecycle.shells.main
+        #: publish(msg_type, content, metadata=None, buffers=None, parent=None): an iopub message
+        self.publish = lifecycle.sender.publish
+
+    @property
+    def current_request(self):
+        """The request handled on this thread, else the main shell's."""
+        return self._lifecycle.current_request
+
+    def request_on_this_thread(self):
+        """The request handled on this thread (no fallback)."""
+        return self._lifecycle.request_on_this_thread()
+
+    @property
+    def main_request(self):
+        """The request the main shell is running, if any."""
+        return self._main.current
+
+    def ask(self, request, prompt: str, password: bool) -> str:
+        """An input_request for ``request``; waits, interruptibly, for the answer."""
+        self._gate.arm()
+        try:
+            return self._stdin.ask(request, prompt, password)
+        finally:
+            self._gate.disarm()
+
+    def interrupt(self) -> None:
+        """Interrupt the main thread as SIGINT would, and cancel every input
+        prompt a subshell waits on."""
+        self._gate.interrupt_main()
+        self._stdin.cancel_other_threads()
