@@ -27,7 +27,7 @@ Waking this thread costs the producer a GIL hand-off, so the main shell sends
 lazily while it runs a request (see ``Outbound.send``): this thread then
 looks at the FIFO every LAZY_MS and is woken when the request ends. A request
 that finds the main shell idle is announced (busy, execute_input) by this
-thread as it arrives (``Runtime.on_message``), so those leave at once.
+thread as it arrives (``Lifecycle.arrive``), so those leave at once.
 """
 
 import logging
@@ -69,8 +69,9 @@ LARGE = 4096
 # The most the FIFO holds in large messages (bytes); one larger message still goes.
 OUTBOUND_BYTES = 32 << 20
 # The most one subscriber's libzmq queue may hold (bytes), by lowering the
-# high-water mark while large messages are among the last HWM sent.
-IOPUB_BYTES = 32 << 20
+# high-water mark while large messages are among the last HWM sent (the full
+# 10,000 messages fit while none is over 6.7 kB).
+IOPUB_BYTES = 64 << 20
 # The longest subscription topic accepted (bytes). Topics are
 # kernel.<session>.<msg_type>; libzmq keeps every subscription in a trie of
 # about 50 bytes per topic byte, so a 10 MB topic would cost the kernel 500 MB.
