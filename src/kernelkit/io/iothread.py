@@ -21,7 +21,8 @@ more than IOPUB_BYTES.
 
 Control replies never wait behind iopub: they go into a lane of their own,
 with a turn marker in the FIFO where they were produced. In order as usual;
-while the FIFO's head is held, the lane is sent at once.
+while the FIFO's head is held, or more than CONTROL_OVERTAKES messages are
+ahead of them, the lane is sent at once.
 
 Waking this thread costs the producer a GIL hand-off, so the main shell sends
 lazily while it runs a request (see ``Outbound.send``): this thread then
@@ -80,6 +81,9 @@ MAX_TOPIC = 256
 # a longer subscription disconnects its peer inside libzmq, before any trie.
 # (the slack covers ZMTP 3.1's SUBSCRIBE command name)
 MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
+# A control message waits for its turn behind at most this many messages in
+# the FIFO; with more ahead of it (or the head held) it leaves at once.
+CONTROL_OVERTAKES = 256
 # Welcomes waiting while iopub is held; beyond this, new subscribers get none.
 MAX_WELCOMES_HELD = 1000
 
@@ -464,8 +468,11 @@ class IOThread(threading.Thread):
             welcomes.popleft()
         pending = self._pending
         fifo = self.outbound.fifo
+        lane = self.outbound.control_lane
         try:
             while True:
+                if lane and len(fifo) > CONTROL_OVERTAKES:
+                    self._send_control_lane()  # not behind a long FIFO either
                 if not pending:
                     if not fifo:  # only this thread takes from the FIFO
                         return
