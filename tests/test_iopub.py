@@ -296,8 +296,10 @@ def test_a_stalled_subscriber_holds_back_nobody(rk):
         r = recv(rk, control, 1.0)
         assert r is not None and r.parent_id == info_id, "a kernel_info_request on control went unanswered"
         waits.append(time.monotonic() - asked)
-    # (one every 0.25 s while the stalled subscriber held output back)
-    assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 1.0, f"control replies took up to {max(waits):.2f} s: {waits}"
+    # (one every 0.25 s while the stalled subscriber held output back; on a
+    # loaded machine the first, as the cell starts, has taken up to 0.9 s)
+    assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 2.0, f"control replies took up to {max(waits):.2f} s: {waits}"
+    assert sorted(waits)[len(waits) // 2] < 0.1, f"control replies took {waits}"
     # the stalled subscriber lost what did not fit its queue
     got = 0
     while recv(rk, stalled, 0.5) is not None:
@@ -381,7 +383,8 @@ def test_python_kernel_and_jupyter_client_with_a_stalled_subscriber(tmp_path):
                 break
         assert shown == [str(i) for i in range(n)]
         assert "".join(printed) == "".join(f"{i}\n" for i in range(0, n, 1000))
-        assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 1.0, f"control replies took up to {max(waits):.2f} s"
+        assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 2.0, f"control replies took up to {max(waits):.2f} s"
+        assert sorted(waits)[len(waits) // 2] < 0.1, f"control replies took {waits}"
     finally:
         stalled.close()
         ctx.term()

@@ -54,6 +54,8 @@ OUTBOUND_MAXSIZE = 4096
 RETRY_MS = 2
 # Messages read from one socket before looking at the others (fairness).
 RECV_BATCH = 64
+# Messages sent before looking at the sockets again.
+SEND_BATCH = 256
 # While the main shell runs a request, its messages are queued without waking
 # this thread (each wake-up is a GIL hand-off that slows the request down);
 # this thread looks at the FIFO this often (ms) instead, and is woken when the
@@ -361,6 +363,8 @@ class IOThread(threading.Thread):
             while not self._stopped:
                 if self._pending or self._welcomes:
                     timeout = RETRY_MS
+                elif self.outbound.fifo:
+                    timeout = 0  # a batch was cut short: read, then send on
                 else:
                     timeout = LAZY_MS if self.outbound.lazy_active else None
                 for sock, _ in poller.poll(timeout):
@@ -469,6 +473,7 @@ class IOThread(threading.Thread):
         pending = self._pending
         fifo = self.outbound.fifo
         lane = self.outbound.control_lane
+        taken = 0
         try:
             while True:
                 if lane and len(fifo) > CONTROL_OVERTAKES:
@@ -476,6 +481,9 @@ class IOThread(threading.Thread):
                 if not pending:
                     if not fifo:  # only this thread takes from the FIFO
                         return
+                    if taken == SEND_BATCH:
+                        return  # (a producer as fast as this thread must not keep it from reading)
+                    taken += 1
                     item = fifo.popleft()
                     if item[0] is not None:
                         size = _size(item[1])
