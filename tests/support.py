@@ -277,21 +277,32 @@ def assert_no_stdin(kc):
     assert not kc.stdin_channel.msg_ready(), f"unexpected stdin message: {kc.get_stdin_msg(timeout=0.1)}"
 
 
-def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, ready_timeout=20, **conn):
-    """Start a kernel on a classic connection file in ``tmp_path``; return
-    (process, client) once it answers kernel_info."""
+def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, ready_timeout=20, extra_args=(), **conn):
+    """Start a kernel on a classic connection file in ``tmp_path`` (with
+    ``extra_args`` after ``-f FILE``); return (process, client) once it
+    answers kernel_info."""
     fname, info = write_connection_file(str(tmp_path / "kernel.json"), key=key, **conn)
-    proc = KernelProcess(argv, fname, env=env)
+    proc = KernelProcess(argv, fname, extra_args, env=env)
     kc = BlockingKernelClient()
     kc.load_connection_file(fname)
     kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=ready_timeout)
-    except RuntimeError:
-        kc.stop_channels()
-        proc.kill()
-        raise AssertionError(f"kernel did not become ready; stderr:\n{proc.stderr}")
-    return proc, kc
+    deadline = time.monotonic() + ready_timeout
+    while True:
+        try:
+            kc.wait_for_ready(timeout=max(0.1, deadline - time.monotonic()))
+            return proc, kc
+        except RuntimeError:
+            # jupyter_client says "died" when the heartbeat has not answered
+            # within a second, as on a loaded machine while the process still
+            # starts: ask again while it lives and time is left
+            try:
+                alive = proc.wait(0.2) is None
+            except subprocess.TimeoutExpired:
+                alive = True
+            if not alive or time.monotonic() >= deadline:
+                kc.stop_channels()
+                proc.kill()
+                raise AssertionError(f"kernel did not become ready; stderr:\n{proc.stderr}")
 
 
 def km_client(km, timeout=30):
@@ -300,3 +311,22 @@ def km_client(km, timeout=30):
     kc.start_channels()
     kc.wait_for_ready(timeout=timeout)
     return kc
+
+
+def is_served(info, timeout=2.0) -> bool:
+    """Whether a jupyter_client client with this connection info gets a
+    kernel_info_reply within ``timeout`` (False for a client the kernel's CURVE
+    keys shut out: its request cannot even be sent, or gets no answer)."""
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    try:
+        # a DEALER whose every connection fails its handshake blocks on send
+        kc.shell_channel.socket.sndtimeo = int(timeout * 1000)
+        kc.kernel_info()
+        kc.get_shell_msg(timeout=timeout)
+        return True
+    except (queue.Empty, zmq.Again):
+        return False
+    finally:
+        kc.stop_channels()

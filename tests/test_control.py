@@ -9,7 +9,7 @@ import time
 
 import pytest
 import zmq
-from support import answer, input_request, iopub_until, iopub_until_idle, reply_to, result_text, run_ok
+from support import answer, input_request, iopub_until, iopub_until_idle, reply_to, result_text, run_ok, start_kernel
 
 
 def kind(msg):
@@ -78,12 +78,26 @@ def test_interrupt_stops_a_long_cell_and_the_next_cell_runs(kernel, how):
     assert_alive(proc, kc)
 
 
-def test_sigint_while_idle_is_harmless(kernel):
+def test_sigint_while_idle_is_harmless(tmp_path):
     """SIGINT between requests interrupts nothing: the kernel stays up, and
-    the next cell (which sleeps a little) is not interrupted by it."""
-    proc, kc = kernel
-    for _ in range(3):
+    the next cell (which sleeps a little) is not interrupted by it. (Each
+    SIGINT is seen to be handled before the next is sent: one sent just
+    before a request arrives may be taken as meant for it.)"""
+    proc, kc = start_kernel(tmp_path, env={"KERNELKIT_LOG_LEVEL": "INFO"})
+    try:
+        _sigint_while_idle_is_harmless(proc, kc)
+    finally:
+        kc.stop_channels()
+        proc.kill()
+
+
+def _sigint_while_idle_is_harmless(proc, kc):
+    for n in range(1, 4):
         proc.interrupt()
+        deadline = time.monotonic() + 10
+        while proc.stderr.count("while idle: nothing to interrupt") < n:
+            assert time.monotonic() < deadline, f"SIGINT {n} was not handled; stderr:\n{proc.stderr}"
+            time.sleep(0.01)  # polling the kernel's stderr for the event
     reply, out = run_ok(kc, "time.sleep(0.3) or 'still here'")
     assert result_text(out) == repr("still here")
     info_id = control(kc, "kernel_info_request")
@@ -370,3 +384,34 @@ def test_busy_before_and_idle_after_every_request(kernel, channel, msg_type, con
     kinds = [kind(m) for m in iopub_until_idle(kc, req)]
     assert kinds[0] == "busy" and kinds[-1] == "idle", kinds
     assert kinds.count("busy") == 1 and kinds.count("idle") == 1, kinds
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["interrupt_request", "SIGINT"])
+def test_an_interrupt_right_after_execute_input_is_not_lost(kernel, how):
+    """A client interrupts as soon as it sees the cell's execute_input. The
+    I/O thread announces a cell that finds the kernel idle before the main
+    thread has begun running it; an interrupt that lands in between is for
+    that cell and must stop it (a thread hogging the GIL with a long switch
+    interval widens the window in which the main thread wakes up)."""
+    proc, kc = kernel
+    run_ok(
+        kc,
+        "import sys, threading\n"
+        "sys.setswitchinterval(0.02)\n"
+        "def _hog():\n"
+        "    while True:\n"
+        "        pass\n"
+        "threading.Thread(target=_hog, daemon=True).start()",
+    )
+    for _ in range(10):
+        cell = kc.execute("time.sleep(30)")
+        started(kc, cell)
+        if how == "SIGINT":
+            proc.interrupt()
+        else:
+            control(kc, "interrupt_request")
+        reply = reply_to(kc, cell, timeout=10)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        iopub_until_idle(kc, cell, timeout=10)
+    assert proc.proc.poll() is None

@@ -2,8 +2,10 @@
 
 import json
 import os
+import struct
 import subprocess
 import sys
+from pathlib import Path
 
 
 def kernelkit(*args, env=None):
@@ -33,7 +35,13 @@ def test_install_writes_a_kernelspec_jupyter_lists_and_uninstall_removes_it(tmp_
         timeout=60,
     )
     assert listed.returncode == 0, listed.stderr
-    assert "kk-test" in json.loads(listed.stdout)["kernelspecs"]
+    listed_spec = json.loads(listed.stdout)["kernelspecs"]["kk-test"]
+    # the launcher's logos, where Jupyter looks for them (jupyter_server
+    # serves logo-*.png of the resource dir): real PNGs of the sizes named
+    for size in (32, 64):
+        data = (Path(listed_spec["resource_dir"]) / f"logo-{size}x{size}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", data[16:24]) == (size, size)
 
     r = kernelkit("uninstall", "--prefix", str(tmp_path), "--name", "kk-test")
     assert r.returncode == 0, r.stderr

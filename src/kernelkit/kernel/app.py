@@ -10,7 +10,9 @@ import threading
 import zmq
 
 from ..io import Heartbeat, IOThread, Outbound, fatal
-from ..startup import RegistrationInfo, StartupError, load_file
+from ..startup import RegistrationInfo, StartupError
+from ..startup.keys import make_own_keys
+from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
 from ..startup.bind import bind_sockets
 from ..startup.handshake import DEFAULT_TIMEOUT, register
 from ..wire import Session
@@ -26,9 +28,10 @@ log = logging.getLogger("kernelkit")
 EXIT_DEADLINE = 5.0
 
 
-def _parse_args(argv):
+def _arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=os.path.basename(sys.argv[0]) or "kernel", description="Run a kernelkit kernel.")
-    p.add_argument("-f", "--file", dest="file", required=True, metavar="FILE", help="connection file or registration file")
+    p.add_argument("-f", "--file", dest="file", metavar="FILE",
+                   help=f"connection file or registration file; '-': one line of JSON on stdin; none: ${ENV_VAR}")
     p.add_argument(
         "--registration-timeout",
         type=float,
@@ -37,7 +40,7 @@ def _parse_args(argv):
         help=f"how long to wait for the launcher's receipt (default {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument("--log-level", default=os.environ.get("KERNELKIT_LOG_LEVEL", "WARNING"), help="DEBUG, INFO, WARNING, ERROR")
-    return p.parse_args(argv)
+    return p
 
 
 class KernelApp:
@@ -59,6 +62,8 @@ class KernelApp:
         # wait on the kernel's
         self.hb_ctx = zmq.Context()
         try:
+            if reg is not None:
+                make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
             sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label)
             if reg is not None:
@@ -137,17 +142,25 @@ class KernelApp:
 
 
 def main(kernel_class, argv=None) -> int:
-    args = _parse_args(argv)
+    p = _arg_parser()
+    args, extra = p.parse_known_args(argv)
+    try:  # arguments the core does not know are the kernel class's (e.g. IPython's --Class.trait=value)
+        kernel_class.accept_arguments(extra)
+    except ValueError as e:
+        p.error(str(e))
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
         format="[%(name)s %(levelname)s] %(message)s",
         stream=sys.stderr,
     )
     try:
-        info = load_file(args.file)
-        app = KernelApp(kernel_class, info, args.file, args.registration_timeout)
+        info, label = read_info(args.file)
+        app = KernelApp(kernel_class, info, label, args.registration_timeout)
         app.start()
     except StartupError as e:
         print(f"kernel did not start: {e}", file=sys.stderr)
         return 1
+    if args.file == STDIN:
+        # the launcher holds stdin open: its end means the launcher is gone
+        watch_launcher_pipe(app.lifecycle.request_stop)
     return app.run()

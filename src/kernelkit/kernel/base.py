@@ -75,6 +75,14 @@ class Kernel:
         """Called once on the main thread after the last request has been
         answered, before the sockets close."""
 
+    @classmethod
+    def accept_arguments(cls, argv: list) -> None:
+        """Command-line arguments the kernel core does not know, before the
+        kernel is made. Raise ValueError to refuse them (the process exits
+        with code 2 and the message); the default refuses any."""
+        if argv:
+            raise ValueError(f"unrecognized arguments: {' '.join(argv)}")
+
     # --------------------------------------------------------- to override
     def execute(self, code: str, request: Request) -> dict | None:
         """Run ``code``. Publish output with the helpers; raise to report an
@@ -127,6 +135,8 @@ class Kernel:
             "banner": self.banner,
             "help_links": list(self.help_links),
             "supported_features": list(self.supported_features),
+            # (clients older than JEP 92 read this flag)
+            **({"debugger": True} if "debugger" in self.supported_features else {}),
         }
 
     # -------------------------------------------------------------- helpers

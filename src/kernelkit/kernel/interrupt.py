@@ -4,6 +4,10 @@ User code runs on the main thread, where Python delivers signals. The
 handler raises KeyboardInterrupt only while the main thread is running a
 request or waiting for input ("armed"); an interrupt that arrives while the
 kernel is idle is logged and ignored, so it cannot break the request loop.
+Between the two is a request the client has seen start (the I/O thread sent
+its busy and execute_input as it arrived) that the main thread has not begun
+to run: an interrupt then is for that request, which ends with a
+KeyboardInterrupt as it begins (``arm(request)``) instead of running.
 
 Inside a critical section (the kernel's own send path: queue and lock
 bookkeeping that an exception must not cut in half) the interrupt is
@@ -16,11 +20,15 @@ call to end. So a watcher thread also sees every SIGINT (through
 gate is armed, it sends the main thread SIGURG (a no-op handler) every 50 ms
 for up to a second: the blocking call returns with EINTR, Python runs the
 pending SIGINT handler, and the call is retried or interrupted. The kicks
-are not SIGINTs, so they never raise a second KeyboardInterrupt, and a
-SIGINT that arrived while idle is never turned into one later.
+are not SIGINTs, so they never raise a second KeyboardInterrupt. While not
+armed, the watcher kicks the main thread once, at once, so the handler runs
+while the request it may be meant for is current: a SIGINT that arrived
+while idle is not taken for the next request (one sent less than a thread
+wake-up before a request arrives still may be).
 """
 
 import logging
+import os
 import select
 import signal
 import socket
@@ -47,12 +55,19 @@ class InterruptGate:
         # called on the watcher thread for every SIGINT (the runtime cancels
         # subshell prompts, which the signal cannot reach)
         self.on_signal = None
+        # set by the lifecycle: the main shell's request that has been
+        # announced (busy sent, maybe execute_input) and has not ended, or None
+        self.announced = None
+        # that request, when an interrupt came for it before the gate was
+        # armed for it (see arm)
+        self._early = None
 
     def install(self) -> None:
         if threading.current_thread() is not self._main:
             return
         signal.signal(signal.SIGINT, self._on_sigint)
         self._installed = True
+        os.register_at_fork(after_in_child=_default_signals)
         try:
             signal.signal(KICK_SIGNAL, lambda *_: None)
             self._wake_r, wake_w = socket.socketpair()
@@ -67,7 +82,13 @@ class InterruptGate:
     def _on_sigint(self, signum, frame):
         self._handled += 1
         if not self._armed:
-            log.info("interrupt of the main shell while idle: nothing to interrupt there")
+            announced = self.announced() if self.announced is not None else None
+            if announced is not None:
+                # the client saw it start (busy, even execute_input), but it
+                # has not begun to run: the interrupt is for it (raised by arm)
+                self._early = announced
+            else:
+                log.info("interrupt of the main shell while idle: nothing to interrupt there")
         elif self._depth:
             self._deferred = True
         else:
@@ -82,7 +103,12 @@ class InterruptGate:
             if readable and signal.SIGINT in self._wake_r.recv(4096):
                 if self.on_signal is not None:
                     self.on_signal()
-                if self._armed and waiting_for is None:
+                if not self._armed:
+                    # the handler must run now, while the request it may be
+                    # for is current: a signal delivered to another thread
+                    # would leave it pending until the main thread next wakes
+                    signal.pthread_kill(self._main.ident, KICK_SIGNAL)
+                elif waiting_for is None:
                     waiting_for, kicks = self._handled, 0
                     next_kick = time.monotonic() + KICK_INTERVAL  # give the handler its chance first
             if waiting_for is None:
@@ -94,10 +120,17 @@ class InterruptGate:
                 next_kick = time.monotonic() + KICK_INTERVAL
                 signal.pthread_kill(self._main.ident, KICK_SIGNAL)
 
-    def arm(self) -> None:
+    def arm(self, request=None) -> None:
+        """From now on an interrupt raises KeyboardInterrupt on the main thread.
+        With the ``request`` about to run: raises it at once if an interrupt
+        came for that request after it was announced, before this. Call it
+        inside the ``try`` whose ``finally`` disarms."""
         # only the main thread receives signals, so only it arms the gate
         if threading.get_ident() == self._main_ident:
             self._armed += 1
+            if request is not None and self._early is request:
+                self._early = None
+                raise KeyboardInterrupt
 
     def disarm(self) -> None:
         if threading.get_ident() == self._main_ident:
@@ -114,6 +147,19 @@ class InterruptGate:
             import _thread
 
             _thread.interrupt_main()
+
+
+def _default_signals() -> None:
+    """In a child that user code forked (multiprocessing's fork pools): it is
+    not the kernel, so signals act there as in any Python process (the SIGTERM
+    of Pool.terminate ends a worker) and none reaches the kernel's watcher."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(KICK_SIGNAL, signal.SIG_DFL)
+    except (OSError, ValueError):  # (not the main thread: nothing was installed here)
+        pass
 
 
 class _CriticalSection:

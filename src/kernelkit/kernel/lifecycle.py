@@ -48,6 +48,10 @@ class Lifecycle:
         self.outbound = sender.outbound
         self.stdin = stdin
         self.gate = gate
+        # the main shell's request announced and not ended: an interrupt
+        # that comes before it runs is for it (InterruptGate.arm)
+        self._main_announced = None
+        gate.announced = lambda: self._main_announced
         self.shells = Shells()
         self.kernel = None  # set by attach; until then requests wait in their queues
         self.handlers: dict = {}
@@ -150,6 +154,8 @@ class Lifecycle:
         count and execute_input. Done once: on the thread that runs it or,
         when the main shell is idle, on the I/O thread as it arrives."""
         req.announced = True
+        if req.shell is self.shells.main:
+            self._main_announced = req
         self.sender.status("busy", req)
         if req.msg_type == "execute_request":
             c = req.content
@@ -241,14 +247,19 @@ class Lifecycle:
     def _execute(self, req: Request) -> dict:
         c = req.content
         reply = {"execution_count": req.execution_count, "user_expressions": {}, "payload": []}
+        began = False
         try:
-            self.gate.arm()
             try:
+                self.gate.arm(req)  # (raises if interrupted since it was announced)
+                began = True
                 extra = self.kernel.execute(c["code"], req)
             finally:
                 self.gate.disarm()
         except (Exception, KeyboardInterrupt) as e:
-            err = describe_exception(e)
+            if began:
+                err = describe_exception(e)
+            else:  # the cell did not run: no traceback of the kernel's own
+                err = {"ename": "KeyboardInterrupt", "evalue": "", "traceback": ["KeyboardInterrupt: interrupted before the cell started"]}
             if not c.get("silent", False):
                 self.kernel.flush_output()  # output before the error leaves first
                 self.sender.publish("error", err, parent=req)
@@ -272,8 +283,12 @@ class Lifecycle:
     def _shutdown(self, req: Request) -> dict:
         restart = bool(req.content.get("restart", False))
         self.kernel.shutdown(restart)
-        self._stop_after = req  # stop once this is answered and its idle sent
+        self.stop_after(req)
         return {"restart": restart}
+
+    def stop_after(self, req: Request) -> None:
+        """Stop once ``req`` is answered and its idle sent."""
+        self._stop_after = req
 
     def _create_subshell(self, req: Request) -> dict:
         return {"subshell_id": self.shells.create(self.run_shell).subshell_id}
@@ -323,7 +338,7 @@ class Lifecycle:
             finally:
                 shell.current = None
                 if main:
-                    self.outbound.lazy_done()
+                    self._main_request_done(req)
             if shell.abort_through is not None:
                 self.abort_queued(shell, shell.abort_through)
                 shell.abort_through = None
@@ -344,7 +359,12 @@ class Lifecycle:
             else:
                 self.handle(req)
             if shell.is_main:
-                self.outbound.lazy_done()
+                self._main_request_done(req)
+
+    def _main_request_done(self, req: Request) -> None:
+        if self._main_announced is req:
+            self._main_announced = None
+        self.outbound.lazy_done()  # (then the I/O thread may announce the next one)
 
     def run_control(self) -> None:
         # control's replies and status never wait behind iopub backpressure

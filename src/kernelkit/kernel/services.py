@@ -12,6 +12,8 @@ class Services:
         self._main = lifecycle.shells.main
         #: publish(msg_type, content, metadata=None, buffers=None, parent=None): an iopub message
         self.publish = lifecycle.sender.publish
+        #: the wire Session (its session_id and username)
+        self.session = lifecycle.sender.session
 
     @property
     def current_request(self):
@@ -27,10 +29,14 @@ class Services:
         """The request the main shell is running, if any."""
         return self._main.current
 
+    def stop_after(self, request) -> None:
+        """End the kernel once ``request`` has been answered (reply and idle sent)."""
+        self._lifecycle.stop_after(request)
+
     def ask(self, request, prompt: str, password: bool) -> str:
         """An input_request for ``request``; waits, interruptibly, for the answer."""
-        self._gate.arm()
         try:
+            self._gate.arm()
             return self._stdin.ask(request, prompt, password)
         finally:
             self._gate.disarm()

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from jupyter_client.launcher import launch_kernel as _popen_kernel
 from jupyter_core.paths import jupyter_runtime_dir
 
+from ..startup.sources import ENV_VAR, STDIN
 from ..wire.signing import DEFAULT_SCHEME
+from . import remote as remote_launch
 from .registration import LOOPBACK, HandshakeError, RegistrationService, shared_service
 
 DEFAULT_TIMEOUT = 30.0
 STDERR_TAIL_LINES = 20
-_WILDCARDS = ("", "0.0.0.0", "*", "::")
+_WILDCARDS = remote_launch.WILDCARDS
 
 
 def _new_key() -> str:
@@ -68,23 +70,39 @@ class PendingLaunch:
     (removes the file, stops waiting); ``abort()`` also kills the process.
     """
 
-    def __init__(self, *, key=None, signature_scheme=DEFAULT_SCHEME, dialect="B", ip=LOOPBACK, transport="tcp",
-                 curve=None, service: RegistrationService | None = None, forward_stderr=True, runtime_dir=None):
+    def __init__(self, *, key=None, signature_scheme=DEFAULT_SCHEME, dialect="B", ip=None, transport="tcp",
+                 curve=None, service: RegistrationService | None = None, forward_stderr=True, runtime_dir=None,
+                 remote=False, registration_ip=None, registration_via="file", encryption=None, allowed_peers=()):
+        remote_launch.check_launch(dialect=dialect, remote=remote, registration_ip=registration_ip,
+                                   registration_via=registration_via, encryption=encryption)
+        if encryption and curve:
+            raise ValueError("give curve keys or encryption 'curve' (the kernel makes its keys), not both")
+        if ip is None:
+            ip = remote_launch.BIND_ALL if remote else LOOPBACK
         if service is None:
             # dialect A registers on the address the kernel binds; dialect B has registration_ip
-            reg_ip = ip if dialect.upper() == "A" and ip not in _WILDCARDS else LOOPBACK
-            service = shared_service(reg_ip)
+            reg_ip = registration_ip or (ip if dialect.upper() == "A" and ip not in _WILDCARDS else LOOPBACK)
+            service = shared_service(reg_ip, curve=encryption == "curve")
+        elif encryption and service.publickey is None:
+            raise ValueError("encryption 'curve' needs a CURVE registration service (RegistrationService(ip, curve=True))")
         self.service = service
         self.ip = ip or LOOPBACK
+        self.registration_via = registration_via
         self.expected = service.expect(key or _new_key(), signature_scheme, dialect, self.ip, transport)
+        self.expected.allowed_peers = tuple(allowed_peers)
+        if encryption:
+            self.expected.wants_own_keys = True
+            self.expected.registration["encryption"] = encryption
         # CurveZMQ server keys ride in the registration file like in a connection file
         self.curve = {} if curve is None else {"curve_publickey": _text(curve[0]), "curve_secretkey": _text(curve[1])}
         self.expected.registration.update(self.curve)
-        try:
-            self.path = write_registration_file(self.expected.registration, self.expected.kernel_id, runtime_dir)
-        except BaseException:
-            service.forget(self.expected)
-            raise
+        self.path = None  # stdin and env: no file
+        if registration_via == "file":
+            try:
+                self.path = write_registration_file(self.expected.registration, self.expected.kernel_id, runtime_dir)
+            except BaseException:
+                service.forget(self.expected)
+                raise
         self.forward_stderr = forward_stderr
         self.process: subprocess.Popen | None = None
         self.stderr_tail: collections.deque = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -94,11 +112,26 @@ class PendingLaunch:
     def dialect(self) -> str:
         return self.expected.dialect
 
+    @property
+    def file_argument(self) -> str | None:
+        """What ``{connection_file}`` stands for: the file, or ``-`` (stdin)."""
+        return STDIN if self.registration_via == "stdin" else self.path
+
     def command(self, argv) -> list:
-        """``argv`` with ``{connection_file}`` replaced by the registration file."""
-        if not any("{connection_file}" in a for a in argv):
+        """``argv`` with ``{connection_file}`` replaced by the registration file
+        (``-`` when the registration goes on stdin; none for ``env``)."""
+        named = any("{connection_file}" in a for a in argv)
+        if self.registration_via == "env":
+            if named:
+                raise ValueError(f"with registration_via 'env' the kernel reads ${ENV_VAR}: drop -f {{connection_file}} from its command")
+            return list(argv)
+        if not named:
             raise ValueError("the kernel command must contain {connection_file} (where the registration file goes)")
-        return [a.replace("{connection_file}", self.path) for a in argv]
+        return [a.replace("{connection_file}", self.file_argument) for a in argv]
+
+    def registration_text(self) -> str:
+        """The registration info as one line of JSON (stdin, env)."""
+        return json.dumps(self.expected.registration, separators=(",", ":"))
 
     def spawn(self, cmd: list, **popen_kwargs) -> subprocess.Popen:
         """Start the kernel (own session, like jupyter_client), teeing its stderr
@@ -107,6 +140,10 @@ class PendingLaunch:
         if "stderr" not in popen_kwargs:
             read_fd, write_fd = os.pipe()
             popen_kwargs["stderr"] = write_fd
+        if self.registration_via == "env":
+            popen_kwargs["env"] = {**(popen_kwargs.get("env") or os.environ), ENV_VAR: self.registration_text()}
+        elif self.registration_via == "stdin":
+            popen_kwargs["stdin"] = subprocess.PIPE  # held open: its end tells the kernel we are gone
         try:
             self.process = _popen_kernel(cmd, **popen_kwargs)
         except OSError as e:
@@ -118,6 +155,8 @@ class PendingLaunch:
                 os.close(write_fd)
         self._watcher = threading.Thread(target=self._watch, args=(read_fd,), name=f"kernelkit-stderr-{self.process.pid}", daemon=True)
         self._watcher.start()
+        if self.registration_via == "stdin":
+            remote_launch.send_registration(self.process, self.registration_text())
         return self.process
 
     def _watch(self, read_fd: int | None) -> None:
@@ -149,9 +188,11 @@ class PendingLaunch:
 
     def _connection_info(self, ports: dict) -> dict:
         reg = self.expected.registration
-        info = {"transport": reg["transport"], "ip": self.ip, "key": self.expected.session.signer.key, "signature_scheme": reg["signature_scheme"]}
+        ip = remote_launch.client_address(self.ip, self.expected.peer_address)
+        info = {"transport": reg["transport"], "ip": ip, "key": self.expected.session.signer.key, "signature_scheme": reg["signature_scheme"]}
         info.update(ports)
         info.update(self.curve)
+        info.update(self.expected.reported_keys)  # encryption 'curve': the kernel's own
         return info
 
     def wait(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
@@ -188,6 +229,8 @@ class PendingLaunch:
     def close(self) -> None:
         """Stop waiting and remove the registration file (the kernel read it at start)."""
         self.service.forget(self.expected)
+        if self.path is None:
+            return
         try:
             os.remove(self.path)
         except FileNotFoundError:
@@ -253,7 +296,13 @@ def launch_kernel(argv=None, *, kernel_name=None, timeout=DEFAULT_TIMEOUT, env=N
 
     ``options``: ``dialect`` ("B" default, or "A"), ``ip``, ``key``,
     ``signature_scheme``, ``curve`` (public, secret), ``service``,
-    ``forward_stderr``, ``runtime_dir``.
+    ``forward_stderr``, ``runtime_dir``; for a kernel on another host
+    (``argv`` like ``["ssh", HOST, "python", "-m", "kernelkit.python", "-f",
+    "{connection_file}"]``): ``remote=True``, ``registration_ip`` (this host's
+    address the kernel can reach), ``registration_via`` ("file" default,
+    "stdin": ``-f -``, "env"), ``encryption="curve"`` (the kernel makes its
+    own keys), ``allowed_peers`` (addresses it may register from); see
+    :mod:`kernelkit.launcher.remote`.
     Raises HandshakeError (process died, with its last stderr lines; timeout;
     unusable registration); the process is killed then.
     """

@@ -14,6 +14,13 @@ a kernel_id) or "A" (ark/Positron). Once the kernel has registered, the
 KernelManager writes the usual connection file, with the kernel's real ports.
 Everything after start (signals, interrupt, shutdown, waiting) is
 LocalProvisioner's: the kernel is a local process in its own session.
+
+A kernel on another host: ``"launch_prefix": ["ssh", "HOST"]`` runs the kernel
+command there (as the remote shell parses it), ``"registration_ip"`` is this
+host's address the kernel registers to; the registration info goes on the
+kernel's stdin (``{connection_file}`` becomes ``-``), interrupts go as
+messages, and the local process the provisioner signals and waits for is ssh.
+With ``transport_encryption`` the remote kernel makes its own CurveZMQ keys.
 """
 
 import os
@@ -22,14 +29,22 @@ import zmq
 from jupyter_client.localinterfaces import is_local_ip, local_ips
 from jupyter_client.provisioning import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import CaselessStrEnum, Float
+from traitlets import CaselessStrEnum, Float, List, Unicode
 
+from . import remote
 from .launch import DEFAULT_TIMEOUT, PendingLaunch
 
 
 class HandshakeProvisioner(LocalProvisioner):
     dialect = CaselessStrEnum(["A", "B"], default_value="B", config=True, help="registration dialect: B (kernel_id, DEALER) or A (REQ, handshake_request)")
     registration_timeout = Float(DEFAULT_TIMEOUT, config=True, help="seconds to wait for the kernel to register")
+    # a kernel on another host (see kernelkit.launcher.remote)
+    launch_prefix = List(Unicode(), config=True, help='runs the kernel command elsewhere, e.g. ["ssh", "HOST"]; the kernel is then remote')
+    registration_ip = Unicode(None, allow_none=True, config=True, help="this host's address the remote kernel registers to")
+    kernel_ip = Unicode(remote.BIND_ALL, config=True, help="where a remote kernel binds (default: all its interfaces)")
+    registration_via = CaselessStrEnum(list(remote.REGISTRATION_VIA), default_value=None, allow_none=True, config=True,
+                                       help="how the kernel gets its registration info (default: stdin when remote, else file)")
+    allowed_peers = List(Unicode(), config=True, help="addresses a remote kernel may register from (empty: any)")
 
     _launch: PendingLaunch | None = None
     _stderr_tail = None
@@ -47,15 +62,24 @@ class HandshakeProvisioner(LocalProvisioner):
         if km is None:
             options = {}
             curve = None
+        elif self.launch_prefix:
+            # a signal would reach the local ssh, not the kernel
+            self.kernel_spec.interrupt_mode = "message"
+            # the manager's ip and curve keys are this host's; the kernel picks its own
+            options = {"key": km.session.key, "signature_scheme": km.session.signature_scheme, "ip": self.kernel_ip, "transport": km.transport}
+            if self._wants_curve(km, encryption):
+                options["encryption"] = "curve"
+            curve = None
         else:
             if km.transport == "tcp" and not is_local_ip(km.ip):
                 raise RuntimeError(f"Can only launch a kernel on a local interface. This one is not: {km.ip}. Valid addresses: {local_ips()}")
             # the manager's key, so clients sharing its Session keep working across restarts
             options = {"key": km.session.key, "signature_scheme": km.session.signature_scheme, "ip": km.ip, "transport": km.transport}
             curve = self._curve_keys(km, encryption)
-        self._launch = PendingLaunch(dialect=self.dialect, curve=curve, **options)
-        if km is None:
-            cmd = self._launch.command(self.kernel_spec.argv + extra_arguments)
+        self._launch = PendingLaunch(dialect=self.dialect, curve=curve, **options, **self._remote_options())
+        if km is None or self.launch_prefix:
+            # a remote command is the remote host's: no local paths, no python -> sys.executable
+            cmd = self.launch_prefix + self._launch.command(self.kernel_spec.argv + extra_arguments)
         else:
             cmd = self._format_cmd(km, extra_arguments)
         return await KernelProvisionerBase.pre_launch(self, cmd=cmd, **kwargs)
@@ -65,20 +89,38 @@ class HandshakeProvisioner(LocalProvisioner):
         # that at the registration file for the call, so every other substitution
         # ({resource_dir}, {prefix}, launch args, python -> sys.executable) stays
         # exactly jupyter_client's
+        self._launch.command(self.kernel_spec.argv)  # ValueError if argv does not fit registration_via
+        # no file (stdin, env): a stand-in path (the manager makes it absolute), then "-"
+        path = self._launch.path or os.path.join(os.sep, f"kernelkit-no-file-{self._launch.expected.kernel_id}")
         saved = km.connection_file
-        km.connection_file = self._launch.path
+        km.connection_file = path
         try:
-            return km.format_kernel_cmd(extra_arguments=extra_arguments)
+            cmd = km.format_kernel_cmd(extra_arguments=extra_arguments)
         finally:
             km.connection_file = saved
+        if self._launch.path is None:
+            cmd = [a.replace(path, self._launch.file_argument or "") for a in cmd]
+        return cmd
+
+    def _remote_options(self) -> dict:
+        """PendingLaunch's options for a kernel on another host (none when local)."""
+        if not self.launch_prefix:
+            return {"registration_via": self.registration_via or "file"}
+        return {"remote": True, "registration_ip": self.registration_ip, "registration_via": self.registration_via or "stdin",
+                "allowed_peers": tuple(self.allowed_peers)}
 
     @staticmethod
-    def _curve_keys(km, requested):
-        """CurveZMQ server keys for the kernel, by the manager's policy (as LocalProvisioner)."""
+    def _wants_curve(km, requested) -> bool:
+        """Whether the manager's policy asks for CurveZMQ (as LocalProvisioner)."""
         if not hasattr(km, "_transport_encryption_policy"):
-            return None
+            return False
         policy = km._transport_encryption_policy(requested if requested is not None else km.transport_encryption)
-        if policy == "disabled" or not (policy == "required" or km._kernel_supports_curve_encryption()):
+        return policy != "disabled" and (policy == "required" or km._kernel_supports_curve_encryption())
+
+    @classmethod
+    def _curve_keys(cls, km, requested):
+        """CurveZMQ server keys for a local kernel, by the manager's policy."""
+        if not cls._wants_curve(km, requested):
             return None
         if km.curve_publickey is None:
             km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()

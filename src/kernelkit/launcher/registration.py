@@ -14,6 +14,12 @@ Dialect B (DEALER peer; ``[identity, <IDS|MSG>, sig, content]``): one signed
 content frame with ``kernel_id``; the receipt is one signed frame, ``ACK``
 (what xeus sends).
 
+Every request's peer address (ZeroMQ's ``Peer-Address``) is recorded: a
+kernel that bound every interface is reached there, and a launch may name the
+only peers it accepts. A service made with ``curve=True`` is a CURVE server and
+puts its public key in each registration (``registration_publickey``); see
+remote.py.
+
 A request that no pending launch's key verifies is logged and answered with an
 unsigned ``error`` (so that kernel gives up at once instead of timing out); the
 launches keep waiting for their own kernels. A verified but unusable request
@@ -33,6 +39,7 @@ import zmq
 from ..startup.files import as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
 from ..wire.signing import DEFAULT_SCHEME
+from . import remote
 
 log = logging.getLogger("kernelkit.launcher")
 
@@ -69,6 +76,12 @@ class Expected:
     session: Session
     registration: dict
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    # set by the launch before the kernel starts (see remote.py):
+    allowed_peers: tuple = ()  # addresses the kernel may register from (empty: any)
+    wants_own_keys: bool = False  # "encryption": "curve": the kernel reports its key
+    # set when the kernel registers, before the future resolves:
+    peer_address: str | None = None  # where the registration came from
+    reported_keys: dict = field(default_factory=dict)  # the kernel's curve keys
 
 
 def _resolve(future, result=None, error=None) -> None:
@@ -104,20 +117,28 @@ class RegistrationService:
     socket.
     """
 
-    def __init__(self, ip: str = LOOPBACK):
+    def __init__(self, ip: str = LOOPBACK, curve: bool = False):
         self.ip = ip
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.linger = 0
+        # curve: a CURVE server; kernels find its public key in their registration info
+        self.publickey = remote.make_curve_server(self._sock) if curve else None
         if ":" in ip:
             self._sock.ipv6 = True
-        self.port = self._sock.bind_to_random_port(_endpoint(ip))
+        try:
+            self.port = self._sock.bind_to_random_port(_endpoint(ip))
+        except zmq.ZMQError as e:
+            self._sock.close()
+            self._ctx.term()
+            raise HandshakeError(f"cannot start the registration service on {ip!r}: {e.strerror}") from None
         self.pid = os.getpid()
         self._expected: dict[str, Expected] = {}  # by kernel_id
         self._lock = threading.Lock()
         # writing a byte here wakes the thread to stop (a pipe works from any thread)
         self._wake_r, self._wake_w = os.pipe()
         self._closed = False
+        self._peer_address: str | None = None  # of the request being handled (service thread only)
         self._thread = threading.Thread(target=self._serve, name=f"kernelkit-registration-{self.port}", daemon=True)
         self._thread.start()
 
@@ -142,6 +163,8 @@ class RegistrationService:
         else:
             # xeus-python requires "ip" and a string registration_port; kernelkit takes both
             registration = {**common, "kernel_id": kernel_id, "ip": ip, "registration_ip": self.ip, "registration_port": str(self.port)}
+        if self.publickey:
+            registration["registration_publickey"] = self.publickey
         expected = Expected(dialect, kernel_id, session, registration)
         with self._lock:
             if self._closed:
@@ -198,9 +221,11 @@ class RegistrationService:
                 events = dict(poller.poll())
                 if self._wake_r in events:
                     return
-                frames = self._sock.recv_multipart()
+                frames = self._sock.recv_multipart(copy=False)
+                # the kernel's address as this socket saw it (remote kernels: where clients go)
+                self._peer_address = remote.peer_address(frames[-1])
                 try:
-                    self._handle(frames)
+                    self._handle([f.bytes for f in frames])
                 except Exception:  # one odd peer must not stop registrations for everybody
                     log.exception("registration: unexpected error handling a request")
         finally:
@@ -241,7 +266,7 @@ class RegistrationService:
             if msg.msg_type != "handshake_request":
                 return self._refuse(envelope, expected, f"expected handshake_request, got {msg.msg_type}", dialect="A", parent=msg)
             try:
-                ports = _ports(msg.content)
+                ports = self._reported(expected, msg.content)
             except ValueError as e:
                 return self._refuse(envelope, expected, f"invalid handshake_request: {e}", dialect="A", parent=msg)
             return self._accept(envelope, expected, ports, expected.session.frames("handshake_reply", {"status": "ok"}, parent=msg))
@@ -263,12 +288,23 @@ class RegistrationService:
             if not isinstance(content, dict):
                 return self._refuse(envelope, expected, "handshake content is not a JSON object", dialect="B")
             try:
-                ports = _ports(content)
+                ports = self._reported(expected, content)
             except ValueError as e:
                 return self._refuse(envelope, expected, f"invalid handshake: {e}", dialect="B")
             receipt = [DELIMITER, expected.session.signer.sign([_RECEIPT_B]), _RECEIPT_B]
             return self._accept(envelope, expected, ports, receipt)
         self._reject(envelope, f"no pending launch for kernel_id {kernel_id!r} whose key verifies the signature", dialect="B")
+
+    def _reported(self, expected: Expected, content: dict) -> dict:
+        """The ports of a verified request; records where it came from and the
+        kernel's keys. ValueError (the registration is refused) for bad ports,
+        an unexpected peer, or keys asked for and missing."""
+        ports = _ports(content)
+        remote.check_peer(expected.allowed_peers, self._peer_address)
+        if expected.wants_own_keys:
+            expected.reported_keys = remote.reported_keys(content)
+        expected.peer_address = self._peer_address
+        return ports
 
     def _accept(self, envelope, expected, ports, receipt) -> None:
         if not self._claim(expected):
@@ -288,8 +324,9 @@ class RegistrationService:
         else:
             body = jsonutil.dumps({"status": "error", "error": why})
             reply = [DELIMITER, expected.session.signer.sign([body]), body]
-        self._sock.send_multipart(envelope + reply)
+        # the launch fails before the kernel hears why (as _accept resolves first)
         self.fail(expected, HandshakeError(f"kernel sent an unusable registration: {why}"))
+        self._sock.send_multipart(envelope + reply)
 
     def _reject(self, envelope, why: str, dialect: str) -> None:
         """Nobody we wait for: answer unsigned (we cannot sign for an unknown key)."""
@@ -303,17 +340,18 @@ class RegistrationService:
         self._sock.send_multipart(envelope + reply)
 
 
-_shared: dict[str, RegistrationService] = {}
+_shared: dict[tuple, RegistrationService] = {}  # by (ip, curve)
 _shared_lock = threading.Lock()
 
 
-def shared_service(ip: str = LOOPBACK) -> RegistrationService:
-    """The process-wide service on ``ip`` (started on first use, closed at exit)."""
+def shared_service(ip: str = LOOPBACK, curve: bool = False) -> RegistrationService:
+    """The process-wide service on ``ip`` (started on first use, closed at exit);
+    ``curve``: the CURVE-encrypted one."""
     with _shared_lock:
-        service = _shared.get(ip)
+        service = _shared.get((ip, curve))
         # a forked child cannot use its parent's socket or thread: it gets its own
         if service is None or service._closed or service.pid != os.getpid():
-            service = _shared[ip] = RegistrationService(ip)
+            service = _shared[(ip, curve)] = RegistrationService(ip, curve)
         return service
 
 

@@ -1,13 +1,27 @@
 """Comms through the ``comm`` package, so ipywidgets and friends work."""
 
+import importlib
+import importlib.util
+
 import comm
 from comm.base_comm import BaseComm, CommManager
+
+from .compat import parent_of
 
 _kernel = None
 _manager = CommManager()
 
+# targets a frontend opens before user code has imported the library that
+# serves them: JupyterLab's widget manager opens jupyter.widget.control as
+# the notebook connects. Importing ipywidgets registers them.
+_TARGET_PROVIDERS = {"jupyter.widget": "ipywidgets", "jupyter.widget.control": "ipywidgets"}
+
 
 class KernelComm(BaseComm):
+    @property
+    def kernel(self):  # (the ipywidgets Output widget looks here too)
+        return _kernel
+
     def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
         content = {"data": data or {}, "comm_id": self.comm_id, **keys}
         _kernel.publish(msg_type, content, metadata=metadata, buffers=buffers)
@@ -17,24 +31,23 @@ def install_comms(kernel) -> None:
     global _kernel
     _kernel = kernel
     comm.create_comm = KernelComm
-    comm.get_comm_manager = lambda: _manager
+    comm.get_comm_manager = manager
 
 
-def _as_dict(request) -> dict:
-    m = request.message
-    return {
-        "header": m.header,
-        "parent_header": m.parent_header,
-        "metadata": m.metadata,
-        "content": m.content,
-        "buffers": m.buffers,
-        "msg_id": m.msg_id,
-        "msg_type": m.msg_type,
-    }
+def manager() -> CommManager:
+    return _manager
 
 
 def dispatch(kind: str, request) -> None:
-    getattr(_manager, kind)(None, None, _as_dict(request))
+    if kind == "comm_open":
+        _import_provider(request.content.get("target_name"))
+    getattr(_manager, kind)(None, None, parent_of(request))
+
+
+def _import_provider(target_name) -> None:
+    provider = _TARGET_PROVIDERS.get(target_name)
+    if provider and target_name not in _manager.targets and importlib.util.find_spec(provider) is not None:
+        importlib.import_module(provider)
 
 
 def comm_info(target_name) -> dict:

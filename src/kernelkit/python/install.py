@@ -1,6 +1,6 @@
 """``kernelkit install`` / ``kernelkit uninstall``: the Python kernel's kernelspec.
 
-Writes ``kernel.json`` only (no jupyter_client needed). The spec starts the
+Writes ``kernel.json`` and the logos (no jupyter_client needed). The spec starts the
 kernel with this Python and selects the ``kernelkit-handshake`` provisioner,
 so jupyter_client starts it through the handshake (no port race).
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..wire import PROTOCOL_VERSION
 
+RESOURCES = Path(__file__).parent / "resources"
+LOGOS = ("logo-32x32.png", "logo-64x64.png")
 DEFAULT_NAME = "kernelkit"
 DEFAULT_DISPLAY_NAME = "Python 3 (kernelkit)"
 _NAME_RE = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)
@@ -27,7 +29,7 @@ def kernelspec(display_name: str = DEFAULT_DISPLAY_NAME, provisioner: bool = Tru
         "language": "python",
         "interrupt_mode": "signal",
         "kernel_protocol_version": PROTOCOL_VERSION,
-        "metadata": {"supported_encryption": ["curve"], "debugger": False},
+        "metadata": {"supported_encryption": ["curve"], "debugger": True},
     }
     if provisioner:
         spec["metadata"]["kernel_provisioner"] = {"provisioner_name": "kernelkit-handshake", "config": {}}
@@ -87,6 +89,8 @@ def main(argv=None) -> int:
     try:
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "kernel.json").write_text(json.dumps(kernelspec(args.display_name, not args.no_handshake), indent=1) + "\n")
+        for logo in LOGOS:  # shown in JupyterLab's launcher
+            shutil.copyfile(RESOURCES / logo, dest / logo)
     except OSError as e:
         print(f"kernelkit install: cannot write {dest}: {e.strerror or e}", file=sys.stderr)
         return 1

@@ -2,13 +2,14 @@
 
 import builtins
 import getpass
+import importlib.util
 import logging
 import os
 import sys
 import threading
 
 from .._version import __version__
-from ..kernel.base import Kernel
+from ..kernel.base import Kernel, StdinNotAllowed, handler
 from .outstream import FdCapture, Flusher, OutStream
 
 log = logging.getLogger("kernelkit.python")
@@ -19,6 +20,38 @@ _PARENT_ATTR = "_kernelkit_parent"
 
 def _language_version() -> str:
     return ".".join(str(p) for p in sys.version_info[:3])
+
+
+def _default_ipython_banner() -> str:
+    """IPython's default banner, without importing IPython (over 100 ms at
+    launch): its version is read from its release module's text. (The
+    shell's own banner replaces it once the shell is made.)"""
+    import importlib.util
+    import re
+
+    version = "?"
+    spec = importlib.util.find_spec("IPython")
+    if spec is not None and spec.submodule_search_locations:
+        try:
+            with open(os.path.join(spec.submodule_search_locations[0], "core", "release.py"), encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        parts = {name: re.findall(rf"^_version_{name} = (.+)$", text, re.M) for name in ("major", "minor", "patch", "extra")}
+        if all(parts.values()):  # (the last assignment counts: extra is set twice)
+            version = "{}.{}.{}{}".format(*(p[-1].split("#")[0].strip().strip("'\"") for p in parts.values()))
+    return (
+        f"Python {sys.version.splitlines()[0]}\n"
+        "Type 'copyright', 'credits' or 'license' for more information\n"
+        f"IPython {version} -- An enhanced Interactive Python. Type '?' for help.\n"
+    )
+
+
+def _fd_writer(fd: int):
+    """Line-buffered text output on a file descriptor (a forked child's
+    stdout): a line is one write, so children writing at once do not mix
+    their lines; the rest is written at exit or flush, as on a terminal."""
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
 
 
 class PythonKernel(Kernel):
@@ -33,11 +66,20 @@ class PythonKernel(Kernel):
         "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
         "nbconvert_exporter": "python",
     }
+    # ipykernel's, then ours
     help_links = [
         {"text": "Python Reference", "url": f"https://docs.python.org/{sys.version_info[0]}.{sys.version_info[1]}"},
         {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
+        {"text": "NumPy Reference", "url": "https://docs.scipy.org/doc/numpy/reference/"},
+        {"text": "SciPy Reference", "url": "https://docs.scipy.org/doc/scipy/reference/"},
+        {"text": "Matplotlib Reference", "url": "https://matplotlib.org/contents.html"},
+        {"text": "SymPy Reference", "url": "http://docs.sympy.org/latest/index.html"},
+        {"text": "pandas Reference", "url": "https://pandas.pydata.org/pandas-docs/stable/"},
         {"text": "kernelkit", "url": "https://pypi.org/project/kernelkit/"},
     ]
+    #: IPython's arguments from the command line (``--Class.trait=value``,
+    #: ``--profile`` ...), applied when the shell is made
+    ipython_argv: list = []
 
     def __init__(self, capture_fds: bool = True):
         super().__init__()
@@ -45,7 +87,24 @@ class PythonKernel(Kernel):
         self._shell_lock = threading.Lock()
         self._capture_fds = capture_fds
         self._captures: list[FdCapture] = []
-        self.banner = f"Python {sys.version.split()[0]} on kernelkit {__version__}"
+        self._debugger = None  # made by the first debug_request (debugger.py)
+        if importlib.util.find_spec("debugpy") is not None:
+            self.supported_features = (*self.supported_features, "debugger")
+        self._banner = None
+        self._compat = {}  # the ipykernel-compatible pieces, made on first use
+        self._told = None  # the last cell told where a thread's late output went
+
+    @classmethod
+    def accept_arguments(cls, argv):
+        cls.ipython_argv = list(argv)  # checked as the shell is made (a bad one is a warning there)
+
+    @property
+    def banner(self):
+        """IPython's banner: the shell's once it exists (its configuration may
+        change it), before that IPython's default one."""
+        if self._banner is None:
+            self._banner = _default_ipython_banner()
+        return self._banner
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
@@ -53,6 +112,15 @@ class PythonKernel(Kernel):
         self._install_streams()
         self._install_thread_parents()
         self._install_input()
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # a forked child (os.fork, multiprocessing's fork start method) has
+        # neither the flusher nor the I/O thread: it writes straight to file
+        # descriptors 1 and 2, which are the pipes the kernel reads into the
+        # running cell (or, without capture, where the kernel's own go)
+        sys.stdout = _fd_writer(1)
+        sys.stderr = _fd_writer(2)
 
     def _install_streams(self) -> None:
         self._flusher = Flusher()
@@ -74,9 +142,9 @@ class PythonKernel(Kernel):
                 self._captures = [out, err]
                 # the kernel's own log keeps going to the real stderr
                 real_stderr = os.fdopen(os.dup(err.saved), "w", buffering=1, encoding="utf-8", errors="replace")
-                for handler in logging.getLogger().handlers:
-                    if isinstance(handler, logging.StreamHandler):
-                        handler.setStream(real_stderr)
+                for log_handler in logging.getLogger().handlers:
+                    if isinstance(log_handler, logging.StreamHandler):
+                        log_handler.setStream(real_stderr)
         sys.stdout, sys.stderr = self.stdout, self.stderr
 
     def _install_thread_parents(self) -> None:
@@ -95,13 +163,30 @@ class PythonKernel(Kernel):
         kernel = self
 
         def input(prompt=""):  # noqa: A001 - replaces the builtin
-            return kernel.input(str(prompt))
+            return kernel.ask(str(prompt))
 
         def getpass_(prompt="Password: ", stream=None):
-            return kernel.input(str(prompt), password=True)
+            return kernel.ask(str(prompt), password=True)
 
         builtins.input = input
         getpass.getpass = getpass_
+
+    def ask(self, prompt: str, password: bool = False) -> str:
+        """input() and getpass(): IPython's StdinNotImplementedError when the
+        request does not allow stdin, which IPython's own magics (%reset,
+        %save ...) catch."""
+        try:
+            return self.input(prompt, password)
+        except StdinNotAllowed:
+            from IPython.core.error import StdinNotImplementedError
+
+            # (ipykernel's words: nbclient's tests compare them)
+            raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.") from None
+
+    def stop_after_this_request(self) -> None:
+        """End the kernel once the request running on this thread is answered
+        (exit() and quit())."""
+        self._services.stop_after(self._services.request_on_this_thread() or self.current_request)
 
     def _parent_of_writer(self):
         # hot path (every write): the main thread's output belongs to the
@@ -109,10 +194,30 @@ class PythonKernel(Kernel):
         services = self._services
         if threading.get_ident() == self._main_ident:
             return services.main_request or services.current_request
-        # a subshell's thread writes for the request it runs; a thread user
-        # code started, for the request that started it
-        parent = services.request_on_this_thread() or getattr(threading.current_thread(), _PARENT_ATTR, None)
-        return parent if parent is not None else self.current_request
+        # a subshell's thread writes for the request it runs
+        parent = services.request_on_this_thread()
+        if parent is not None:
+            return parent
+        # a thread user code started, for the request that started it, also
+        # after that ended (JupyterLab shows it in that cell)
+        parent = getattr(threading.current_thread(), _PARENT_ATTR, None)
+        if parent is None:
+            return self.current_request
+        if parent.shell is not None and parent.shell.current is not parent:
+            running = services.main_request
+            if running is not None and running is not self._told and running.msg_type == "execute_request":
+                self._tell_where_it_went(parent, running)
+        return parent
+
+    def _tell_where_it_went(self, parent, running) -> None:
+        """A thread writes for a cell that has ended while another cell runs:
+        clients that listen to the running cell only (nbclient, papermill)
+        drop that output, so the running cell says where it went (once)."""
+        self._told = running
+        count = parent.execution_count
+        where = f"cell [{count}]" if count is not None else "an earlier request"
+        text = f"[kernelkit: output of a thread started by {where} goes to that cell]\n"
+        self._services.publish("stream", {"name": "stderr", "text": text}, parent=running)
 
     def _send_stream(self, name: str, text: str, parent) -> None:
         self._services.publish("stream", {"name": name, "text": text}, parent=parent)
@@ -130,12 +235,61 @@ class PythonKernel(Kernel):
             with self._shell_lock:  # the main shell and subshells may race here
                 if self._shell is None:
                     from .comms import install_comms
+                    from .compat import install_import_hooks
                     from .shell import make_shell
 
-                    shell = make_shell(self)
-                    install_comms(self)
+                    install_comms(self)  # (start-up code may make comms)
+                    shell = make_shell(self, self.ipython_argv)
                     self._shell = shell
+                    self._banner = shell.banner
+                    install_import_hooks(self)
         return self._shell
+
+    # -- what libraries use of ipykernel's kernel object (get_ipython().kernel) --
+    def get_parent(self, channel=None) -> dict:
+        """The request this thread works for, as a message dict ({} if none):
+        the running request on a shell or subshell thread, the starting
+        request on a thread user code started."""
+        from .compat import parent_of
+
+        return parent_of(self._parent_of_writer())
+
+    def get_parent_header(self, channel=None) -> dict:
+        return self.get_parent(channel).get("header", {})
+
+    def request_for(self, parent):
+        """The parent Runtime.send takes, for a message or header dict."""
+        from .compat import request_like
+
+        return request_like(parent, self._parent_of_writer())
+
+    def _compat_piece(self, name, make):
+        piece = self._compat.get(name)
+        if piece is None:
+            piece = self._compat[name] = make()
+        return piece
+
+    @property
+    def session(self):
+        from .compat import KernelSession
+
+        return self._compat_piece("session", lambda: KernelSession(self))
+
+    @property
+    def iopub_socket(self):
+        from .compat import IOPub
+
+        return self._compat_piece("iopub", IOPub)
+
+    @property
+    def comm_manager(self):
+        from .comms import manager
+
+        return manager()
+
+    @property
+    def log(self):
+        return log
 
     # -- requests ---------------------------------------------------------------
     def execute(self, code, request):
@@ -246,6 +400,24 @@ class PythonKernel(Kernel):
 
         dispatch("comm_close", request)
 
+    @handler("debug_request")
+    def debug_request(self, request):
+        """A DAP request on control: its debug_reply content (a DAP response;
+        the logic is in debugger.py, imported here on first use)."""
+        if self._debugger is None:
+            from .debugger import Debugger
+
+            self._debugger = Debugger(self)
+        return self._debugger.handle(request.content, request.message.header.get("session"))
+
+    def interrupt(self):
+        if self._debugger is not None:
+            # a thread stopped at a breakpoint resumes, then takes the interrupt
+            self._debugger.resume_for_interrupt()
+        super().interrupt()
+
     def shutdown(self, restart):
+        if self._debugger is not None:
+            self._debugger.close()  # stopped threads resume; debugpy is left
         if self._shell is not None:
             self._shell.history_manager.end_session()

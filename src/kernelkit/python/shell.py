@@ -5,16 +5,31 @@ messages through the kernel's helpers (and so through the one outbound FIFO).
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
 import threading
+from pathlib import Path
 
+from IPython.core.autocall import ZMQExitAutocall
 from IPython.core.displayhook import DisplayHook
+from IPython.core.error import StdinNotImplementedError
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import EscapedCommand, HelpEnd, MagicAssign, SystemAssign, TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets import Any, Instance
+from traitlets import Any, Instance, Type, default
+
+from . import config
+from .cellfiles import CellFileCompiler
+
+log = logging.getLogger("kernelkit.python")
+
+# the kernelkit package: frames in it are the kernel's, not the user's
+_KERNELKIT_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
+# exceptions the kernel raises into user code on purpose (an interrupt, input
+# that cannot be asked for): their tracebacks end at the user's line
+_RAISED_BY_KERNEL = (KeyboardInterrupt, StdinNotImplementedError)
 
 
 class KernelDisplayHook(DisplayHook):
@@ -96,11 +111,24 @@ class KernelTransformerManager(TransformerManager):
         return super().do_token_transforms(lines)
 
 
-class KernelShell(InteractiveShell):
+class ZMQInteractiveShell(InteractiveShell):
+    """IPython's shell in a Jupyter kernel. Named as ipykernel's is: rich and
+    plotly look at the class name to tell a notebook from a terminal, and
+    ``c.ZMQInteractiveShell...`` configuration applies (as does
+    ``c.InteractiveShell...``)."""
+
     displayhook_class = KernelDisplayHook
     display_pub_class = KernelDisplayPublisher
     kernel = Any()
     input_transformer_manager = Instance(KernelTransformerManager, ())
+    # each cell is compiled under a real file name (the debugger's rule)
+    compiler_class = Type(CellFileCompiler)
+    # exit(keep_kernel=False) / quit(): set by IPython's ZMQExitAutocall
+    keepkernel_on_exit = None
+
+    @default("exiter")
+    def _exiter_default(self):
+        return ZMQExitAutocall(self)
 
     # the error of the cell this thread ran last, for its execute_reply
     # (per thread: subshells run cells concurrently)
@@ -122,6 +150,9 @@ class KernelShell(InteractiveShell):
         env["GIT_PAGER"] = "cat"
         env.setdefault("CLICOLOR", "1")
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        # plotly's own switch: what it picks when it recognizes ipykernel (else
+        # it adds its "notebook" renderer, which embeds plotly.js in the notebook)
+        env.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
 
     def init_hooks(self):
         super().init_hooks()
@@ -158,14 +189,65 @@ class KernelShell(InteractiveShell):
         self.payload_manager.write_payload({"source": "set_next_input", "text": text, "replace": replace})
 
     def ask_exit(self):
-        self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": False})
+        """exit() / quit(): the kernel ends after this request's reply (as
+        ipykernel's does; JupyterLab then restarts it), unless keep_kernel."""
+        keep = bool(self.keepkernel_on_exit)
+        self.keepkernel_on_exit = None
+        self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": keep})
+        self.exit_now = not keep
+        if not keep:
+            self.kernel.stop_after_this_request()
+
+    # ipykernel's shell API for the request being served (libraries send
+    # with ``parent=get_ipython().parent_header``; ipywidgets' Output widget
+    # calls get_parent and set_parent): the kernel's, per calling thread
+    @property
+    def parent_header(self) -> dict:
+        return self.kernel.get_parent()
+
+    def get_parent(self) -> dict:
+        return self.kernel.get_parent()
+
+    def set_parent(self, parent) -> None:
+        """Output already follows the request the calling thread works for."""
+
+    def _get_exc_info(self, exc_tuple=None):
+        etype, value, tb = super()._get_exc_info(exc_tuple)
+        if issubclass(etype, _RAISED_BY_KERNEL):
+            _cut_kernel_frames(tb)
+        return etype, value, tb
 
     def enable_gui(self, gui=None):
         if gui not in (None, "inline"):
             raise NotImplementedError(f"GUI event loop {gui!r} is not supported by this kernel")
 
 
-def make_shell(kernel) -> KernelShell:
-    shell = KernelShell.instance(kernel=kernel)
+def _cut_kernel_frames(tb) -> None:
+    """End the traceback at the last frame that is not kernelkit's (the
+    interrupt handler, the input prompt): the user sees their own line."""
+    last_user = None
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_KERNELKIT_DIR):
+            last_user = tb
+        tb = tb.tb_next
+    if last_user is not None:
+        last_user.tb_next = None
+
+
+def make_shell(kernel, argv) -> ZMQInteractiveShell:
+    """The shell, configured from ``argv`` and IPython's config files, with
+    InteractiveShellApp's start-up steps run (extensions, exec_lines, ...)."""
+    app = config.load(argv)
+    try:
+        shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir, kernel=kernel)
+    except Exception as e:  # a value of the wrong type, found as the shell takes it
+        log.warning("ignored the IPython configuration (starting with defaults): %s: %s", type(e).__name__, config.one_line(e))
+        app.config = config.Config()
+        shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir, kernel=kernel)
     sys.displayhook = shell.displayhook
+    app.shell = shell
+    app.init_path()
+    app.init_gui_pylab()
+    app.init_extensions()
+    app.init_code()
     return shell

@@ -8,9 +8,12 @@ Otherwise ``registration_port``: dialect A.
 import json
 from dataclasses import dataclass, field
 
+import zmq
+
 from ..wire.signing import DEFAULT_SCHEME, digest_for_scheme
 from ..wire.errors import UnknownSignatureScheme
 from .errors import StartupError
+from .keys import is_z85_key
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 PORT_KEYS = tuple(f"{c}_port" for c in CHANNELS)
@@ -52,6 +55,12 @@ class RegistrationInfo:
     registration_ip: str
     registration_port: int
     kernel_id: str = ""
+    # "curve": the kernel makes its own CurveZMQ key pair (startup/keys.py)
+    encryption: str = ""
+    # the launcher's CURVE key: the registration connection is encrypted
+    registration_publickey: bytes | None = None
+    # fields the kernel adds to its handshake content (its public key)
+    reported: dict = field(default_factory=dict)
 
 
 def _fail(path, what: str):
@@ -147,7 +156,20 @@ def parse(data, path="<connection info>"):
         conn.ip = conn.ip or _string(path, data, "ip")
         reg_ip = conn.ip
         kernel_id = ""
-    return RegistrationInfo(dialect, conn, reg_ip, reg_port, kernel_id)
+    return RegistrationInfo(dialect, conn, reg_ip, reg_port, kernel_id, **_encryption_fields(path, data))
+
+
+def _encryption_fields(path, data) -> dict:
+    """``encryption`` and ``registration_publickey`` of a registration file."""
+    encryption = data.get("encryption") or ""
+    if encryption not in ("", "curve"):
+        _fail(path, f"unknown encryption {encryption!r} (expected 'curve')")
+    if encryption and not zmq.has("curve"):
+        _fail(path, "encryption 'curve' asked for, but this libzmq has no CURVE support")
+    reg_key = data.get("registration_publickey") or None
+    if reg_key is not None and not is_z85_key(reg_key):
+        _fail(path, "registration_publickey must be a 40-character Z85 string")
+    return {"encryption": encryption, "registration_publickey": reg_key and reg_key.encode("ascii")}
 
 
 def load_file(path: str):

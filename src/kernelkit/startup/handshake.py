@@ -15,6 +15,7 @@ from ..wire import DELIMITER, Session, WireError, jsonutil
 from .bind import _endpoint
 from .errors import StartupError
 from .files import RegistrationInfo
+from .keys import curve_client
 
 log = logging.getLogger("kernelkit.startup")
 
@@ -27,19 +28,24 @@ def _connect(ctx, sock_type, reg: RegistrationInfo):
     conn = reg.connection
     if conn.transport == "tcp" and ":" in reg.registration_ip:
         sock.ipv6 = True
+    if reg.registration_publickey:
+        curve_client(sock, reg.registration_publickey)
     sock.connect(_endpoint(conn.transport, reg.registration_ip, reg.registration_port))
     return sock
 
 
-def _request_a(session: Session, ports: dict) -> tuple:
+def _request_a(session: Session, reg: RegistrationInfo, ports: dict) -> tuple:
     """(its msg_id, the frames)."""
-    msg = session.message("handshake_request", {f"{c}_port": int(p) for c, p in ports.items()})
+    content = {f"{c}_port": int(p) for c, p in ports.items()}
+    content.update(reg.reported)
+    msg = session.message("handshake_request", content)
     return msg.msg_id, session.serialize(msg)
 
 
 def _request_b(session: Session, reg: RegistrationInfo, ports: dict) -> list:
     content = {"kernel_id": reg.kernel_id}
     content.update({f"{c}_port": str(p) for c, p in ports.items()})
+    content.update(reg.reported)
     body = jsonutil.dumps(content)
     return [DELIMITER, session.signer.sign([body]), body]
 
@@ -108,7 +114,7 @@ def register(ctx: zmq.Context, session: Session, reg: RegistrationInfo, ports: d
     """
     if reg.dialect == "A":
         sock = _connect(ctx, zmq.REQ, reg)
-        request_id, frames = _request_a(session, ports)
+        request_id, frames = _request_a(session, reg, ports)
     else:
         sock = _connect(ctx, zmq.DEALER, reg)
         frames = _request_b(session, reg, ports)
@@ -116,7 +122,8 @@ def register(ctx: zmq.Context, session: Session, reg: RegistrationInfo, ports: d
     try:
         sock.send_multipart(frames)
         if not sock.poll(int(timeout * 1000), zmq.POLLIN):
-            raise StartupError(f"no registration receipt from the launcher at {where} within {timeout:g} s")
+            hint = " (encrypted registration: is registration_publickey the launcher's key?)" if reg.registration_publickey else ""
+            raise StartupError(f"no registration receipt from the launcher at {where} within {timeout:g} s{hint}")
         reply = sock.recv_multipart()
         if reg.dialect == "A":
             _check_receipt_a(session, reply, request_id)

@@ -1,0 +1,44 @@
+"""CurveZMQ keys for kernels that share no filesystem with their launcher.
+
+A registration file with ``"encryption": "curve"`` (and no key pair of its own)
+asks the kernel to make its key pair at start: every socket becomes a CURVE
+server with it, and the handshake, signed with the HMAC key, reports the public
+key. jupyter_client (8.9, 8.10) connects with the server's own key pair, not a
+client pair of its own, so its clients need the secret key too: the kernel
+reports it only when the registration connection itself is CURVE-encrypted
+(``registration_publickey`` in the file), never in the clear.
+"""
+
+import zmq
+from zmq.utils import z85
+
+KEY_LENGTH = 40  # a Z85-encoded CurveZMQ key
+
+
+def is_z85_key(value) -> bool:
+    if not isinstance(value, str) or len(value) != KEY_LENGTH:
+        return False
+    try:
+        z85.decode(value)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+def make_own_keys(reg) -> None:
+    """Give ``reg``'s kernel a fresh key pair if its registration asked for one,
+    and name what the handshake reports (``reg.reported``)."""
+    conn = reg.connection
+    if reg.encryption != "curve" or conn.curve_secretkey:
+        return
+    conn.curve_publickey, conn.curve_secretkey = zmq.curve_keypair()
+    reg.reported["curve_publickey"] = conn.curve_publickey.decode("ascii")
+    if reg.registration_publickey:
+        reg.reported["curve_secretkey"] = conn.curve_secretkey.decode("ascii")
+
+
+def curve_client(sock, serverkey: bytes) -> None:
+    """Make ``sock`` a CURVE client of the server whose public key is ``serverkey``
+    (with a throwaway client key pair: the server accepts any client key)."""
+    sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+    sock.curve_serverkey = serverkey

@@ -1,0 +1,386 @@
+"""The bundled Python kernel as a drop-in for ipykernel: what libraries, tools
+and people rely on (README's compatibility table names each test here).
+
+Real kernel processes (``python -m kernelkit.python``), real ZeroMQ,
+jupyter_client's BlockingKernelClient and nbclient as the frontends. Waits
+are for messages, with timeouts; ``time.sleep`` appears only inside cells.
+"""
+
+import ast
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from support import answer, input_request, iopub_until, iopub_until_idle, reply_to, result_text, run_ok, start_kernel
+
+# KERNELKIT_COMPAT_KERNEL=ipykernel runs the same tests on ipykernel, to
+# measure the README's table side by side (the suite runs them on kernelkit)
+PY_KERNEL = [sys.executable, "-m", "ipykernel_launcher" if os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel" else "kernelkit.python"]
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TIMEOUT = 30
+
+
+def start_python(tmp_path, extra_args=(), env=None, argv=PY_KERNEL):
+    ipython_dir = tmp_path / "ipython"
+    ipython_dir.mkdir(exist_ok=True)
+    return start_kernel(
+        tmp_path, argv, b"compat-key", {"IPYTHONDIR": str(ipython_dir), **(env or {})}, ready_timeout=TIMEOUT, extra_args=extra_args
+    )
+
+
+@pytest.fixture(scope="module")
+def kc(tmp_path_factory):
+    """One Python kernel for the module's tests that leave it running."""
+    proc, client = start_python(tmp_path_factory.mktemp("compat"))
+    client.kernel_process = proc
+    yield client
+    client.stop_channels()
+    proc.kill()
+
+
+@pytest.fixture
+def own_kernel(tmp_path):
+    """A Python kernel of the test's own (for ones that end it or configure it)."""
+    started = []
+
+    def start(extra_args=(), env=None, argv=PY_KERNEL):
+        proc, client = start_python(tmp_path, extra_args, env, argv)
+        started.append((proc, client))
+        return proc, client
+
+    yield start
+    for proc, client in started:
+        client.stop_channels()
+        proc.kill()
+
+
+def value_of(kc, expression):
+    """The value of a Python literal expression evaluated in the kernel."""
+    _, out = run_ok(kc, expression, timeout=TIMEOUT)
+    return ast.literal_eval(result_text(out))
+
+
+def of_type(messages, msg_type):
+    return [m for m in messages if m["msg_type"] == msg_type]
+
+
+def stream_text(messages):
+    return "".join(m["content"]["text"] for m in of_type(messages, "stream"))
+
+
+def error_of(kc, code, **kw):
+    """Run a failing cell: its error reply content and iopub error message."""
+    msg_id = kc.execute(code, **kw)
+    reply = reply_to(kc, msg_id, TIMEOUT)["content"]
+    assert reply["status"] == "error", reply
+    errors = of_type(iopub_until_idle(kc, msg_id, TIMEOUT), "error")
+    assert len(errors) == 1
+    return reply, ANSI.sub("", "\n".join(errors[0]["content"]["traceback"]))
+
+
+# ============================================================ configuration
+def test_ipython_options_on_the_command_line_apply(own_kernel):
+    # what nbclient adds for a kernelspec named python3, and a shell option
+    _, kc = own_kernel(["--HistoryManager.hist_file=:memory:", "--InteractiveShell.autocall=1"])
+    assert value_of(kc, "get_ipython().history_manager.hist_file") == ":memory:"
+    assert value_of(kc, "get_ipython().autocall") == 1
+
+
+def test_profile_config_files_apply_and_the_command_line_wins(own_kernel, tmp_path):
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text("c.InteractiveShell.autocall = 2\n")
+    (profile / "ipython_kernel_config.py").write_text(
+        "c.IPKernelApp.exec_lines = ['configured = 6 * 7']\nc.InteractiveShell.banner2 = 'from the profile'\nc.InteractiveShell.autocall = 1\n"
+    )
+    (profile / "startup").mkdir()
+    (profile / "startup" / "00-first.py").write_text("started_up = True\n")
+    _, kc = own_kernel(["--InteractiveShell.autocall=0"])
+    assert value_of(kc, "configured, started_up, get_ipython().autocall") == (42, True, 0)
+    # IPython's banner, with what the profile added, in kernel_info
+    msg_id = kc.kernel_info()
+    banner = reply_to(kc, msg_id)["content"]["banner"]
+    assert banner.startswith("Python ") and "IPython" in banner and "from the profile" in banner
+
+
+def test_a_named_profile_is_used(own_kernel, tmp_path):
+    profile = tmp_path / "ipython" / "profile_other"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text("c.IPKernelApp.exec_lines = ['from_other = True']\n")
+    _, kc = own_kernel(["--profile=other"])
+    assert value_of(kc, "from_other, get_ipython().profile") == (True, "other")
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--no-such-option"], "--no-such-option"),
+        (["--matplotlib=not-a-backend"], "not-a-backend"),
+        (["--InteractiveShell.autocall=many"], "autocall"),
+    ],
+)
+def test_a_bad_option_is_one_warning_line_and_the_kernel_runs_with_defaults(own_kernel, args, said):
+    proc, kc = own_kernel(args)
+    assert value_of(kc, "6 * 7") == 42
+    assert value_of(kc, "get_ipython().autocall") == 0  # the default
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "WARNING" in warnings[0] and said in warnings[0], proc.stderr
+
+
+def test_a_malformed_config_file_is_one_warning_line(own_kernel, tmp_path):
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text("c.InteractiveShell.autocall = (\n")
+    proc, kc = own_kernel()
+    assert value_of(kc, "6 * 7") == 42
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "ipython_kernel_config.py" in warnings[0] and "SyntaxError" in warnings[0], proc.stderr
+
+
+def test_kernel_core_still_refuses_unknown_arguments_for_other_kernels(tmp_path):
+    from support import EXEC_KERNEL
+
+    done = subprocess.run([*EXEC_KERNEL, "-f", str(tmp_path / "k.json"), "--Foo.bar=1"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "unrecognized arguments: --Foo.bar=1" in done.stderr
+
+
+# ==================================================== get_ipython().kernel
+def test_kernel_object_has_what_libraries_use(kc):
+    msg_id = kc.execute(
+        "k = get_ipython().kernel\n"
+        "print(k.get_parent()['header']['msg_id'], k.get_parent_header()['msg_type'], k.shell is get_ipython(),\n"
+        "      k.execution_count == get_ipython().execution_count - 1, k.comm_manager is __import__('comm').get_comm_manager(),\n"
+        "      bool(k.session.session), k.log.name)\n"
+        "k.session.send(k.iopub_socket, 'display_data', {'data': {'text/plain': 'sent by a library'}, 'metadata': {}}, parent=k.get_parent())\n"
+        # (as nbclient's update-display-id notebook does it)
+        "k.session.send(k.iopub_socket, 'display_data', {'data': {'text/plain': 'and another'}, 'metadata': {}}, parent=get_ipython().parent_header)"
+    )
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    out = iopub_until_idle(kc, msg_id, TIMEOUT)
+    assert stream_text(out).split() == [msg_id, "execute_request", "True", "True", "True", "True", "kernelkit.python"]
+    displays = of_type(out, "display_data")
+    assert [d["content"]["data"]["text/plain"] for d in displays] == ["sent by a library", "and another"]
+
+
+def test_get_parent_in_a_thread_and_in_a_subshell(kc):
+    # a thread user code starts works for the cell that started it
+    parent = value_of(
+        kc,
+        "import threading\nseen = []\nt = threading.Thread(target=lambda: seen.append(get_ipython().kernel.get_parent()['header']['msg_id']))\n"
+        "t.start(); t.join()\n(seen[0], get_ipython().kernel.get_parent()['header']['msg_id'])",
+    )
+    assert parent[0] == parent[1]
+    # a subshell's cell sees its own request
+    msg = kc.session.msg("create_subshell_request", {})
+    kc.control_channel.send(msg)
+    subshell_id = reply_to(kc, msg["header"]["msg_id"], channel="control")["content"]["subshell_id"]
+    msg = kc.session.msg("execute_request", {"code": "get_ipython().kernel.get_parent()['header']['msg_id']", "silent": False,
+                                             "store_history": False, "user_expressions": {}, "allow_stdin": False})
+    msg["header"]["subshell_id"] = subshell_id
+    kc.shell_channel.send(msg)
+    msg_id = msg["header"]["msg_id"]
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert ast.literal_eval(result_text(iopub_until_idle(kc, msg_id, TIMEOUT))) == msg_id
+
+
+def test_ipywidgets_output_widget_routes_the_cells_output(kc):
+    msg_id = kc.execute("import ipywidgets as w\nout = w.Output()\ndisplay(out)\nwith out:\n    print('inside')\nprint('outside')")
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    out = iopub_until_idle(kc, msg_id, TIMEOUT)
+    # the frontend puts output parented to the widget's msg_id into the widget:
+    # the kernel sets it to this cell while inside, and back to '' after
+    updates = [m["content"]["data"]["state"]["msg_id"] for m in of_type(out, "comm_msg") if "msg_id" in m["content"]["data"].get("state", {})]
+    assert updates == [msg_id, ""]
+    assert stream_text(out) == "inside\noutside\n"
+
+
+def test_ipywidgets_interact_prints_into_its_output_widget(kc):
+    msg_id = kc.execute("from ipywidgets import interact\ninteract(lambda x: print('x is', x), x=3);")
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    out = iopub_until_idle(kc, msg_id, TIMEOUT)
+    updates = [m["content"]["data"]["state"]["msg_id"] for m in of_type(out, "comm_msg") if "msg_id" in m["content"]["data"].get("state", {})]
+    assert msg_id in updates
+    assert "x is 3" in stream_text(out)
+
+
+def test_widget_control_comm_answers_before_ipywidgets_is_imported(own_kernel):
+    _, kc = own_kernel()
+    assert value_of(kc, "'ipywidgets' in __import__('sys').modules") is False
+    # JupyterLab's widget manager opens it as it connects, then asks for the states
+    opened = kc.session.msg("comm_open", {"comm_id": "control-1", "target_name": "jupyter.widget.control", "data": {}})
+    opened["metadata"] = {"version": "1.0.0"}  # (ipywidgets 8 speaks control protocol 1)
+    kc.shell_channel.send(opened)
+    assert not of_type(iopub_until_idle(kc, opened["header"]["msg_id"], TIMEOUT), "comm_close")
+    ask = kc.session.msg("comm_msg", {"comm_id": "control-1", "data": {"method": "request_states"}})
+    kc.shell_channel.send(ask)
+    states = of_type(iopub_until_idle(kc, ask["header"]["msg_id"], TIMEOUT), "comm_msg")
+    assert [m["content"]["data"]["method"] for m in states] == ["update_states"]
+
+
+def test_libraries_that_look_for_ipykernel_see_a_notebook(kc):
+    found = value_of(
+        kc,
+        "from tqdm.auto import tqdm\nfrom rich.console import Console\nimport plotly.io as pio, matplotlib\n"
+        "(tqdm.__module__, 'tqdm.notebook' in [c.__module__ for c in tqdm.__mro__], Console().is_jupyter,\n"
+        " pio.renderers.default, matplotlib.get_backend(), type(get_ipython()).__name__, 'IPKernelApp' in get_ipython().config)",
+    )
+    assert found == ("tqdm.auto", True, True, "plotly_mimetype", "module://matplotlib_inline.backend_inline", "ZMQInteractiveShell", True)
+
+
+def test_tqdm_sees_a_notebook_without_ipykernel_installed(own_kernel):
+    # ipykernel hidden from the kernel process: the shell's own module stands in
+    hide = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'ipykernel':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from kernelkit.python.kernel import PythonKernel\n"
+        "PythonKernel.main()\n"
+    )
+    hidden = [sys.executable, "-c", hide]
+    _, kc = own_kernel(argv=hidden)
+    assert value_of(kc, "from tqdm.auto import tqdm\n'tqdm.notebook' in [c.__module__ for c in tqdm.__mro__]") is True
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ipykernel") is None, reason="needs ipykernel installed (the [test] extra has it)")
+def test_ipykernel_comm_class_sends_through_this_kernel(kc):
+    msg_id = kc.execute("import warnings\nwarnings.simplefilter('ignore')\nfrom ipykernel.comm import Comm\nc = Comm(target_name='old-style', data={'a': 1})\nc.send({'b': 2})")
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    out = iopub_until_idle(kc, msg_id, TIMEOUT)
+    opens, msgs = of_type(out, "comm_open"), of_type(out, "comm_msg")
+    assert [m["content"]["target_name"] for m in opens] == ["old-style"]
+    assert [m["content"]["data"] for m in msgs] == [{"b": 2}]
+    # and comm.create_comm still gives this kernel's comms afterwards; other
+    # singletons are untouched (ipykernel's Kernel is the bridge, nothing else)
+    assert value_of(kc, "import comm\ntype(comm.create_comm()).__module__") == "kernelkit.python.comms"
+    assert value_of(kc, "from traitlets.config import Application\nApplication.initialized()") is False
+
+
+# ================================================================= display
+def test_rich_display_of_pandas_and_javascript(kc):
+    _, out = run_ok(kc, "import pandas as pd\npd.DataFrame({'a': [1, 2]})", timeout=TIMEOUT)
+    (result,) = of_type(out, "execute_result")
+    assert "<table" in result["content"]["data"]["text/html"]
+    _, out = run_ok(kc, "%%javascript\nconsole.log('hi')")
+    assert [d["content"]["data"]["application/javascript"] for d in of_type(out, "display_data")] == ["console.log('hi')\n"]
+    _, out = run_ok(kc, "from IPython.display import Javascript\nJavascript('1 + 1')")
+    assert of_type(out, "execute_result")[0]["content"]["data"]["application/javascript"] == "1 + 1"
+
+
+def test_debug_magic_over_stdin(kc):
+    error_of(kc, "def broken():\n    secret = 41\n    1 / 0\nbroken()")
+    msg_id = kc.execute("%debug", allow_stdin=True)
+    answer(kc, input_request(kc, msg_id, TIMEOUT), "p secret + 1")
+    answer(kc, input_request(kc, msg_id, TIMEOUT), "q")
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert "42" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
+
+
+# ============================================================ what a user sees
+def test_an_interrupt_traceback_shows_the_users_frames_only(kc):
+    _, tb = error_of(kc, "import os, signal, time\ndef wait():\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(5)\nwait()")
+    assert "KeyboardInterrupt" in tb and "time.sleep(5)" in tb
+    assert "kernelkit" not in tb and "_on_sigint" not in tb, tb
+
+
+def test_input_without_stdin_raises_ipythons_error_and_reset_works(kc):
+    reply, tb = error_of(kc, "input('never asked')", allow_stdin=False)
+    assert reply["ename"] == "StdinNotImplementedError"
+    assert reply["evalue"] == "raw_input was called, but this frontend does not support input requests."  # (ipykernel's)
+    assert "kernelkit" not in tb, tb
+    # %reset asks for confirmation; without stdin it goes ahead, as in ipykernel
+    run_ok(kc, "doomed = 1")
+    msg_id = kc.execute("%reset", allow_stdin=False)
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    iopub_until_idle(kc, msg_id, TIMEOUT)
+    assert value_of(kc, "'doomed' in globals()") is False
+
+
+def test_exit_keep_kernel_keeps_it_and_exit_ends_it(own_kernel):
+    proc, kc = own_kernel()
+    reply, _ = run_ok(kc, "exit(keep_kernel=True)")
+    assert reply["content"]["payload"] == [{"source": "ask_exit", "keepkernel": True}]
+    assert value_of(kc, "6 * 7") == 42
+    reply, _ = run_ok(kc, "quit()")
+    assert reply["content"]["payload"] == [{"source": "ask_exit", "keepkernel": False}]
+    assert proc.wait(10) == 0
+
+
+def test_output_of_forked_children_reaches_the_cell(kc):
+    _, out = run_ok(
+        kc,
+        "import os\npid = os.fork()\nif pid == 0:\n    print('from the child')\n    os._exit(0)\nos.waitpid(pid, 0)\nprint('from the parent')",
+    )
+    # both (the child's goes through the fd 1 pipe, which the kernel reads on
+    # a thread of its own: it may land anywhere in the parent's own output)
+    text = stream_text(out)
+    assert "from the child\n" in text and "from the parent" in text and len(text) == len("from the child\nfrom the parent\n")
+    _, out = run_ok(kc, "import multiprocessing\nwith multiprocessing.get_context('fork').Pool(2) as pool:\n    pool.map(print, ['w1', 'w2'])", timeout=TIMEOUT)
+    assert sorted(stream_text(out).split()) == ["w1", "w2"]
+
+
+def test_thread_output_after_its_cell_ended(kc):
+    first = kc.execute(
+        "import threading, comm\n"
+        "go, went, go_idle = threading.Event(), threading.Event(), threading.Event()\n"
+        "def later():\n"
+        "    go.wait(20); print('late line'); print('second late line'); went.set()\n"
+        "    go_idle.wait(20); print('idle line')\n"
+        "threading.Thread(target=later).start()\n"
+        "comm.get_comm_manager().register_target('go-idle', lambda c, m: go_idle.set())"
+    )
+    assert reply_to(kc, first, TIMEOUT)["content"]["status"] == "ok"
+    iopub_until_idle(kc, first, TIMEOUT)
+    # the thread writes while a later cell runs: the output goes to the cell
+    # that started it, and the running cell says so, once (nbclient and
+    # papermill listen to the running cell only)
+    second = kc.execute("go.set(); went.wait(20)")
+    assert reply_to(kc, second, TIMEOUT)["content"]["status"] == "ok"
+    messages = []
+    while not any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" and m["parent_header"].get("msg_id") == second for m in messages):
+        messages.append(kc.get_iopub_msg(timeout=TIMEOUT))
+    streams = [(m["parent_header"]["msg_id"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
+    assert "".join(text for parent, text in streams if parent == first) == "late line\nsecond late line\n"
+    notes = [text for parent, text in streams if parent == second]
+    assert len(notes) == 1 and re.fullmatch(r"\[kernelkit: output of a thread started by cell \[\d+\] goes to that cell\]\n", notes[0]), notes
+    # with no cell running (a comm message wakes the thread), it goes there too
+    kc.shell_channel.send(kc.session.msg("comm_open", {"comm_id": "go-idle-1", "target_name": "go-idle", "data": {}}))
+    late = iopub_until(kc, first, lambda m: m["msg_type"] == "stream", TIMEOUT, what="the thread's output")
+    assert stream_text(late) == "idle line\n"
+
+
+def test_kernel_info_has_ipythons_banner_and_ipykernels_help_links(own_kernel):
+    _, kc = own_kernel()
+    msg_id = kc.kernel_info()  # before any cell: the shell is not made yet
+    content = reply_to(kc, msg_id)["content"]
+    import IPython
+
+    assert content["banner"].startswith(f"Python {sys.version.splitlines()[0]}")
+    assert f"IPython {IPython.__version__} -- An enhanced Interactive Python." in content["banner"]
+    texts = [link["text"] for link in content["help_links"]]
+    for name in ("Python", "IPython", "NumPy", "SciPy", "Matplotlib", "SymPy", "pandas"):
+        assert f"{name} Reference" in texts
+
+
+# =============================================== nbclient, kernelspec python3
+def test_nbclient_runs_a_notebook_on_the_kernel_installed_as_python3(tmp_path, monkeypatch):
+    prefix = tmp_path / "prefix"
+    done = subprocess.run([sys.executable, "-m", "kernelkit.cli", "install", "--prefix", str(prefix), "--name", "python3"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import kernelkit\nprint(get_ipython().kernel.implementation, get_ipython().history_manager.hist_file)"),
+        nbformat.v4.new_code_cell("x = 1\n%reset\nprint('x' in globals())"),
+    ])
+    NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
+    assert [c.outputs[0]["text"] for c in nb.cells] == ["kernelkit :memory:\n", "False\n"]
