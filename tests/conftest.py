@@ -6,7 +6,7 @@ from jupyter_client import KernelManager
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import start_kernel  # noqa: E402  (test modules import it from support)
+from support import CHROMEDRIVER, CHROMIUM, ensure_chromium, start_kernel  # noqa: E402  (test modules import it from support)
 
 
 @pytest.fixture
@@ -34,3 +34,20 @@ def managers():
     for km in started:
         if km.has_kernel:
             km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium under Selenium (the browser tests): Debian's chromium and
+    chromium-driver, installed with apt-get when missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (the 'test' extra)")
+    ensure_chromium()
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

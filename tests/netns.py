@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import pytest
 
 SSHD = "/usr/sbin/sshd"
 READY_TIMEOUT = 20.0
@@ -151,18 +150,6 @@ def remove_two_hosts(hosts: TwoHosts) -> None:
             except (ProcessLookupError, ValueError):
                 pass
         _run("ip", "netns", "delete", ns, check=False)
-
-
-@pytest.fixture(scope="module")
-def two_hosts(tmp_path_factory):
-    reason = why_not_available()
-    if reason:
-        pytest.skip(f"remote kernels over ssh: {reason}")
-    hosts = make_two_hosts(tmp_path_factory.mktemp("two-hosts"))
-    try:
-        yield hosts
-    finally:
-        remove_two_hosts(hosts)
 
 
 def run_in_client(hosts: TwoHosts, *args, timeout=120, env=None) -> subprocess.CompletedProcess:

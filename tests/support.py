@@ -3,6 +3,7 @@
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import zmq
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
@@ -330,3 +332,19 @@ def is_served(info, timeout=2.0) -> bool:
         return False
     finally:
         kc.stop_channels()
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium and chromium-driver, installed with apt-get if missing."""
+    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("needs Debian's chromium and chromium-driver (not installed; installing them needs root and apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.skip(f"could not install Debian's chromium and chromium-driver: {' '.join(cmd)}: {done.stderr.strip()[-500:]}")

@@ -5,20 +5,30 @@ import asyncio
 import importlib.util
 import json
 import os
+import queue
+import shutil
+import socket
+import stat
 import sys
+import tempfile
+import time
 
 import pytest
 from jupyter_client import AsyncKernelManager, BlockingKernelClient, KernelManager
+from jupyter_client.ioloop import AsyncIOLoopKernelManager, IOLoopKernelManager
+from traitlets.config import Config
 
 from kernelkit.launcher import HandshakeError
 from kernelkit.launcher.provisioner import HandshakeProvisioner
-from support import EXEC_KERNEL, km_client
+from support import EXEC_KERNEL, iopub_until_idle, km_client
 
 
-def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", **spec_extra):
+def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", preferred_ports=None, **spec_extra):
     provisioner = {"provisioner_name": "kernelkit-handshake", "config": {}}
     if dialect:
         provisioner["config"]["dialect"] = dialect
+    if preferred_ports is not None:
+        provisioner["config"]["preferred_ports"] = preferred_ports
     spec = {"argv": argv, "display_name": name, "language": language,
             "metadata": {"kernel_provisioner": provisioner, **spec_extra}}
     if interrupt_mode:
@@ -36,9 +46,9 @@ def jupyter_dirs(tmp_path, monkeypatch):
     return tmp_path
 
 
-def exec_spec(jupyter_dirs, dialect=None, interrupt_mode=None):
-    name = f"exec-{dialect or 'default'}-{interrupt_mode or 'signal'}"
-    return write_spec(jupyter_dirs / "share", name, [*EXEC_KERNEL, "-f", "{connection_file}"], dialect, interrupt_mode)
+def exec_spec(jupyter_dirs, dialect=None, interrupt_mode=None, preferred_ports=True):
+    name = f"exec-{dialect or 'default'}-{interrupt_mode or 'signal'}-{preferred_ports}"
+    return write_spec(jupyter_dirs / "share", name, [*EXEC_KERNEL, "-f", "{connection_file}"], dialect, interrupt_mode, preferred_ports=preferred_ports)
 
 
 def run(kc, code, timeout=30):
@@ -47,6 +57,24 @@ def run(kc, code, timeout=30):
     results = [m["content"]["data"]["text/plain"] for m in out if m["msg_type"] == "execute_result"]
     streams = "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream")
     return reply["content"], results, streams
+
+
+def nudge(kc, timeout=30):
+    """Wait until a client made before a restart hears the new kernel on iopub,
+    as jupyter_server and JupyterLab do: kernel_info until its busy arrives
+    (output sent before the client's iopub socket reconnected is not seen)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg_id = kc.kernel_info()
+        try:
+            while True:
+                msg = kc.get_iopub_msg(timeout=0.5)
+                if (msg["parent_header"] or {}).get("msg_id") == msg_id:  # xeus may send null
+                    iopub_until_idle(kc, msg_id)
+                    return
+        except queue.Empty:
+            continue
+    raise AssertionError("the client never heard the restarted kernel on iopub")
 
 
 def file_ports(km):
@@ -61,9 +89,10 @@ def test_entry_point_is_registered():
     assert "kernelkit-handshake" in KernelProvisionerFactory.instance().get_provisioner_entries()
 
 
+@pytest.mark.parametrize("preferred_ports", [True, False], ids=["preferred-ports", "classic-restart"])
 @pytest.mark.parametrize("dialect", ["A", "B"])
-def test_start_run_restart_shutdown(jupyter_dirs, managers, dialect):
-    km = managers(exec_spec(jupyter_dirs, dialect))
+def test_start_run_restart_shutdown(jupyter_dirs, managers, dialect, preferred_ports):
+    km = managers(exec_spec(jupyter_dirs, dialect, preferred_ports=preferred_ports))
     assert isinstance(km.provisioner, HandshakeProvisioner) and km.provisioner.dialect == dialect
     # the connection file the manager wrote holds ports a fresh client can use
     before = file_ports(km)
@@ -74,16 +103,15 @@ def test_start_run_restart_shutdown(jupyter_dirs, managers, dialect):
     kc.wait_for_ready(timeout=30)
     run(kc, "x = 6")
     assert run(kc, "x * 7")[1] == ["42"]
-    kc.stop_channels()
     # no registration file is left behind
     assert not [p for p in os.listdir(jupyter_dirs / "runtime") if p.startswith("kernelkit-registration")]
 
     old_pid = km.provisioner.pid
     km.restart_kernel()
-    after = file_ports(km)
     assert km.provisioner.pid != old_pid
-    assert after != before, "a restart is a new handshake with new ports"
-    kc = km_client(km)
+    assert file_ports(km) == before, "a restart keeps the ports"
+    # the client made before the restart carries on, with the new kernel
+    nudge(kc)
     content, results, _ = run(kc, "'x' in kernel.ns")
     assert content["status"] == "ok" and results == ["False"]
     kc.stop_channels()
@@ -93,6 +121,63 @@ def test_start_run_restart_shutdown(jupyter_dirs, managers, dialect):
     assert not km.has_kernel and not os.path.exists(connection_file)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("preferred_ports", [True, False], ids=["preferred-ports", "classic-restart"])
+def test_restart_with_a_port_taken_meanwhile(jupyter_dirs, managers, preferred_ports):
+    """The one failure case: a port taken between the kernels. The new kernel
+    still starts (no port race to lose), on new ports the manager writes down."""
+    km = managers(exec_spec(jupyter_dirs, preferred_ports=preferred_ports))
+    before = file_ports(km)
+    km.shutdown_kernel(restart=True)
+    with socket.socket() as squatter:
+        squatter.bind((km.ip, before["shell_port"]))
+        squatter.listen()
+        km.start_kernel()
+        after = file_ports(km)
+        assert after["shell_port"] != before["shell_port"]
+        if preferred_ports:  # only the taken one changes
+            assert {k: v for k, v in after.items() if k != "shell_port"} == {k: v for k, v in before.items() if k != "shell_port"}
+        kc = km_client(km)
+        assert run(kc, "6 * 7")[1] == ["42"]
+        kc.stop_channels()
+
+
+@pytest.mark.parametrize("manager_class", [AsyncIOLoopKernelManager, IOLoopKernelManager])
+def test_autorestart_after_a_crash_keeps_clients(jupyter_dirs, manager_class):
+    """jupyter_client's restarter brings the kernel back after os._exit(1),
+    and the client made at the start runs the next cell, crash after crash."""
+    # random_ports_until_alive off: these crashes come within stable_start_time
+    # (10 s) of the start, when the restarter would otherwise ask for new ports
+    # on purpose (as for a kernel that never came up); a long-running kernel's crash keeps them
+    config = Config({"KernelRestarter": {"time_to_dead": 0.2, "restart_limit": 100, "random_ports_until_alive": False}})
+    name = exec_spec(jupyter_dirs)
+
+    async def main():
+        km = manager_class(kernel_name=name, config=config)
+        await km.start_kernel() if manager_class is AsyncIOLoopKernelManager else km.start_kernel()
+        # a blocking client: its own threads, so it works while the loop runs the restarter
+        kc = BlockingKernelClient()
+        kc.load_connection_info(km.get_connection_info())
+        kc.start_channels()
+        try:
+            await asyncio.to_thread(kc.wait_for_ready, 30)
+            ports = file_ports(km)
+            for crash in range(3):
+                pid = km.provisioner.pid
+                kc.execute("import os; os._exit(1)")
+                while not km.has_kernel or km.provisioner.pid == pid:  # the restarter's new process
+                    await asyncio.sleep(0.05)
+                assert file_ports(km) == ports
+                await asyncio.to_thread(nudge, kc)
+                content, results, _ = await asyncio.to_thread(run, kc, f"{crash} + 1")
+                assert content["status"] == "ok" and results == [str(crash + 1)]
+        finally:
+            kc.stop_channels()
+            km.stop_restarter()
+            await km.shutdown_kernel(now=True) if manager_class is AsyncIOLoopKernelManager else km.shutdown_kernel(now=True)
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("mode", ["signal", "message"])
@@ -191,12 +276,14 @@ def test_xeus_python_starts_runs_and_restarts(jupyter_dirs, managers):
     assert info["implementation"] == "xeus-python"
     content, results, streams = run(kc, "import os\nprint('pid', os.getpid())\n6 * 7")
     assert content["status"] == "ok" and results == ["42"] and streams == f"pid {km.provisioner.pid}\n"
-    kc.stop_channels()
-    before = file_ports(km)
+    before, pid = file_ports(km), km.provisioner.pid
+    # xeus-python knows nothing of preferred_ports: it is restarted on a
+    # classic connection file with its previous ports, and the old client carries on
     km.restart_kernel()
-    assert file_ports(km) != before
-    kc = km_client(km)
-    assert run(kc, "21 * 2")[1] == ["42"]
+    assert file_ports(km) == before and km.provisioner.pid != pid
+    nudge(kc)
+    content, results, streams = run(kc, "import os\nprint('pid', os.getpid())\n21 * 2")
+    assert results == ["42"] and streams == f"pid {km.provisioner.pid}\n"
     kc.stop_channels()
     km.shutdown_kernel()
     assert not km.has_kernel
@@ -235,3 +322,51 @@ def test_caller_chosen_stderr_is_respected(jupyter_dirs, tmp_path):
     with open(tmp_path / "kernel.log", "w") as log, pytest.raises(HandshakeError, match="exited with code 1 before registering$"):
         km.start_kernel(stderr=log)
     assert (tmp_path / "kernel.log").read_text() == "to the log file\n"
+
+
+@pytest.fixture
+def short_runtime_dir(jupyter_dirs, monkeypatch):
+    """A runtime dir with a short path: an ipc socket path must fit in 107 bytes."""
+    path = tempfile.mkdtemp(prefix="kk-")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def ipc_paths(info):
+    return [f"{info['ip']}-{info[f'{c}_port']}" for c in ("shell", "iopub", "stdin", "control", "hb")]
+
+
+@pytest.mark.parametrize("dialect", ["A", "B"])
+def test_ipc_transport_through_launch_kernel(short_runtime_dir, dialect):
+    from kernelkit.launcher import launch_kernel
+
+    with launch_kernel([*EXEC_KERNEL, "-f", "{connection_file}"], transport="ipc", dialect=dialect) as kernel:
+        info = kernel.connection_info
+        assert info["transport"] == "ipc" and info["ip"].startswith(short_runtime_dir)
+        for path in ipc_paths(info):
+            assert stat.S_ISSOCK(os.stat(path).st_mode) and stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+        kc = BlockingKernelClient()
+        kc.load_connection_info(info)
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        assert run(kc, "6 * 7")[1] == ["42"]
+        kc.stop_channels()
+    assert not any(os.path.exists(p) for p in ipc_paths(info))
+
+
+def test_ipc_transport_through_the_provisioner(jupyter_dirs, short_runtime_dir, managers):
+    km = managers(exec_spec(jupyter_dirs), transport="ipc")
+    info = km.get_connection_info()
+    assert info["transport"] == "ipc"
+    modes = {stat.S_IMODE(os.stat(p).st_mode) for p in ipc_paths(info)}
+    assert modes == {0o600}
+    # the registration socket was an ipc path in the runtime dir too
+    assert [p for p in os.listdir(short_runtime_dir) if p.startswith("kernelkit-registration-")]
+    kc = km_client(km)
+    run(kc, "x = 1")
+    km.restart_kernel()
+    assert km.get_connection_info() == info
+    nudge(kc)
+    assert run(kc, "'x' in kernel.ns")[1] == ["False"]
+    kc.stop_channels()

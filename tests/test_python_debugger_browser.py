@@ -13,7 +13,6 @@ packages of the ``test`` extra.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,22 +32,8 @@ from kernelkit.python import install  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CELL = "def double(x):\n    y = x * 2\n    return y\n\nprint('result', double(21))"
 TOKEN = "kernelkit-debugger-test"
-
-
-def ensure_chromium() -> None:
-    """Debian's chromium and chromium-driver, installed with apt-get if missing."""
-    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("needs Debian's chromium and chromium-driver (not installed; installing them needs root and apt-get)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            pytest.skip(f"could not install Debian's chromium and chromium-driver: {' '.join(cmd)}: {done.stderr.strip()[-500:]}")
 
 
 def wait_for(what, predicate, timeout):
@@ -106,20 +91,6 @@ def lab(tmp_path):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
         log.close()
-
-
-@pytest.fixture
-def browser():
-    ensure_chromium()
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def test_jupyterlab_debugger_panel_stops_at_a_gutter_breakpoint(lab, browser, tmp_path):

@@ -12,13 +12,25 @@ import uuid
 import pytest
 import zmq
 
-from netns import run_in_client, two_hosts  # noqa: F401 (fixture)
+from netns import make_two_hosts, remove_two_hosts, run_in_client, why_not_available
 from support import HERE
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE support")
 
 DRIVER = str(HERE / "remote_driver.py")
 EXEC_KERNEL_PATH = str(HERE / "kernels" / "exec_kernel.py")
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory):
+    reason = why_not_available()
+    if reason:
+        pytest.skip(f"remote kernels over ssh: {reason}")
+    hosts = make_two_hosts(tmp_path_factory.mktemp("two-hosts"))
+    try:
+        yield hosts
+    finally:
+        remove_two_hosts(hosts)
 
 
 def drive(hosts, scenario, timeout=150, env=None, **cfg) -> dict:
@@ -34,7 +46,7 @@ def marked(mark, *argv) -> list:
 
 
 @pytest.fixture
-def jupyter_path(tmp_path, two_hosts):  # noqa: F811
+def jupyter_path(tmp_path, two_hosts):
     """A kernelspec for the bundled Python kernel on the server, through ssh, curve on."""
     spec = {
         "argv": [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"],
@@ -56,7 +68,7 @@ def jupyter_path(tmp_path, two_hosts):  # noqa: F811
 
 
 @pytest.mark.timeout(180)
-def test_python_kernel_through_ssh(two_hosts, jupyter_path):  # noqa: F811
+def test_python_kernel_through_ssh(two_hosts, jupyter_path):
     import os
 
     facts = drive(two_hosts, "session", kernel_name="remote-python", env={**os.environ, **jupyter_path})
@@ -84,7 +96,7 @@ def test_python_kernel_through_ssh(two_hosts, jupyter_path):  # noqa: F811
 
 
 @pytest.mark.timeout(240)
-def test_twenty_remote_kernels_at_once(two_hosts):  # noqa: F811
+def test_twenty_remote_kernels_at_once(two_hosts):
     mark = uuid.uuid4().hex
     count = 20
     facts = drive(two_hosts, "many", timeout=220, count=count, mark=mark,
@@ -96,7 +108,7 @@ def test_twenty_remote_kernels_at_once(two_hosts):  # noqa: F811
 
 
 @pytest.mark.timeout(180)
-def test_bad_remote_launches_fail_with_one_line_and_leave_nothing(two_hosts):  # noqa: F811
+def test_bad_remote_launches_fail_with_one_line_and_leave_nothing(two_hosts):
     mark = uuid.uuid4().hex
     unreachable = two_hosts.unreachable_ip
     kernel = marked(mark, sys.executable, EXEC_KERNEL_PATH, "-f", "{connection_file}", "--registration-timeout", "2")

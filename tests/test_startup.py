@@ -420,3 +420,37 @@ def test_hostile_receipt_ends_startup_with_one_line(tmp_path, spawn, registrar, 
     assert wait_exit(proc, 3) == 1
     line = one_line(proc.stderr)
     assert "receipt rejected" in line and why in line.lower(), line
+
+
+# -- preferred_ports: a restart keeping its ports ---------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["A", "B"])
+def test_preferred_ports_are_bound_and_one_taken_is_replaced(tmp_path, spawn, registrar, dialect):
+    wanted = dict(zip((f"{c}_port" for c in CHANNELS), free_tcp_ports(5)))
+    busy = socket.socket()
+    try:
+        busy.bind(("127.0.0.1", wanted["stdin_port"]))
+        busy.listen()
+        reg = registrar(dialect=dialect, kernel_id="kid-pref")
+        proc = spawn(write_json(tmp_path / "reg.json", reg.registration(preferred_ports=wanted)))
+        registered(reg, proc)
+        got = {k: int(v) for k, v in reg.connection_info().items() if k.endswith("_port")}
+        assert got["stdin_port"] != wanted["stdin_port"]
+        assert {k: v for k, v in got.items() if k != "stdin_port"} == {k: v for k, v in wanted.items() if k != "stdin_port"}
+        kc = exercise_all_channels(reg.connection_info())
+        shutdown_exits_zero(kc, proc)
+    finally:
+        busy.close()
+
+
+@pytest.mark.parametrize("bad", [{"shell_port": 0}, {"shell_port": 70000}, {"shell_port": "50001"}, {"ports": 1}, [50001]],
+                         ids=["zero", "too-big", "string", "unknown-key", "not-an-object"])
+def test_invalid_preferred_ports_are_one_startup_line(tmp_path, spawn, registrar, bad):
+    reg = registrar(dialect="B", kernel_id="kid-bad")
+    path = write_json(tmp_path / "reg-bad.json", reg.registration(preferred_ports=bad))
+    proc = spawn(path)
+    assert wait_exit(proc, 15) == 1
+    line = one_line(proc.stderr)
+    assert path in line and "preferred_ports" in line, line
+    assert reg.request is None, "a kernel with a bad file must not register"

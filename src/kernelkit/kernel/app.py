@@ -19,6 +19,7 @@ from ..wire import Session
 from .lifecycle import Lifecycle
 from .sending import Sender
 from .interrupt import InterruptGate
+from .parent import ParentWatch
 from .stdin import StdinRouter
 
 log = logging.getLogger("kernelkit")
@@ -26,6 +27,9 @@ log = logging.getLogger("kernelkit")
 # After shutdown is requested, the process exits within this many seconds
 # even if user code will not let go of the main thread.
 EXIT_DEADLINE = 5.0
+# SIGTERM or the parent's death: what is queued gets this long to leave (the
+# running request is not interrupted and sends nothing more), then the process ends.
+END_DEADLINE = 1.0
 
 
 def _arg_parser() -> argparse.ArgumentParser:
@@ -50,6 +54,9 @@ class KernelApp:
         self.label = label
         self.registration_timeout = registration_timeout
         self.ports: dict = {}
+        self._closing = threading.Lock()
+        self._closed = False
+        self._ending = threading.Lock()
 
     def start(self) -> None:
         """Bind (picking ports if registering) and hand the ports to the launcher.
@@ -65,7 +72,7 @@ class KernelApp:
             if reg is not None:
                 make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
-            sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label)
+            sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None)
             if reg is not None:
                 try:
                     register(self.ctx, self.session, reg, self.ports, self.registration_timeout)
@@ -94,7 +101,11 @@ class KernelApp:
         lifecycle = self.lifecycle
         self.gate.install()
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: lifecycle.request_stop())
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+            # the gate's watcher also sees a SIGTERM that lands just before a
+            # blocking call, which would delay this handler until the call returns
+            self.gate.on_terminate = lambda: self.end_now("SIGTERM")
+        ParentWatch(lambda reason: self.end_now(reason, exit_code=1)).start()
         try:
             kernel = self.kernel_class()
             lifecycle.attach(kernel)  # calls kernel.start()
@@ -128,17 +139,55 @@ class KernelApp:
         log.warning("shutdown: the main thread did not return in time; exiting")
         os._exit(0)
 
-    def close(self) -> None:
-        """Send what is queued (the shutdown reply, the last idle), then close."""
-        marker = self.outbound.stop()
-        if not marker.event.wait(EXIT_DEADLINE):
-            log.warning("shutdown: could not deliver every queued message")
-        self.io.join(EXIT_DEADLINE)
-        self.outbound.close()
-        self.heartbeat.stop()
-        if not self.io.is_alive():
-            self.ctx.term()  # waits for the linger: queued replies leave
-        self.hb_ctx.term()
+    def _on_sigterm(self, signum, frame) -> None:
+        # a second SIGTERM while ending kills at once, as it would ipykernel
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.end_now("SIGTERM")
+
+    def end_now(self, reason: str, exit_code: int = 128 + signal.SIGTERM) -> None:
+        """End the process promptly (SIGTERM, parent gone), from a thread of
+        its own: the running request is not interrupted, so it gets no error
+        reply; what is queued gets END_DEADLINE to leave, the sockets close,
+        and the process exits with ``exit_code`` (143 = 128 + SIGTERM, the
+        shell's convention, by default)."""
+        if not self._ending.acquire(blocking=False):
+            return
+        log.info("%s: ending the kernel", reason)
+        threading.Thread(target=self._end, args=(exit_code,), name="kernelkit-end", daemon=True).start()
+
+    def _end(self, exit_code) -> None:
+        self.lifecycle.stopping.set()  # queued requests do not start
+        try:
+            self.close(END_DEADLINE)
+        except Exception:
+            log.exception("ending: closing failed")
+        sys.stderr.flush()
+        os._exit(exit_code)
+
+    def close(self, deadline: float = EXIT_DEADLINE) -> None:
+        """Send what is queued (the shutdown reply, the last idle), then close.
+        A second caller (shutdown and SIGTERM at once) waits for the first."""
+        with self._closing:
+            if self._closed:
+                return
+            marker = self.outbound.stop()
+            if not marker.event.wait(deadline):
+                log.warning("shutdown: could not deliver every queued message")
+            self.io.join(deadline)
+            self.outbound.close()
+            self.heartbeat.stop()
+            if not self.io.is_alive():
+                _term(self.ctx, deadline)  # waits for the linger: queued replies leave
+            _term(self.hb_ctx, deadline)
+            self._closed = True
+
+
+def _term(ctx: zmq.Context, timeout: float) -> None:
+    """ctx.term(), for at most ``timeout`` seconds: a socket that kernel code
+    opened and never closed must not keep the process alive."""
+    t = threading.Thread(target=ctx.term, name="kernelkit-term", daemon=True)
+    t.start()
+    t.join(timeout)
 
 
 def main(kernel_class, argv=None) -> int:

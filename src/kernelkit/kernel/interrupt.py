@@ -61,6 +61,8 @@ class InterruptGate:
         # that request, when an interrupt came for it before the gate was
         # armed for it (see arm)
         self._early = None
+        # called on the watcher thread for a SIGTERM (when SIGTERM has a Python handler)
+        self.on_terminate = None
 
     def install(self) -> None:
         if threading.current_thread() is not self._main:
@@ -100,7 +102,10 @@ class InterruptGate:
         while True:
             timeout = None if waiting_for is None else max(0.0, next_kick - time.monotonic())
             readable, _, _ = select.select([self._wake_r], [], [], timeout)
-            if readable and signal.SIGINT in self._wake_r.recv(4096):
+            signals = self._wake_r.recv(4096) if readable else b""
+            if signal.SIGTERM in signals and self.on_terminate is not None:
+                self.on_terminate()
+            if signal.SIGINT in signals:
                 if self.on_signal is not None:
                     self.on_signal()
                 if not self._armed:

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
 
 from jupyter_client.launcher import launch_kernel as _popen_kernel
@@ -26,7 +27,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from ..startup.sources import ENV_VAR, STDIN
 from ..wire.signing import DEFAULT_SCHEME
 from . import remote as remote_launch
-from .registration import LOOPBACK, HandshakeError, RegistrationService, shared_service
+from .registration import LOOPBACK, PORT_NAMES, HandshakeError, RegistrationService, remove_if_exists, shared_service
 
 DEFAULT_TIMEOUT = 30.0
 STDERR_TAIL_LINES = 20
@@ -72,23 +73,40 @@ class PendingLaunch:
 
     def __init__(self, *, key=None, signature_scheme=DEFAULT_SCHEME, dialect="B", ip=None, transport="tcp",
                  curve=None, service: RegistrationService | None = None, forward_stderr=True, runtime_dir=None,
-                 remote=False, registration_ip=None, registration_via="file", encryption=None, allowed_peers=()):
+                 remote=False, registration_ip=None, registration_via="file", encryption=None, allowed_peers=(),
+                 preferred_ports=None):
         remote_launch.check_launch(dialect=dialect, remote=remote, registration_ip=registration_ip,
                                    registration_via=registration_via, encryption=encryption)
         if encryption and curve:
             raise ValueError("give curve keys or encryption 'curve' (the kernel makes its keys), not both")
-        if ip is None:
+        runtime_dir = runtime_dir or jupyter_runtime_dir()
+        self._own_service = None
+        if transport == "ipc":
+            # ip is the path prefix of the kernel's sockets (<ip>-<n>); the runtime dir is private (0700)
+            os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+            ip = ip or os.path.join(runtime_dir, f"kernelkit-{uuid.uuid4().hex[:12]}")  # short: sun_path holds 107 bytes
+        elif ip is None:
             ip = remote_launch.BIND_ALL if remote else LOOPBACK
         if service is None:
-            # dialect A registers on the address the kernel binds; dialect B has registration_ip
-            reg_ip = registration_ip or (ip if dialect.upper() == "A" and ip not in _WILDCARDS else LOOPBACK)
-            service = shared_service(reg_ip, curve=encryption == "curve")
+            if transport == "ipc" and dialect.upper() == "A":
+                # dialect A registers where the kernel binds: a service of its own at the kernel's prefix
+                service = self._own_service = RegistrationService(ip, "ipc")
+            elif transport == "ipc":
+                service = shared_service(os.path.join(runtime_dir, f"kernelkit-registration-{os.getpid()}"), "ipc")
+            else:
+                # dialect A registers on the address the kernel binds; dialect B has registration_ip
+                reg_ip = registration_ip or (ip if dialect.upper() == "A" and ip not in _WILDCARDS else LOOPBACK)
+                service = shared_service(reg_ip, curve=encryption == "curve")
         elif encryption and service.publickey is None:
             raise ValueError("encryption 'curve' needs a CURVE registration service (RegistrationService(ip, curve=True))")
         self.service = service
         self.ip = ip or LOOPBACK
         self.registration_via = registration_via
-        self.expected = service.expect(key or _new_key(), signature_scheme, dialect, self.ip, transport)
+        try:
+            self.expected = service.expect(key or _new_key(), signature_scheme, dialect, self.ip, transport)
+        except BaseException:
+            self._close_own_service()
+            raise
         self.expected.allowed_peers = tuple(allowed_peers)
         if encryption:
             self.expected.wants_own_keys = True
@@ -96,12 +114,15 @@ class PendingLaunch:
         # CurveZMQ server keys ride in the registration file like in a connection file
         self.curve = {} if curve is None else {"curve_publickey": _text(curve[0]), "curve_secretkey": _text(curve[1])}
         self.expected.registration.update(self.curve)
+        if preferred_ports:
+            # ports to bind first (a restart keeping its clients); see kernelkit.startup.files
+            self.expected.registration["preferred_ports"] = {name: int(p) for name, p in preferred_ports.items()}
         self.path = None  # stdin and env: no file
         if registration_via == "file":
             try:
                 self.path = write_registration_file(self.expected.registration, self.expected.kernel_id, runtime_dir)
             except BaseException:
-                service.forget(self.expected)
+                self.close()
                 raise
         self.forward_stderr = forward_stderr
         self.process: subprocess.Popen | None = None
@@ -207,6 +228,9 @@ class PendingLaunch:
     async def async_wait(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
         """As :meth:`wait`, for asyncio callers."""
         waiter = asyncio.wrap_future(self.expected.future)
+        # a caller that gives up (timeout, cancelled) leaves the outcome to nobody:
+        # retrieve it, so asyncio does not log "exception was never retrieved"
+        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
         # asyncio.wait, not wait_for: a timeout must not cancel the shared future
         await asyncio.wait({waiter}, timeout=timeout)
         if not waiter.done():
@@ -229,12 +253,14 @@ class PendingLaunch:
     def close(self) -> None:
         """Stop waiting and remove the registration file (the kernel read it at start)."""
         self.service.forget(self.expected)
-        if self.path is None:
-            return
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
+        self._close_own_service()
+        if self.path is not None:
+            remove_if_exists(self.path)
+
+    def _close_own_service(self) -> None:
+        if self._own_service is not None:
+            self._own_service.close()
+            self._own_service = None
 
 
 @dataclass
@@ -247,13 +273,17 @@ class LaunchedKernel:
     stderr_tail: collections.deque = field(repr=False)
 
     def kill(self) -> None:
-        """Kill the kernel's process group and reap it."""
+        """Kill the kernel's process group, reap it, remove its ipc sockets' paths."""
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except OSError:
                 self.process.kill()
         self.process.wait()
+        info = self.connection_info
+        if info.get("transport") == "ipc":
+            for name in PORT_NAMES:
+                remove_if_exists(f"{info['ip']}-{info[name]}")
 
     def __enter__(self):
         return self
@@ -294,10 +324,13 @@ def launch_kernel(argv=None, *, kernel_name=None, timeout=DEFAULT_TIMEOUT, env=N
     """Start a kernel from ``argv`` (with ``{connection_file}``) or a kernelspec
     name, and wait until it has registered its ports.
 
-    ``options``: ``dialect`` ("B" default, or "A"), ``ip``, ``key``,
-    ``signature_scheme``, ``curve`` (public, secret), ``service``,
-    ``forward_stderr``, ``runtime_dir``; for a kernel on another host
-    (``argv`` like ``["ssh", HOST, "python", "-m", "kernelkit.python", "-f",
+    ``options``: ``dialect`` ("B" default, or "A"), ``ip``, ``transport``
+    ("tcp" default, or "ipc": sockets at ``<ip>-<n>``, by default in the
+    Jupyter runtime dir), ``key``, ``signature_scheme``, ``curve`` (public,
+    secret), ``preferred_ports`` (``{"shell_port": n, ...}``: bound first if
+    free, e.g. a restart's previous ports), ``service``, ``forward_stderr``,
+    ``runtime_dir``; for a kernel on another host (``argv`` like
+    ``["ssh", HOST, "python", "-m", "kernelkit.python", "-f",
     "{connection_file}"]``): ``remote=True``, ``registration_ip`` (this host's
     address the kernel can reach), ``registration_via`` ("file" default,
     "stdin": ``-f -``, "env"), ``encryption="curve"`` (the kernel makes its

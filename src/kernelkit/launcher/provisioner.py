@@ -15,6 +15,24 @@ KernelManager writes the usual connection file, with the kernel's real ports.
 Everything after start (signals, interrupt, shutdown, waiting) is
 LocalProvisioner's: the kernel is a local process in its own session.
 
+Restarts keep the kernel's ports, so every client made before carries on:
+
+- ``"preferred_ports": true`` (kernelkit kernels; ``kernelkit install`` sets
+  it): the registration file names the previous ports as ``preferred_ports``;
+  the kernel binds them, a fresh port only for one that is taken meanwhile,
+  and registers what it bound.
+- otherwise (a kernel that may not know ``preferred_ports``, e.g.
+  xeus-python): when the previous ports are all free, the kernel is started
+  on a classic connection file with them, as LocalProvisioner would; when one
+  is taken, through a fresh handshake.
+
+Either way, a port taken between the old kernel's end and the new kernel's
+bind is the one case where clients must reconnect to new ports (the
+KernelManager rewrites the connection file).
+
+``transport: ipc`` works too: the registration socket and the kernel's
+sockets are ipc paths in the Jupyter runtime dir (mode 0600).
+
 A kernel on another host: ``"launch_prefix": ["ssh", "HOST"]`` runs the kernel
 command there (as the remote shell parses it), ``"registration_ip"`` is this
 host's address the kernel registers to; the registration info goes on the
@@ -23,16 +41,43 @@ messages, and the local process the provisioner signals and waits for is ssh.
 With ``transport_encryption`` the remote kernel makes its own CurveZMQ keys.
 """
 
+import logging
 import os
+import socket
 
 import zmq
 from jupyter_client.localinterfaces import is_local_ip, local_ips
 from jupyter_client.provisioning import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import CaselessStrEnum, Float, List, Unicode
+from traitlets import Bool, CaselessStrEnum, Float, List, Unicode
 
 from . import remote
 from .launch import DEFAULT_TIMEOUT, PendingLaunch
+from .registration import PORT_NAMES
+
+log = logging.getLogger("kernelkit.launcher")
+
+
+def _previous_ports(km) -> dict | None:
+    """The manager's five ports when it holds them all (a restart), else None."""
+    ports = {name: getattr(km, name, 0) for name in PORT_NAMES}
+    return ports if all(ports.values()) else None
+
+
+def _all_free(transport: str, ip: str, ports: dict) -> bool:
+    """Could a kernel bind every one of ``ports`` right now?"""
+    if transport == "ipc":
+        return not any(os.path.exists(f"{ip}-{port}") for port in ports.values())
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    for port in ports.values():
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # as libzmq binds: a port whose old connections linger in TIME_WAIT is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ip, port))
+            except OSError:
+                return False
+    return True
 
 
 class HandshakeProvisioner(LocalProvisioner):
@@ -45,9 +90,12 @@ class HandshakeProvisioner(LocalProvisioner):
     registration_via = CaselessStrEnum(list(remote.REGISTRATION_VIA), default_value=None, allow_none=True, config=True,
                                        help="how the kernel gets its registration info (default: stdin when remote, else file)")
     allowed_peers = List(Unicode(), config=True, help="addresses a remote kernel may register from (empty: any)")
+    preferred_ports = Bool(False, config=True, help="the kernel binds a registration file's preferred_ports "
+                           "(kernelkit kernels): restarts re-bind the previous ports through the handshake")
 
     _launch: PendingLaunch | None = None
     _stderr_tail = None
+    _classic = False  # this start is on a classic connection file (a foreign kernel back on its ports)
 
     async def pre_launch(self, **kwargs):
         """Register the launch, write the registration file, build the command.
@@ -59,6 +107,7 @@ class HandshakeProvisioner(LocalProvisioner):
         extra_arguments = kwargs.pop("extra_arguments", [])
         encryption = kwargs.pop("transport_encryption", None)
         self._close_launch()
+        self._classic = False
         if km is None:
             options = {}
             curve = None
@@ -70,18 +119,37 @@ class HandshakeProvisioner(LocalProvisioner):
             if self._wants_curve(km, encryption):
                 options["encryption"] = "curve"
             curve = None
+            previous = _previous_ports(km)
+            if previous and self.preferred_ports:
+                # the remote kernel binds them first (whether they are free is for it to find out)
+                options["preferred_ports"] = previous
         else:
             if km.transport == "tcp" and not is_local_ip(km.ip):
                 raise RuntimeError(f"Can only launch a kernel on a local interface. This one is not: {km.ip}. Valid addresses: {local_ips()}")
             # the manager's key, so clients sharing its Session keep working across restarts
             options = {"key": km.session.key, "signature_scheme": km.session.signature_scheme, "ip": km.ip, "transport": km.transport}
             curve = self._curve_keys(km, encryption)
+            previous = _previous_ports(km)
+            if previous and self.preferred_ports:
+                options["preferred_ports"] = previous
+            elif previous and _all_free(km.transport, km.ip, previous):
+                return await self._pre_launch_classic(km, extra_arguments, **kwargs)
+            elif previous:
+                log.info("kernel restart: a previous port is taken, so the kernel starts through a fresh handshake")
         self._launch = PendingLaunch(dialect=self.dialect, curve=curve, **options, **self._remote_options())
         if km is None or self.launch_prefix:
             # a remote command is the remote host's: no local paths, no python -> sys.executable
             cmd = self.launch_prefix + self._launch.command(self.kernel_spec.argv + extra_arguments)
         else:
             cmd = self._format_cmd(km, extra_arguments)
+        return await KernelProvisionerBase.pre_launch(self, cmd=cmd, **kwargs)
+
+    async def _pre_launch_classic(self, km, extra_arguments, **kwargs):
+        """Start on the manager's connection file (the previous ports), as LocalProvisioner does."""
+        self._classic = True
+        km.write_connection_file()  # kept across the restart: already there, with those ports
+        self.connection_info = km.get_connection_info()
+        cmd = km.format_kernel_cmd(extra_arguments=extra_arguments)
         return await KernelProvisionerBase.pre_launch(self, cmd=cmd, **kwargs)
 
     def _format_cmd(self, km, extra_arguments) -> list:
@@ -130,6 +198,8 @@ class HandshakeProvisioner(LocalProvisioner):
         """Start the process and wait for its registration; returns connection info
         with the kernel's own ports. On failure the process is killed and
         HandshakeError says why (with the kernel's last stderr lines)."""
+        if self._classic:
+            return await super().launch_kernel(cmd, **kwargs)
         launch = self._launch
         if launch is None:
             raise RuntimeError("launch_kernel without pre_launch")

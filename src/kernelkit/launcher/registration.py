@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from ..startup.bind import bind_ipc
 from ..startup.files import as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
 from ..wire.signing import DEFAULT_SCHEME
@@ -112,22 +113,31 @@ def _ports(content: dict) -> dict:
 class RegistrationService:
     """One ROUTER socket on ``ip`` serving the handshakes of many kernels.
 
+    With ``transport="ipc"``, ``ip`` is a path prefix (the socket is
+    ``<ip>-<port>``, mode 0600) and the kernels it serves use ipc too.
+
     Thread-safe: :meth:`expect`, :meth:`forget`, :meth:`fail` and :meth:`close`
     may be called from any thread; only the service's own thread touches the
     socket.
     """
 
-    def __init__(self, ip: str = LOOPBACK, curve: bool = False):
+    def __init__(self, ip: str = LOOPBACK, transport: str = "tcp", curve: bool = False):
+        if transport not in ("tcp", "ipc"):
+            raise ValueError(f"the handshake launcher supports the tcp and ipc transports, not {transport!r}")
         self.ip = ip
+        self.transport = transport
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.linger = 0
         # curve: a CURVE server; kernels find its public key in their registration info
         self.publickey = remote.make_curve_server(self._sock) if curve else None
-        if ":" in ip:
-            self._sock.ipv6 = True
         try:
-            self.port = self._sock.bind_to_random_port(_endpoint(ip))
+            if transport == "ipc":
+                self.port = bind_ipc(self._sock, ip)
+            else:
+                if ":" in ip:
+                    self._sock.ipv6 = True
+                self.port = self._sock.bind_to_random_port(_endpoint(ip))
         except zmq.ZMQError as e:
             self._sock.close()
             self._ctx.term()
@@ -149,8 +159,9 @@ class RegistrationService:
         dialect = dialect.upper()
         if dialect not in ("A", "B"):
             raise ValueError(f"unknown handshake dialect {dialect!r} (expected 'A' or 'B')")
-        if transport != "tcp":
-            raise ValueError(f"the handshake launcher supports the tcp transport only, not {transport!r}")
+        if transport != self.transport:
+            # the kernel registers over the transport it binds with
+            raise ValueError(f"a {transport} kernel cannot register with this {self.transport} registration service")
         if not key:
             # an empty key would verify anything: no way to tell kernels apart, no security
             raise ValueError("a handshake launch needs a non-empty key")
@@ -231,6 +242,8 @@ class RegistrationService:
         finally:
             self._sock.close(linger=0)
             self._ctx.term()
+            if self.transport == "ipc":
+                remove_if_exists(f"{self.ip}-{self.port}")
 
     def _handle(self, frames: list) -> None:
         envelope, rest = frames[:1], frames[1:]
@@ -340,18 +353,26 @@ class RegistrationService:
         self._sock.send_multipart(envelope + reply)
 
 
-_shared: dict[tuple, RegistrationService] = {}  # by (ip, curve)
+def remove_if_exists(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+_shared: dict[tuple, RegistrationService] = {}  # by (transport, ip, curve)
 _shared_lock = threading.Lock()
 
 
-def shared_service(ip: str = LOOPBACK, curve: bool = False) -> RegistrationService:
-    """The process-wide service on ``ip`` (started on first use, closed at exit);
-    ``curve``: the CURVE-encrypted one."""
+def shared_service(ip: str = LOOPBACK, transport: str = "tcp", curve: bool = False) -> RegistrationService:
+    """The process-wide service on ``ip`` (started on first use, closed at exit).
+    For ipc, ``ip`` is the socket's path prefix; ``curve``: the CURVE-encrypted one."""
     with _shared_lock:
-        service = _shared.get((ip, curve))
+        key = (transport, ip, curve)
+        service = _shared.get(key)
         # a forked child cannot use its parent's socket or thread: it gets its own
         if service is None or service._closed or service.pid != os.getpid():
-            service = _shared[(ip, curve)] = RegistrationService(ip, curve)
+            service = _shared[key] = RegistrationService(ip, transport, curve)
         return service
 
 

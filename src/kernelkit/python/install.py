@@ -32,7 +32,7 @@ def kernelspec(display_name: str = DEFAULT_DISPLAY_NAME, provisioner: bool = Tru
         "metadata": {"supported_encryption": ["curve"], "debugger": True},
     }
     if provisioner:
-        spec["metadata"]["kernel_provisioner"] = {"provisioner_name": "kernelkit-handshake", "config": {}}
+        spec["metadata"]["kernel_provisioner"] = {"provisioner_name": "kernelkit-handshake", "config": {"preferred_ports": True}}
     return spec
 
 

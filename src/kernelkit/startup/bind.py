@@ -1,6 +1,7 @@
 """Create the kernel's five sockets and bind them, picking ports where asked."""
 
 import errno
+import logging
 import os
 
 import zmq
@@ -8,6 +9,8 @@ import zmq
 from ..io.iothread import MAX_SUBSCRIPTION_FRAME
 from .errors import StartupError
 from .files import CHANNELS, ConnectionInfo
+
+log = logging.getLogger("kernelkit.startup")
 
 # How long a closing socket may still try to deliver queued messages (ms):
 # long enough that a shutdown reply leaves, short enough that exit is prompt.
@@ -58,19 +61,45 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.maxmsgsize = MAX_SUBSCRIPTION_FRAME
 
 
+class _InUse(StartupError):
+    """The port is taken (a preferred port then falls back to a fresh one)."""
+
+
+def _bind_preferred(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -> int | None:
+    """Bind ``port`` if it is free; None (and a log line) if it is taken."""
+    # an existing ipc path is taken: binding would steal it from whoever made it
+    if not (conn.transport == "ipc" and os.path.exists(f"{conn.ip}-{port}")):
+        try:
+            return _bind_one(sock, channel, conn, port, label)
+        except _InUse:
+            pass
+    log.info("%s: preferred %s_port %s is taken; binding a fresh one", label, channel, port)
+    return None
+
+
+def bind_ipc(sock, prefix: str, port: int = 0) -> int:
+    """Bind ``ipc://<prefix>-<port>`` (Jupyter's ipc "ports"); port 0: the first
+    number whose path does not exist. Only the owner may connect (mode 0600)."""
+    if port == 0:
+        port = 1
+        while os.path.exists(f"{prefix}-{port}"):
+            port += 1
+    sock.bind(_endpoint("ipc", prefix, port))
+    os.chmod(f"{prefix}-{port}", 0o600)
+    return port
+
+
 def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -> int:
     if conn.transport == "ipc":
-        if port == 0:
-            port = 1
-            while os.path.exists(f"{conn.ip}-{port}"):
-                port += 1
-        sock.bind(_endpoint("ipc", conn.ip, port))
-        return port
+        try:
+            return bind_ipc(sock, conn.ip, port)
+        except zmq.ZMQError as e:
+            raise StartupError(f"{label}: cannot bind {channel} to ipc path {conn.ip}-{port or 'N'}: {e.strerror}") from None
     try:
         sock.bind(_endpoint("tcp", conn.ip, port or "*"))
     except zmq.ZMQError as e:
         if e.errno == errno.EADDRINUSE:
-            raise StartupError(
+            raise _InUse(
                 f"{label}: {channel}_port {port} is already in use on {conn.ip}; "
                 "free it, pick other ports, or start with a registration file"
             ) from None
@@ -81,20 +110,26 @@ def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -
     return int(endpoint.rsplit(":", 1)[1])
 
 
-def bind_sockets(ctx: zmq.Context, hb_ctx: zmq.Context, conn: ConnectionInfo, label: str = "connection file"):
+def bind_sockets(ctx: zmq.Context, hb_ctx: zmq.Context, conn: ConnectionInfo, label: str = "connection file", preferred=None):
     """Bind shell, control, stdin, iopub (in ``ctx``) and hb (in ``hb_ctx``).
 
     Returns ``(sockets, ports)``; ports of 0 in ``conn`` are picked at bind
-    time, so nothing can take them between picking and binding. On failure
-    every socket made so far is closed before StartupError propagates.
+    time, so nothing can take them between picking and binding, except where
+    ``preferred`` (channel -> port) names one to bind first if it is free. On
+    failure every socket made so far is closed before StartupError propagates.
     """
+    preferred = preferred or {}
     sockets, ports = {}, {}
     try:
         for channel in CHANNELS:
             sock = (hb_ctx if channel == "hb" else ctx).socket(SOCKET_TYPES[channel])
             sockets[channel] = sock
             _configure(sock, channel, conn)
-            ports[channel] = _bind_one(sock, channel, conn, conn.ports.get(channel, 0), label)
+            port = conn.ports.get(channel, 0)
+            bound = None
+            if not port and channel in preferred:
+                bound = _bind_preferred(sock, channel, conn, preferred[channel], label)
+            ports[channel] = bound if bound is not None else _bind_one(sock, channel, conn, port, label)
     except BaseException:
         for sock in sockets.values():
             sock.close(linger=0)

@@ -3,6 +3,13 @@
 Telling them apart (PROTOCOL.md): all five ports present: connection file.
 Otherwise ``kernel_id`` or ``registration_ip`` present: registration dialect B.
 Otherwise ``registration_port``: dialect A.
+
+A registration file (either dialect) may name ``preferred_ports``, an object
+with any of the five ``<channel>_port`` keys (integers 1-65535): the kernel
+binds those first and picks a fresh port only for one that is taken, then
+registers what it bound. A launcher restarting a kernel uses it to keep the
+kernel's previous ports, so existing clients carry on. Kernels that do not
+know the field ignore it (unknown fields are tolerated).
 """
 
 import json
@@ -61,6 +68,7 @@ class RegistrationInfo:
     registration_publickey: bytes | None = None
     # fields the kernel adds to its handshake content (its public key)
     reported: dict = field(default_factory=dict)
+    preferred_ports: dict = field(default_factory=dict)  # channel -> port to bind first
 
 
 def _fail(path, what: str):
@@ -85,6 +93,24 @@ def _port(path, data, key):
     if value is None:
         _fail(path, f"{key} must be a port number (0-65535), got {data.get(key)!r}")
     return value
+
+
+def _preferred_ports(path, data) -> dict:
+    raw = data.get("preferred_ports")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        _fail(path, f"preferred_ports must be an object of <channel>_port numbers, got {raw!r}")
+    unknown = sorted(k for k in raw if k not in PORT_KEYS)
+    if unknown:
+        _fail(path, f"preferred_ports: unknown key(s) {', '.join(map(repr, unknown))} (expected: {', '.join(PORT_KEYS)})")
+    preferred = {}
+    for key, value in raw.items():
+        # integers only, and never 0: a preferred port is one the launcher knows
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            _fail(path, f"preferred_ports: {key} must be a port number (1-65535), got {value!r}")
+        preferred[key[: -len("_port")]] = value
+    return preferred
 
 
 def _string(path, data, key, default=None):
@@ -156,7 +182,9 @@ def parse(data, path="<connection info>"):
         conn.ip = conn.ip or _string(path, data, "ip")
         reg_ip = conn.ip
         kernel_id = ""
-    return RegistrationInfo(dialect, conn, reg_ip, reg_port, kernel_id, **_encryption_fields(path, data))
+    return RegistrationInfo(
+        dialect, conn, reg_ip, reg_port, kernel_id, preferred_ports=_preferred_ports(path, data), **_encryption_fields(path, data)
+    )
 
 
 def _encryption_fields(path, data) -> dict:

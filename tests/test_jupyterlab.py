@@ -1,0 +1,150 @@
+"""JupyterLab in headless Chromium, on the Python kernel through kernelkit-handshake:
+a notebook whose kernel crashes (``os._exit(1)``) 20 times in a row runs the next
+cell every time (jupyter_server's autorestarter brings the kernel back on its ports).
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (the debugger's browser test's
+``browser`` fixture installs them with apt-get when missing, or skips saying so),
+Selenium and JupyterLab (the ``[test]`` extra).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import nbformat
+import pytest
+
+CRASHES = 20
+
+# Runs ``code`` in a new cell at the end of the open notebook, through JupyterLab's
+# own commands, then waits for what ``until`` says: "output" (the cell's outputs) or
+# "restart" (the kernel went through a restart and is idle again, as a user waits
+# after a crash: JupyterLab cancels cells queued while the kernel restarts).
+RUN_CELL = """
+const [code, until, timeoutMs, done] = arguments;
+(async () => {
+  const app = window.jupyterapp;
+  const panel = window.kkPanel || (window.kkPanel = app.shell.currentWidget);
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  const statuses = [];
+  const onStatus = (_, status) => statuses.push(status);
+  panel.sessionContext.statusChanged.connect(onStatus);
+  const nb = panel.content;
+  nb.activeCellIndex = nb.widgets.length - 1;
+  await app.commands.execute('notebook:insert-cell-below');
+  const cell = nb.activeCell;
+  cell.model.sharedModel.setSource(code);
+  app.commands.execute('notebook:run-cell');
+  const restarted = () => {
+    const i = statuses.findIndex(s => s === 'autorestarting' || s === 'restarting');
+    return i >= 0 && statuses.slice(i + 1).includes('idle') && panel.sessionContext.session?.kernel?.status === 'idle';
+  };
+  const start = Date.now();
+  while (!(until === 'output' ? cell.model.outputs.length > 0 : restarted()) && Date.now() - start < timeoutMs) {
+    // the "kernel restarting" dialog is information only: dismiss it
+    document.querySelectorAll('.jp-Dialog .jp-mod-accept').forEach(b => b.click());
+    await new Promise(r => setTimeout(r, 100));
+  }
+  panel.sessionContext.statusChanged.disconnect(onStatus);
+  done({outputs: cell.model.outputs.toJSON(), statuses, restarted: restarted(),
+        kernel: panel.sessionContext.session?.kernel?.status});
+})().catch(e => done({error: String(e)}));
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server with a notebook on the kernelkit Python kernel (handshake provisioner)."""
+    spec_dir = tmp_path / "share" / "kernels" / "kk"
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"], "display_name": "kernelkit",
+            "language": "python", "metadata": {"kernel_provisioner": {"provisioner_name": "kernelkit-handshake",
+                                                                      "config": {"preferred_ports": True}}}}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "kk", "display_name": "kernelkit", "language": "python"}})
+    nb.cells.append(nbformat.v4.new_code_cell("1 + 1"))
+    nbformat.write(nb, root / "crash.ipynb")
+    port, token = free_port(), "kernelkit-test"
+    env = dict(os.environ, JUPYTER_PATH=str(tmp_path / "share"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_DATA_DIR=str(tmp_path / "data"))
+    log = open(tmp_path / "server.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--ServerApp.root_dir={root}",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
+         # every crash here comes within stable_start_time (10 s) of the last one, when the
+         # restarter would count towards restart_limit (5) and ask for new ports on purpose
+         "--KernelRestarter.restart_limit=1000", "--KernelRestarter.random_ports_until_alive=False"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.2)
+    yield f"{base}/lab/tree/crash.ipynb?token={token}", tmp_path / "server.log"
+    server.terminate()
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def text_of(outputs) -> str:
+    parts = []
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            parts.append(out["text"] if isinstance(out["text"], str) else "".join(out["text"]))
+        elif "data" in out:
+            parts.append(str(out["data"].get("text/plain", "")))
+        elif out.get("output_type") == "error":
+            parts.append(f"{out['ename']}: {out['evalue']}")
+    return "".join(parts)
+
+
+@pytest.mark.timeout(900)
+def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab, browser):
+    url, server_log = lab
+    driver = browser
+    driver.set_script_timeout(120)
+    driver.get(url)
+    deadline = time.monotonic() + 60
+    while not driver.execute_script(
+        "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel);"
+    ):
+        assert time.monotonic() < deadline, "JupyterLab did not open the notebook with a kernel"
+        time.sleep(0.2)
+    first = driver.execute_async_script(RUN_CELL, "import os; os.getpid()", "output", 60_000)
+    assert "error" not in first and text_of(first["outputs"]).isdigit(), first
+    pids = [int(text_of(first["outputs"]))]
+    for crash in range(CRASHES):
+        crashed = driver.execute_async_script(RUN_CELL, "import os; os._exit(1)", "restart", 60_000)
+        assert crashed.get("restarted"), f"crash {crash + 1}: no restart seen: {crashed}"
+        after = driver.execute_async_script(RUN_CELL, f"import os; print(os.getpid(), {crash} * 7)", "output", 60_000)
+        text = text_of(after["outputs"])
+        assert "error" not in after and text.endswith(f" {crash * 7}\n"), (
+            f"crash {crash + 1}: the next cell did not run: {after}\nserver log:\n{server_log.read_text()[-3000:]}")
+        pid = int(text.split()[0])
+        assert pid != pids[-1], f"crash {crash + 1}: the cell ran on the old kernel"
+        pids.append(pid)
+    assert len(set(pids)) == CRASHES + 1
