@@ -95,7 +95,7 @@ def test_default_kernel_is_the_bundled_python_kernel(tmp_path, env):
     nb = notebook(tmp_path / "py.ipynb", "import sys\nprint(sys.executable)")
     p = kernelkit_run([nb], env)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == sys.executable and "Python (kernelkit)" in p.stderr
+    assert p.stdout.strip() == sys.executable and "Python 3 (kernelkit)" in p.stderr
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "not-json", "not-a-notebook", "other-language", "unknown-kernel", "bad-output-dir"])

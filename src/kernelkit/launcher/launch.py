@@ -12,22 +12,21 @@ import collections
 import concurrent.futures
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
 
 from jupyter_client.launcher import launch_kernel as _popen_kernel
-from jupyter_core.paths import jupyter_runtime_dir
+from jupyter_core.paths import jupyter_runtime_dir, secure_write
 
+from ..startup.files import PORT_KEYS
 from ..startup.sources import ENV_VAR, STDIN
 from ..wire.signing import DEFAULT_SCHEME
 from . import remote as remote_launch
-from .registration import LOOPBACK, PORT_NAMES, HandshakeError, RegistrationService, remove_if_exists, shared_service
+from .registration import LOOPBACK, HandshakeError, RegistrationService, remove_if_exists, shared_service
 
 DEFAULT_TIMEOUT = 30.0
 STDERR_TAIL_LINES = 20
@@ -43,11 +42,20 @@ def write_registration_file(data: dict, name: str, directory: str | None = None)
     directory = directory or jupyter_runtime_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, f"kernelkit-registration-{name}.json")
-    # O_EXCL + mode 0600 at creation: the key is never readable by others, not even briefly
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
+    with secure_write(path) as f:  # mode 0600 from creation: the key is never readable by others
         json.dump(data, f, indent=1)
     return path
+
+
+def kill_and_reap(proc: subprocess.Popen) -> None:
+    """SIGKILL the process's group (its own session: the kernel and what it
+    started) if it still runs, and reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+    proc.wait()
 
 
 def _text(value) -> str:
@@ -241,13 +249,8 @@ class PendingLaunch:
 
     def abort(self) -> None:
         """Kill the kernel's process group (if running) and close."""
-        proc = self.process
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                proc.kill()
-            proc.wait()
+        if self.process is not None:
+            kill_and_reap(self.process)
         self.close()
 
     def close(self) -> None:
@@ -274,15 +277,10 @@ class LaunchedKernel:
 
     def kill(self) -> None:
         """Kill the kernel's process group, reap it, remove its ipc sockets' paths."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except OSError:
-                self.process.kill()
-        self.process.wait()
+        kill_and_reap(self.process)
         info = self.connection_info
         if info.get("transport") == "ipc":
-            for name in PORT_NAMES:
+            for name in PORT_KEYS:
                 remove_if_exists(f"{info['ip']}-{info[name]}")
 
     def __enter__(self):
@@ -299,15 +297,15 @@ def kernel_command(argv=None, kernel_name=None, env=None):
         raise ValueError("give exactly one of argv and kernel_name")
     if argv is not None:
         return list(argv), env
-    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client import KernelManager
 
-    spec = KernelSpecManager().get_kernel_spec(kernel_name)  # NoSuchKernel if unknown
-    env.update(spec.env or {})
-    names = {"resource_dir": spec.resource_dir, "prefix": sys.prefix}
-    cmd = [re.sub(r"\{(resource_dir|prefix)\}", lambda m: names[m.group(1)], a) for a in spec.argv]
-    if cmd and cmd[0] in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
-        cmd[0] = sys.executable  # as jupyter_client does
-    return cmd, env
+    km = KernelManager(kernel_name=kernel_name)
+    env.update(km.kernel_spec.env or {})  # NoSuchKernel if unknown
+    # jupyter_client's own substitutions ({resource_dir}, {prefix}, python ->
+    # sys.executable); {connection_file} stays for PendingLaunch.command
+    km.connection_file = placeholder = os.path.join(os.sep, "kernelkit-connection-file")
+    formatted = os.path.realpath(placeholder)
+    return [arg.replace(formatted, "{connection_file}") for arg in km.format_kernel_cmd()], env
 
 
 def _prepare(argv, kernel_name, env, **options):

@@ -53,14 +53,14 @@ from traitlets import Bool, CaselessStrEnum, Float, List, Unicode
 
 from . import remote
 from .launch import DEFAULT_TIMEOUT, PendingLaunch
-from .registration import PORT_NAMES
+from ..startup.files import PORT_KEYS
 
 log = logging.getLogger("kernelkit.launcher")
 
 
 def _previous_ports(km) -> dict | None:
     """The manager's five ports when it holds them all (a restart), else None."""
-    ports = {name: getattr(km, name, 0) for name in PORT_NAMES}
+    ports = {name: getattr(km, name, 0) for name in PORT_KEYS}
     return ports if all(ports.values()) else None
 
 

@@ -36,15 +36,14 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from ..startup.bind import bind_ipc
-from ..startup.files import as_port
+from ..startup.bind import bind_ipc, endpoint
+from ..startup.files import PORT_KEYS, as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
 from ..wire.signing import DEFAULT_SCHEME
 from . import remote
 
 log = logging.getLogger("kernelkit.launcher")
 
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 LOOPBACK = "127.0.0.1"
 _RECEIPT_B = b"ACK"
 
@@ -95,14 +94,10 @@ def _resolve(future, result=None, error=None) -> None:
         pass  # a caller cancelled the future it was given
 
 
-def _endpoint(ip: str) -> str:
-    return f"tcp://[{ip}]" if ":" in ip else f"tcp://{ip}"
-
-
 def _ports(content: dict) -> dict:
     """The five ports as ints; ValueError naming what is wrong."""
     ports = {}
-    for name in PORT_NAMES:
+    for name in PORT_KEYS:
         value = as_port(content.get(name))
         if not value:  # None, or 0: a registered port must be a real one
             raise ValueError(f"{name} must be a port number, got {content.get(name)!r}")
@@ -137,7 +132,7 @@ class RegistrationService:
             else:
                 if ":" in ip:
                     self._sock.ipv6 = True
-                self.port = self._sock.bind_to_random_port(_endpoint(ip))
+                self.port = self._sock.bind_to_random_port(endpoint("tcp", ip))
         except zmq.ZMQError as e:
             self._sock.close()
             self._ctx.term()
@@ -304,7 +299,7 @@ class RegistrationService:
                 ports = self._reported(expected, content)
             except ValueError as e:
                 return self._refuse(envelope, expected, f"invalid handshake: {e}", dialect="B")
-            receipt = [DELIMITER, expected.session.signer.sign([_RECEIPT_B]), _RECEIPT_B]
+            receipt = expected.session.single_frame(_RECEIPT_B)
             return self._accept(envelope, expected, ports, receipt)
         self._reject(envelope, f"no pending launch for kernel_id {kernel_id!r} whose key verifies the signature", dialect="B")
 
@@ -336,7 +331,7 @@ class RegistrationService:
             reply = expected.session.frames("handshake_reply", {"status": "error", "error": why}, parent=parent)
         else:
             body = jsonutil.dumps({"status": "error", "error": why})
-            reply = [DELIMITER, expected.session.signer.sign([body]), body]
+            reply = expected.session.single_frame(body)
         # the launch fails before the kernel hears why (as _accept resolves first)
         self.fail(expected, HandshakeError(f"kernel sent an unusable registration: {why}"))
         self._sock.send_multipart(envelope + reply)

@@ -22,8 +22,9 @@ import signal
 import sys
 import time
 
+from ..python import install
+
 PROG = "kernelkit run"
-DEFAULT_KERNEL_NAME = "kernelkit-python"
 DEFAULT_STARTUP_TIMEOUT = 60.0
 
 
@@ -107,16 +108,15 @@ def _kernel_manager(args, nb):
         name = " ".join(os.path.basename(a) for a in argv if a != "-f" and "{connection_file}" not in a)[:60]
         spec = _handshake_spec(argv, name, args.dialect, args.startup_timeout)
     else:
-        spec = _handshake_spec([sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"],
-                               "Python (kernelkit)", args.dialect, args.startup_timeout)
+        spec = _handshake_spec(install.kernel_argv(), install.DEFAULT_DISPLAY_NAME, args.dialect, args.startup_timeout)
 
     class OneSpec(KernelSpecManager):
         """The installed kernelspecs plus ours, which needs no install."""
 
         def get_kernel_spec(self, kernel_name, *a, **kw):
-            return spec if kernel_name == DEFAULT_KERNEL_NAME else super().get_kernel_spec(kernel_name, *a, **kw)
+            return spec if kernel_name == install.DEFAULT_NAME else super().get_kernel_spec(kernel_name, *a, **kw)
 
-    return AsyncKernelManager(kernel_name=DEFAULT_KERNEL_NAME, kernel_spec_manager=OneSpec(log=_quiet_log()))
+    return AsyncKernelManager(kernel_name=install.DEFAULT_NAME, kernel_spec_manager=OneSpec(log=_quiet_log()))
 
 
 def _quiet_log() -> logging.Logger:

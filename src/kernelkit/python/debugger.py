@@ -487,6 +487,16 @@ class Debugger:
                     py_db.dispose_and_kill_all_pydevd_threads(wait=False)
         shutil.rmtree(cell_file_name.prefix, ignore_errors=True)
 
+    def before_cell(self) -> None:
+        """A cell is about to run on this thread: while a client is attached it
+        must be traced. An exception unwinding through the tracer can leave
+        the thread untraced (seen after an interrupt while stopped, with rich
+        installed), and breakpoints would no longer hit there."""
+        if self.attached and sys.gettrace() is None:
+            import debugpy
+
+            debugpy.trace_this_thread(True)
+
     def resume_for_interrupt(self) -> None:
         """Before an interrupt: resume stopped threads, so the KeyboardInterrupt
         reaches the user's code instead of the debugger's wait loop."""
@@ -502,9 +512,12 @@ class Debugger:
     def _keep_leading_empty_lines(self, keep: bool) -> None:
         """While debugging, cells keep their leading empty lines, so the lines
         of the code that runs are those of the cell the frontend shows."""
+        # the shell first: it is made (and IPython imported) under the kernel's
+        # lock; importing IPython here while the main thread makes the shell
+        # failed as a circular import in the main thread's first cell
+        cleanup = self.kernel.shell.input_transformer_manager.cleanup_transforms
         from IPython.core.inputtransformer2 import leading_empty_lines
 
-        cleanup = self.kernel.shell.input_transformer_manager.cleanup_transforms
         if keep and leading_empty_lines in cleanup:
             cleanup.remove(leading_empty_lines)
             self._removed_transforms.append(leading_empty_lines)

@@ -22,9 +22,14 @@ DEFAULT_DISPLAY_NAME = "Python 3 (kernelkit)"
 _NAME_RE = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)
 
 
+def kernel_argv() -> list:
+    """The command a kernelspec starts the bundled Python kernel with."""
+    return [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"]
+
+
 def kernelspec(display_name: str = DEFAULT_DISPLAY_NAME, provisioner: bool = True) -> dict:
     spec = {
-        "argv": [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"],
+        "argv": kernel_argv(),
         "display_name": display_name,
         "language": "python",
         "interrupt_mode": "signal",

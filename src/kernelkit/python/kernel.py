@@ -294,6 +294,8 @@ class PythonKernel(Kernel):
     # -- requests ---------------------------------------------------------------
     def execute(self, code, request):
         shell = self.shell
+        if self._debugger is not None:
+            self._debugger.before_cell()
         c = request.content
         silent = bool(c.get("silent", False))
         store_history = bool(c.get("store_history", True)) and not silent
@@ -405,6 +407,11 @@ class PythonKernel(Kernel):
         """A DAP request on control: its debug_reply content (a DAP response;
         the logic is in debugger.py, imported here on first use)."""
         if self._debugger is None:
+            # the shell first: it is made, and IPython imported, under the
+            # shell lock; debugger.py imports IPython too, and two threads
+            # importing it at once (JupyterLab's debugInfo racing the first
+            # cell) made the cell fail with a circular ImportError
+            self.shell
             from .debugger import Debugger
 
             self._debugger = Debugger(self)

@@ -28,10 +28,12 @@ SOCKET_TYPES = {
 }
 
 
-def _endpoint(transport: str, ip: str, port) -> str:
+def endpoint(transport: str, ip: str, port=None) -> str:
+    """The ZeroMQ address of ``port`` on ``ip`` (ipc: the path ``<ip>-<port>``);
+    without a port, the tcp address to give bind_to_random_port."""
     if transport == "tcp":
         host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
-        return f"tcp://{host}:{port}"
+        return f"tcp://{host}" if port is None else f"tcp://{host}:{port}"
     return f"ipc://{ip}-{port}"
 
 
@@ -84,7 +86,7 @@ def bind_ipc(sock, prefix: str, port: int = 0) -> int:
         port = 1
         while os.path.exists(f"{prefix}-{port}"):
             port += 1
-    sock.bind(_endpoint("ipc", prefix, port))
+    sock.bind(endpoint("ipc", prefix, port))
     os.chmod(f"{prefix}-{port}", 0o600)
     return port
 
@@ -96,7 +98,7 @@ def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -
         except zmq.ZMQError as e:
             raise StartupError(f"{label}: cannot bind {channel} to ipc path {conn.ip}-{port or 'N'}: {e.strerror}") from None
     try:
-        sock.bind(_endpoint("tcp", conn.ip, port or "*"))
+        sock.bind(endpoint("tcp", conn.ip, port or "*"))
     except zmq.ZMQError as e:
         if e.errno == errno.EADDRINUSE:
             raise _InUse(
@@ -106,8 +108,8 @@ def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -
         if e.errno in (errno.EADDRNOTAVAIL, errno.EINVAL, errno.ENODEV):
             raise StartupError(f"{label}: cannot bind {channel} to ip {conn.ip!r}: {e.strerror}") from None
         raise StartupError(f"{label}: cannot bind {channel}_port {port} on {conn.ip}: {e}") from None
-    endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-    return int(endpoint.rsplit(":", 1)[1])
+    bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    return int(bound.rsplit(":", 1)[1])
 
 
 def bind_sockets(ctx: zmq.Context, hb_ctx: zmq.Context, conn: ConnectionInfo, label: str = "connection file", preferred=None):

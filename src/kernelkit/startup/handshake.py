@@ -12,7 +12,7 @@ import logging
 import zmq
 
 from ..wire import DELIMITER, Session, WireError, jsonutil
-from .bind import _endpoint
+from .bind import endpoint
 from .errors import StartupError
 from .files import RegistrationInfo
 from .keys import curve_client
@@ -30,7 +30,7 @@ def _connect(ctx, sock_type, reg: RegistrationInfo):
         sock.ipv6 = True
     if reg.registration_publickey:
         curve_client(sock, reg.registration_publickey)
-    sock.connect(_endpoint(conn.transport, reg.registration_ip, reg.registration_port))
+    sock.connect(endpoint(conn.transport, reg.registration_ip, reg.registration_port))
     return sock
 
 
@@ -46,8 +46,7 @@ def _request_b(session: Session, reg: RegistrationInfo, ports: dict) -> list:
     content = {"kernel_id": reg.kernel_id}
     content.update({f"{c}_port": str(p) for c, p in ports.items()})
     content.update(reg.reported)
-    body = jsonutil.dumps(content)
-    return [DELIMITER, session.signer.sign([body]), body]
+    return session.single_frame(jsonutil.dumps(content))
 
 
 def _rejected(why: str) -> StartupError:

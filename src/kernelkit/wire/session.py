@@ -97,6 +97,11 @@ class Session:
         self._type_json: dict = {}
         self._topics: dict = {}  # msg_type -> iopub topic
 
+    def single_frame(self, body: bytes) -> list[bytes]:
+        """Dialect B's registration messages (JEP 66): one signed frame and no
+        header, ``[<IDS|MSG>, signature, body]``."""
+        return [DELIMITER, self.signer.sign([body]), body]
+
     def iopub_topic(self, msg_type: str) -> bytes:
         """The topic an iopub message of this type is sent under:
         ``kernel.<session>.<msg_type>``."""
