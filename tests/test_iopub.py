@@ -311,8 +311,9 @@ def test_a_stalled_subscriber_holds_back_nobody(rk):
 def test_iopub_buffering_is_bounded_in_bytes(rk):
     """3,000 displays of 100 kB (300 MB) for a subscriber that reads nothing
     until the cell is done: the kernel holds at most OUTBOUND_BYTES in its
-    FIFO and IOPUB_BYTES in the subscriber's queue, not every display."""
-    from kernelkit.io.iothread import IOPUB_BYTES, OUTBOUND_BYTES
+    FIFO and IOPUB_HWM displays in the subscriber's queue, not every display."""
+    from kernelkit.io.iothread import OUTBOUND_BYTES
+    from kernelkit.startup.bind import IOPUB_HWM
 
     sub = rk.start_and_wait()
     pid = rk.proc.proc.pid
@@ -323,7 +324,7 @@ def test_iopub_buffering_is_bounded_in_bytes(rk):
     # measurement here, not a wait for an event)
     while not shell.poll(50):
         peak = max(peak, _rss_mb(pid))
-    bound = (IOPUB_BYTES + OUTBOUND_BYTES) / 1e6
+    bound = (IOPUB_HWM * 100_000 + OUTBOUND_BYTES) / 1e6
     assert peak - base < bound + 40, f"the kernel grew by {peak - base:.0f} MB holding output (bound {bound:.0f} MB + TCP buffers)"
     reply, _ = reply_to(rk, shell, msg_id, 30)
     assert reply.content["status"] == "ok"

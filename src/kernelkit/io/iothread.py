@@ -10,14 +10,19 @@ handed to callbacks, which put them on the handlers' queues.
 IOPub is an XPUB socket with XPUB_NODROP: when a subscriber is slow the send
 fails with EAGAIN instead of dropping, and this thread holds the message and
 retries, in order, while it goes on reading incoming requests. A subscriber
-that makes no room for STALLED_AFTER seconds no longer holds anyone back: one
-message is sent without NODROP, which libzmq drops for every pipe that is
-full and takes those pipes out of the send until they have drained (HWM is
-per pipe), so the stalled peer loses messages and the others get everything.
-Buffering is bounded in bytes too: producers wait while the FIFO holds more
-than OUTBOUND_BYTES of large messages, and the iopub high-water mark (in
-messages) is lowered while large messages are about, so that no pipe holds
-more than IOPUB_BYTES.
+that makes no room for STALLED_AFTER seconds (plus time to read the large
+messages it may still have queued) no longer holds anyone back: one message
+is sent without NODROP, which libzmq drops for every pipe that is full and
+takes those pipes out of the send until they have drained (HWM is per pipe),
+so the stalled peer loses messages and the others get everything.
+
+Room is the only sign of a subscriber's progress libzmq gives: a pipe's
+reader reports what it has read every HWM/2 messages, so the high-water mark
+is kept small (bind.IOPUB_HWM) and never changed while pipes exist (a pipe
+lowered below what its reader has read but not yet reported is full for good
+once the reader has caught up: it has nothing left to read, so it never
+reports). Producers wait while the FIFO holds more than OUTBOUND_BYTES of
+large messages.
 
 Control replies never wait behind iopub: they go into a lane of their own,
 with a turn marker in the FIFO where they were produced. In order as usual;
@@ -65,16 +70,17 @@ LAZY_MS = 5
 # (it usually follows its shell socket by milliseconds) before it is dropped.
 STDIN_CONNECT_WAIT = 5.0
 # A subscriber that lets iopub refuse every send for this long (s) is stalled:
-# it stops holding back the others and loses what does not fit its queue.
+# it stops holding back the others and loses what does not fit its queue...
 STALLED_AFTER = 5.0
+# ... plus one second for each SLOW_READ bytes of large messages among the last
+# HWM sent (what it may have to read before libzmq reports its progress), so a
+# reader on a slow link is not taken for a stalled one; STALLED_MAX at most.
+SLOW_READ = 4 << 20
+STALLED_MAX = 30.0
 # Messages larger than this (bytes) are counted in bytes as well.
 LARGE = 4096
 # The most the FIFO holds in large messages (bytes); one larger message still goes.
 OUTBOUND_BYTES = 32 << 20
-# The most one subscriber's libzmq queue may hold (bytes), by lowering the
-# high-water mark while large messages are among the last HWM sent (the full
-# 10,000 messages fit while none is over 6.7 kB).
-IOPUB_BYTES = 64 << 20
 # The longest subscription topic accepted (bytes). Topics are
 # kernel.<session>.<msg_type>; libzmq keeps every subscription in a trie of
 # about 50 bytes per topic byte, so a 10 MB topic would cost the kernel 500 MB.
@@ -151,7 +157,7 @@ class Outbound:
         self.control_lane: deque = deque()
         # bytes of large messages in the FIFO (under _room)
         self.max_bytes = max_bytes
-        self._large_bytes = 0
+        self._recent_large_bytes = 0
         # threads that never wait for room (the control thread: its replies
         # and status must not wait behind iopub)
         self._never_wait: set = set()
@@ -230,17 +236,17 @@ class Outbound:
             self._waiting_for_room += 1
             try:
                 if ident not in self._never_wait and ident != self.io_ident:
-                    while len(self.fifo) >= self.maxsize or (self._large_bytes and self._large_bytes + size > self.max_bytes):
+                    while len(self.fifo) >= self.maxsize or (self._recent_large_bytes and self._recent_large_bytes + size > self.max_bytes):
                         self._wake()
                         self._room.wait(1.0)
-                self._large_bytes += size
+                self._recent_large_bytes += size
             finally:
                 self._waiting_for_room -= 1
 
     def took_large(self, size: int) -> None:
         """Called by the I/O thread when it takes a large message from the FIFO."""
         with self._room:
-            self._large_bytes -= size
+            self._recent_large_bytes -= size
             if self._waiting_for_room:
                 self._room.notify_all()
 
@@ -344,12 +350,12 @@ class IOThread(threading.Thread):
         self._stop_marker = None
         self._held_since = None  # when iopub started refusing (slow subscriber)
         self._control_early = 0  # control messages sent ahead of their turn
-        # the iopub high-water mark as bound, and as lowered for large messages
-        self._hwm_max = self._hwm = self.sockets[IOPUB].sndhwm
-        # (sequence number, size) of the large messages among the last
-        # _hwm_max sent, each larger than every later one (a sliding maximum)
+        self._hwm = self.sockets[IOPUB].sndhwm
+        # (sequence number, size) of the large messages among the last _hwm
+        # iopub messages sent, and the sum of their sizes
         self._large: deque = deque()
-        self._seq = 0  # iopub messages counted since a large one
+        self._recent_large_bytes = 0
+        self._seq = 0  # iopub messages counted while large ones are about
 
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
@@ -490,7 +496,7 @@ class IOThread(threading.Thread):
                         if size > LARGE:
                             self.outbound.took_large(size)
                         if item[0] == IOPUB and (size > LARGE or self._large):
-                            self._fit_hwm(size)
+                            self._count_large(size)
                     pending.append(item)
                 channel, frames = pending[0]
                 if channel is None:  # a marker
@@ -548,7 +554,7 @@ class IOThread(threading.Thread):
             _send_multipart(sock, frames)
         except zmq.Again:
             held = self._note_held()
-            if held < STALLED_AFTER:
+            if held < self.stalled_after():
                 return False
             # No subscriber made room for STALLED_AFTER: send this one without
             # NODROP. libzmq drops it for each full pipe and leaves those out
@@ -566,22 +572,19 @@ class IOThread(threading.Thread):
         self._held_since = None
         return True
 
-    def _fit_hwm(self, size: int) -> None:
-        """Keep the iopub high-water mark (in messages) low enough that the
-        last HWM messages fit IOPUB_BYTES: the largest of the last
-        ``_hwm_max`` messages sent, times the HWM."""
+    def stalled_after(self) -> float:
+        """How long a subscriber may make no room before it is taken as stalled."""
+        return min(STALLED_MAX, STALLED_AFTER + self._recent_large_bytes / SLOW_READ)
+
+    def _count_large(self, size: int) -> None:
+        """Keep the sizes of the large messages among the last HWM sent."""
         self._seq += 1
         large = self._large
         if size > LARGE:
-            while large and large[-1][1] <= size:
-                large.pop()
             large.append((self._seq, size))
-        while large and large[0][0] <= self._seq - self._hwm_max:
-            large.popleft()
-        hwm = self._hwm_max if not large else max(1, min(self._hwm_max, IOPUB_BYTES // large[0][1]))
-        if hwm != self._hwm:
-            self._hwm = hwm
-            self.sockets[IOPUB].sndhwm = hwm
+            self._recent_large_bytes += size
+        while large and large[0][0] <= self._seq - self._hwm:
+            self._recent_large_bytes -= large.popleft()[1]
 
     def _note_held(self) -> float:
         """Note that the head message could not be sent; return for how long."""
