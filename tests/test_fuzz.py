@@ -2,8 +2,6 @@
 memory, then a live kernel's sockets. bench/fuzz_kernel.py runs the same
 strategies for longer."""
 
-import math
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
