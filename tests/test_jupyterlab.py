@@ -139,7 +139,7 @@ def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab, browser):
     pids = [int(text_of(first["outputs"]))]
     for crash in range(CRASHES):
         crashed = driver.execute_async_script(RUN_CELL, "import os; os._exit(1)", "restart", 60_000)
-        assert crashed.get("restarted"), f"crash {crash + 1}: no restart seen: {crashed}"
+        assert crashed.get("restarted"), f"crash {crash + 1}: no restart seen: {crashed}\nserver log:\n{server_log.read_text()[-3000:]}"
         after = driver.execute_async_script(RUN_CELL, f"import os; print(os.getpid(), {crash} * 7)", "output", 60_000)
         text = text_of(after["outputs"])
         assert "error" not in after and text.endswith(f" {crash * 7}\n"), (
