@@ -351,6 +351,11 @@ def test_iopub_buffering_is_bounded_in_bytes(rk):
             assert len(r.content["data"]["text/plain"]) == 100_000
             got += 1
     assert 0 < got < 3000
+    # drained and idle: the memory goes back to the system (glibc's malloc_trim)
+    deadline = time.monotonic() + 10
+    while (grown := _rss_mb(pid) - base) > 20:
+        assert time.monotonic() < deadline, f"the kernel is still {grown:.0f} MB larger after its output drained"
+        time.sleep(0.1)  # (sampling RSS: there is no event to wait on)
 
 
 def test_python_kernel_and_jupyter_client_with_a_stalled_subscriber(tmp_path):

@@ -94,6 +94,22 @@ MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
 CONTROL_OVERTAKES = 256
 # Welcomes waiting while iopub is held; beyond this, new subscribers get none.
 MAX_WELCOMES_HELD = 1000
+# After large messages, once this thread has had nothing to do for this long
+# (ms), freed memory goes back to the system: glibc keeps what a burst of
+# large outputs used (5,000 displays of 100 kB left the kernel 127 MB larger).
+TRIM_AFTER_MS = 1000
+
+
+def _find_malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 # pyzmq's send_multipart type-checks every frame and goes through its Python
@@ -356,6 +372,7 @@ class IOThread(threading.Thread):
         self._large: deque = deque()
         self._recent_large_bytes = 0
         self._seq = 0  # iopub messages counted while large ones are about
+        self._trim_due = False  # large messages were sent since the last trim
 
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
@@ -371,9 +388,16 @@ class IOThread(threading.Thread):
                     timeout = RETRY_MS
                 elif self.outbound.fifo:
                     timeout = 0  # a batch was cut short: read, then send on
+                elif self.outbound.lazy_active:
+                    timeout = LAZY_MS
                 else:
-                    timeout = LAZY_MS if self.outbound.lazy_active else None
-                for sock, _ in poller.poll(timeout):
+                    timeout = TRIM_AFTER_MS if self._trim_due else None
+                events = poller.poll(timeout)
+                if not events and timeout == TRIM_AFTER_MS:
+                    self._trim_due = False
+                    if _malloc_trim is not None:
+                        _malloc_trim(0)
+                for sock, _ in events:
                     if sock is self._wake:
                         self._drain_wake()
                     elif sock is self.sockets[IOPUB]:
@@ -495,6 +519,7 @@ class IOThread(threading.Thread):
                         size = _size(item[1])
                         if size > LARGE:
                             self.outbound.took_large(size)
+                            self._trim_due = True
                         if item[0] == IOPUB and (size > LARGE or self._large):
                             self._count_large(size)
                     pending.append(item)
