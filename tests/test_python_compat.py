@@ -274,6 +274,49 @@ def test_rich_display_of_pandas_and_javascript(kc):
     assert of_type(out, "execute_result")[0]["content"]["data"]["application/javascript"] == "1 + 1"
 
 
+def test_bokeh_output_notebook_and_show(kc):
+    _, out = run_ok(kc, "from bokeh.io import output_notebook, show\nfrom bokeh.plotting import figure\noutput_notebook(hide_banner=True)", timeout=TIMEOUT)
+    (load,) = of_type(out, "display_data")  # BokehJS, loaded into the page
+    assert {"application/javascript", "application/vnd.bokehjs_load.v0+json"} <= set(load["content"]["data"])
+    _, out = run_ok(kc, "p = figure()\np.line([1, 2], [3, 4])\nshow(p)", timeout=TIMEOUT)
+    plot_id = value_of(kc, "p.id")
+    html, script = of_type(out, "display_data")  # the plot's element, then the script that fills it
+    assert plot_id in html["content"]["data"]["text/html"]
+    assert "application/vnd.bokehjs_exec.v0+json" in script["content"]["data"]
+    assert script["content"]["metadata"]["application/vnd.bokehjs_exec.v0+json"]["id"] == plot_id
+
+
+def test_altair_chart_display(kc):
+    code = "import altair as alt, pandas as pd\nchart = alt.Chart(pd.DataFrame({'a': [1, 2]})).mark_point().encode(x='a')\nchart"
+    _, out = run_ok(kc, code, timeout=TIMEOUT)
+    # altair 6's default renderer is HTML with vega-embed, in every frontend
+    assert "vegaEmbed" in of_type(out, "execute_result")[0]["content"]["data"]["text/html"]
+    # the mimetype renderer (JupyterLab and nteract render it natively): the spec itself
+    _, out = run_ok(kc, "alt.renderers.enable('mimetype')\nchart", timeout=TIMEOUT)
+    data = of_type(out, "execute_result")[0]["content"]["data"]
+    (vega,) = [mime for mime in data if re.fullmatch(r"application/vnd\.vegalite\.v\d+[.+]json", mime)]
+    assert data[vega]["mark"]["type"] == "point" and data[vega]["encoding"]["x"]["field"] == "a"
+    run_ok(kc, "alt.renderers.enable('default')")
+
+
+def test_matplotlib_widget_backend(own_kernel):
+    # ipympl: the figure is a widget (its own kernel: the backend stays switched)
+    _, kc = own_kernel()
+    _, out = run_ok(kc, "%matplotlib widget\nimport matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nplt.show()", timeout=TIMEOUT)
+    (canvas,) = [m["content"]["comm_id"] for m in of_type(out, "comm_open") if m["content"]["data"]["state"]["_model_name"] == "MPLCanvasModel"]
+    views = [d["content"]["data"].get("application/vnd.jupyter.widget-view+json", {}).get("model_id") for d in of_type(out, "display_data")]
+    assert canvas in views
+    # the canvas view asks for a drawing, as the browser does: the figure's
+    # pixels (RGBA) come back over the comm, with the plot drawn on white
+    ask = kc.session.msg("comm_msg", {"comm_id": canvas, "data": {"method": "custom", "content": {"type": "draw"}}})
+    kc.shell_channel.send(ask)
+    images = [m for m in of_type(iopub_until_idle(kc, ask["header"]["msg_id"], TIMEOUT), "comm_msg") if m["buffers"]]
+    width, height = value_of(kc, "fig.canvas.get_width_height()")
+    assert len(images) == 1
+    pixels = bytes(images[0]["buffers"][0])
+    assert len(pixels) == width * height * 4 and set(pixels) != {0xFF}
+
+
 def test_debug_magic_over_stdin(kc):
     error_of(kc, "def broken():\n    secret = 41\n    1 / 0\nbroken()")
     msg_id = kc.execute("%debug", allow_stdin=True)
@@ -301,6 +344,17 @@ def test_input_without_stdin_raises_ipythons_error_and_reset_works(kc):
     assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
     iopub_until_idle(kc, msg_id, TIMEOUT)
     assert value_of(kc, "'doomed' in globals()") is False
+
+
+def test_ipykernel_cell_name_names_every_cell(own_kernel):
+    # what nbclient's suite sets so that tracebacks are the same on every run:
+    # one name for every cell, with no file behind it
+    _, kc = own_kernel(env={"IPYKERNEL_CELL_NAME": "<IPY-INPUT>"})
+    run_ok(kc, "def f():\n    pass")
+    assert value_of(kc, "f.__code__.co_filename") == "<IPY-INPUT>"
+    _, tb = error_of(kc, "a = 1\nb = 2\nc = 3\nd = 4\nraise Exception('message')")
+    # IPython cannot read the cell back from a file: it shows the line and two before
+    assert "Cell In[3], line 5" in tb and "c = 3" in tb and "b = 2" not in tb, tb
 
 
 def test_exit_keep_kernel_keeps_it_and_exit_ends_it(own_kernel):
