@@ -393,17 +393,19 @@ def test_thread_output_after_its_cell_ended(kc):
     assert reply_to(kc, first, TIMEOUT)["content"]["status"] == "ok"
     iopub_until_idle(kc, first, TIMEOUT)
     # the thread writes while a later cell runs: the output goes to the cell
-    # that started it, and the running cell says so, once (nbclient and
-    # papermill listen to the running cell only)
+    # that started it (JupyterLab shows it there) and, after one line saying
+    # whose it is, to the running cell (nbclient and papermill listen to that one only)
     second = kc.execute("go.set(); went.wait(20)")
     assert reply_to(kc, second, TIMEOUT)["content"]["status"] == "ok"
     messages = []
     while not any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" and m["parent_header"].get("msg_id") == second for m in messages):
         messages.append(kc.get_iopub_msg(timeout=TIMEOUT))
-    streams = [(m["parent_header"]["msg_id"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
-    assert "".join(text for parent, text in streams if parent == first) == "late line\nsecond late line\n"
-    notes = [text for parent, text in streams if parent == second]
-    assert len(notes) == 1 and re.fullmatch(r"\[kernelkit: output of a thread started by cell \[\d+\] goes to that cell\]\n", notes[0]), notes
+    streams = [(m["parent_header"]["msg_id"], m["content"]["name"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
+    assert "".join(text for parent, _, text in streams if parent == first) == "late line\nsecond late line\n"
+    in_running = [(name, text) for parent, name, text in streams if parent == second]
+    (note_name, note), *copy = in_running
+    assert note_name == "stderr" and re.fullmatch(r"\[kernelkit: output of a thread started by cell \[\d+\], also sent to that cell:\]\n", note), note
+    assert {name for name, _ in copy} == {"stdout"} and "".join(text for _, text in copy) == "late line\nsecond late line\n"
     # with no cell running (a comm message wakes the thread), it goes there too
     kc.shell_channel.send(kc.session.msg("comm_open", {"comm_id": "go-idle-1", "target_name": "go-idle", "data": {}}))
     late = iopub_until(kc, first, lambda m: m["msg_type"] == "stream", TIMEOUT, what="the thread's output")
@@ -438,3 +440,29 @@ def test_nbclient_runs_a_notebook_on_the_kernel_installed_as_python3(tmp_path, m
     ])
     NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
     assert [c.outputs[0]["text"] for c in nb.cells] == ["kernelkit :memory:\n", "False\n"]
+
+
+def test_nbclient_saves_a_threads_output_written_after_its_cell_ended(tmp_path, monkeypatch):
+    prefix = tmp_path / "prefix"
+    if os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel":
+        install = [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "python3"]
+    else:
+        install = [sys.executable, "-m", "kernelkit.cli", "install", "--prefix", str(prefix), "--name", "python3"]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(
+            "import threading\ngo, went = threading.Event(), threading.Event()\n"
+            "def later():\n    go.wait(20)\n    print('late line')\n    went.set()\n"
+            "threading.Thread(target=later).start()\nprint('first cell')"
+        ),
+        # the thread writes while this cell runs, and this cell prints after it
+        nbformat.v4.new_code_cell("go.set()\nwent.wait(20)\nprint('second cell')"),
+    ])
+    NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
+    first, second = ([(o["name"], o["text"]) for o in c.outputs] for c in nb.cells)
+    assert first == [("stdout", "first cell\n")]
+    # the saved notebook has the thread's line in the cell that was running
+    assert "".join(text for name, text in second if name == "stdout") == "late line\nsecond cell\n", second
