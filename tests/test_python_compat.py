@@ -326,6 +326,17 @@ def test_debug_magic_over_stdin(kc):
     assert "42" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
 
 
+def test_an_interrupt_at_a_pdb_prompt_leaves_the_debugger(kc):
+    # pdb is IPython's interruptible one (ipdb prompts): the cell goes on
+    msg_id = kc.execute("import pdb\npdb.set_trace()\nafter_pdb = 1\nprint('after')", allow_stdin=True)
+    assert input_request(kc, msg_id, TIMEOUT)["content"]["prompt"] == "ipdb> "
+    kc.kernel_process.interrupt()
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)).endswith("after\n")
+    assert not kc.stdin_channel.msg_ready()  # (not asked again)
+    assert value_of(kc, "after_pdb") == 1
+
+
 # ============================================================ what a user sees
 def test_an_interrupt_traceback_shows_the_users_frames_only(kc):
     _, tb = error_of(kc, "import os, signal, time\ndef wait():\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(5)\nwait()")
