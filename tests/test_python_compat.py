@@ -274,6 +274,22 @@ def test_rich_display_of_pandas_and_javascript(kc):
     assert of_type(out, "execute_result")[0]["content"]["data"]["application/javascript"] == "1 + 1"
 
 
+def test_pandas_display_options_and_plotly_figures(kc):
+    # pandas' display options reach the HTML, and table_schema adds the data resource
+    _, out = run_ok(kc, "import pandas as pd\npd.set_option('display.max_rows', 4)\npd.DataFrame({'a': range(10)})", timeout=TIMEOUT)
+    html = of_type(out, "execute_result")[0]["content"]["data"]["text/html"]
+    assert html.count("<tr>") == 5 and "..." in html  # the header, two rows, "...", two rows
+    _, out = run_ok(kc, "pd.set_option('display.html.table_schema', True)\npd.DataFrame({'a': [7]})", timeout=TIMEOUT)
+    resource = of_type(out, "execute_result")[0]["content"]["data"]["application/vnd.dataresource+json"]
+    assert resource["data"] == [{"index": 0, "a": 7}]
+    run_ok(kc, "pd.reset_option('display.max_rows')\npd.reset_option('display.html.table_schema')")
+    # a plotly figure, shown or as a cell's value: plotly's own mimetype
+    for code in ("fig.show()", "fig"):
+        _, out = run_ok(kc, f"import plotly.graph_objects as go\nfig = go.Figure(go.Scatter(x=[1], y=[2]))\n{code}", timeout=TIMEOUT)
+        (shown,) = of_type(out, "display_data")
+        assert shown["content"]["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] == "scatter"
+
+
 def test_bokeh_output_notebook_and_show(kc):
     _, out = run_ok(kc, "from bokeh.io import output_notebook, show\nfrom bokeh.plotting import figure\noutput_notebook(hide_banner=True)", timeout=TIMEOUT)
     (load,) = of_type(out, "display_data")  # BokehJS, loaded into the page
