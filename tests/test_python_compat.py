@@ -453,32 +453,32 @@ def test_kernel_info_has_ipythons_banner_and_ipykernels_help_links(own_kernel):
 
 
 # =============================================== nbclient, kernelspec python3
-def test_nbclient_runs_a_notebook_on_the_kernel_installed_as_python3(tmp_path, monkeypatch):
+@pytest.fixture
+def installed_as_python3(tmp_path, monkeypatch):
+    """The kernel under test installed as the kernelspec ``python3`` (what
+    nbclient and papermill pick), and the only one found; its implementation name."""
     prefix = tmp_path / "prefix"
-    done = subprocess.run([sys.executable, "-m", "kernelkit.cli", "install", "--prefix", str(prefix), "--name", "python3"],
+    on_ipykernel = os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel"
+    installer = ["ipykernel"] if on_ipykernel else ["kernelkit.cli"]
+    done = subprocess.run([sys.executable, "-m", *installer, "install", "--prefix", str(prefix), "--name", "python3"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    return "ipython" if on_ipykernel else "kernelkit"
+
+
+def test_nbclient_runs_a_notebook_on_the_kernel_installed_as_python3(installed_as_python3):
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import kernelkit\nprint(get_ipython().kernel.implementation, get_ipython().history_manager.hist_file)"),
+        nbformat.v4.new_code_cell("print(get_ipython().kernel.implementation, get_ipython().history_manager.hist_file)"),
         nbformat.v4.new_code_cell("x = 1\n%reset\nprint('x' in globals())"),
     ])
     NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
-    assert [c.outputs[0]["text"] for c in nb.cells] == ["kernelkit :memory:\n", "False\n"]
+    assert [c.outputs[0]["text"] for c in nb.cells] == [f"{installed_as_python3} :memory:\n", "False\n"]
 
 
-def test_nbclient_saves_a_threads_output_written_after_its_cell_ended(tmp_path, monkeypatch):
-    prefix = tmp_path / "prefix"
-    if os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel":
-        install = [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "python3"]
-    else:
-        install = [sys.executable, "-m", "kernelkit.cli", "install", "--prefix", str(prefix), "--name", "python3"]
-    done = subprocess.run(install, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+def test_nbclient_saves_a_threads_output_written_after_its_cell_ended(installed_as_python3):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell(
             "import threading\ngo, went = threading.Event(), threading.Event()\n"
