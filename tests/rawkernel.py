@@ -144,6 +144,18 @@ def recv(kernel, sock, timeout):
     return Received(frames[:idx], msg)
 
 
+def ready(kernel, poller, timeout_ms):
+    """(socket, parsed message) for every message waiting on ``poller``'s
+    sockets, after waiting up to ``timeout_ms`` for the first."""
+    for sock, _ in poller.poll(timeout_ms):
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            yield sock, kernel.session.parse(frames, check_replay=False)
+
+
 def collect_until(kernel, sock, stop, timeout):
     """Read ``sock`` until ``stop(received)`` is true for a message (included);
     fail if that takes longer than ``timeout`` seconds."""

@@ -85,7 +85,9 @@ class Registrar:
 
     dialect "A": REP... served by a ROUTER (a REQ peer puts an empty frame
     after its identity); dialect "B": ROUTER for DEALER peers.
-    ``answer``: "ok", "error", "badsig" or "none".
+    ``answer``: "ok", "error", "badsig" or "none", or a hostile receipt:
+    "deep" (JSON nested 1,100 levels), "not_utf8", "other_parent" and
+    "other_type" (dialect A), "other_kernel" (dialect B).
     """
 
     def __init__(self, dialect="A", key="secret", answer="ok", kernel_id="k-1", scheme="hmac-sha256"):
@@ -149,6 +151,8 @@ class Registrar:
         self.done.set()
 
     def _receipt(self):
+        if self.answer in _HOSTILE[self.dialect]:
+            return _HOSTILE[self.dialect][self.answer](self)
         if self.dialect == "A":
             status = "error" if self.answer == "error" else "ok"
             frames = self.session.frames("handshake_reply", {"status": status}, parent=self.request)
@@ -172,6 +176,31 @@ class Registrar:
         self._thread.join(5)
         self.sock.close()
         self.ctx.term()
+
+
+def _signed_a(reg, header: dict, content: bytes, parent: bytes | None = None) -> list:
+    parts = [jsonutil.dumps(header), parent if parent is not None else reg.request.raw_header, b"{}", content]
+    return [DELIMITER, reg.session.signer.sign(parts), *parts]
+
+
+def _signed_b(reg, body: bytes) -> list:
+    return [DELIMITER, reg.session.signer.sign([body]), body]
+
+
+_DEEP = b'{"status": "ok", "x": ' + b"[" * 1100 + b"]" * 1100 + b"}"
+_HOSTILE = {
+    "A": {
+        "deep": lambda r: _signed_a(r, r.session.header("handshake_reply"), _DEEP),
+        "not_utf8": lambda r: _signed_a(r, r.session.header("handshake_reply"), b'{"status": "ok", "x": "\xff"}'),
+        "other_parent": lambda r: _signed_a(r, r.session.header("handshake_reply"), b'{"status": "ok"}', jsonutil.dumps(r.session.header("handshake_request"))),
+        "other_type": lambda r: _signed_a(r, r.session.header("kernel_info_reply"), b'{"status": "ok"}'),
+    },
+    "B": {
+        "deep": lambda r: _signed_b(r, _DEEP),
+        "not_utf8": lambda r: _signed_b(r, b"\xffACK"),
+        "other_kernel": lambda r: _signed_b(r, b'{"kernel_id": "someone-else", "status": "ok"}'),
+    },
+}
 
 
 def reply_to(kc, msg_id, timeout=10.0, channel="shell"):

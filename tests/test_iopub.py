@@ -1,12 +1,18 @@
 """IOPub as XPUB (JEP 65), seen from raw SUB sockets: welcomes, the one
-``starting``, and no loss for slow subscribers (XPUB_NODROP, hold and retry)."""
+``starting``, no loss for slow subscribers (XPUB_NODROP, hold and retry), and
+a subscriber that stops reading holds output back for STALLED_AFTER seconds
+at most: then the others get every message; control answers all along."""
 
+import queue
+import subprocess
+import sys
 import time
 
 import pytest
 import zmq
 
-from rawkernel import RawKernel, collect_until, idle_for, recv, reply_to
+from kernelkit.io.iothread import STALLED_AFTER
+from rawkernel import RawKernel, collect_until, idle_for, ready, recv, reply_to
 
 
 @pytest.fixture
@@ -88,25 +94,19 @@ def test_new_subscribers_first_message_is_its_welcome_while_output_flows(rk):
     deadline = time.monotonic() + 40
     while not done:
         assert time.monotonic() < deadline, f"cell output did not finish; {streams} lines"
-        for sock, _ in poller.poll(5000):
-            while True:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                msg = rk.session.parse(frames, check_replay=False)
-                if sock is sub1:
-                    if msg.msg_type == "stream":
-                        streams += 1
-                        # join a new subscriber every 1000 lines, mid-stream
-                        if streams % 1000 == 0 and len(firsts) < 15:
-                            s = rk.sub()
-                            poller.register(s, zmq.POLLIN)
-                            firsts[s] = None
-                    elif msg.parent_header.get("msg_id") == msg_id and msg.content.get("execution_state") == "idle":
-                        done = True
-                elif firsts[sock] is None:
-                    firsts[sock] = msg
+        for sock, msg in ready(rk, poller, 5000):
+            if sock is sub1:
+                if msg.msg_type == "stream":
+                    streams += 1
+                    # join a new subscriber every 1000 lines, mid-stream
+                    if streams % 1000 == 0 and len(firsts) < 15:
+                        s = rk.sub()
+                        poller.register(s, zmq.POLLIN)
+                        firsts[s] = None
+                elif msg.parent_header.get("msg_id") == msg_id and msg.content.get("execution_state") == "idle":
+                    done = True
+            elif firsts[sock] is None:
+                firsts[sock] = msg
     assert streams == n
     assert firsts, "no subscriber joined while output flowed"
     # every joiner got something (its welcome at least): wait for stragglers
@@ -119,21 +119,37 @@ def test_new_subscribers_first_message_is_its_welcome_while_output_flows(rk):
 
 
 def test_slow_subscriber_loses_nothing(rk):
+    """A subscriber that reads steadily but slower than the cell prints, for
+    longer than STALLED_AFTER: the kernel holds output for it (the cell
+    waits) and it gets every line; it is never taken for a stalled one."""
     sub = rk.start_and_wait()
     shell = rk.dealer("shell")
-    n = 10000
-    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.stream(f'{{i}}\\n')"})
-    # do not read iopub at all until the reply is here
-    reply, _ = reply_to(rk, shell, msg_id, timeout=40)
+    slow = rk.sub(rcvhwm=1, rcvbuf=65536)
+    assert recv(rk, slow, 5).msg_type == "iopub_welcome"
+    rk.forget(sub)  # only the slow one remains
+    n = 30000
+    pad = "x" * 200
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.stream(f'{{i}} {pad}\\n')"})
+    started = time.monotonic()
+    lines, reply_at = [], None
+    while True:
+        r = recv(rk, slow, 10)
+        assert r is not None, f"iopub went quiet after {len(lines)} lines"
+        if r.msg_type == "stream":
+            lines.append(r.content["text"])
+            if len(lines) % 50 == 0:
+                time.sleep(0.01)  # the slow reader: at most 5,000 messages a second
+        if reply_at is None and shell.poll(0):
+            reply_at = len(lines)
+        if idle_for(msg_id)(r):
+            break
+    took = time.monotonic() - started
+    assert lines == [f"{i} {pad}\n" for i in range(n)]
+    assert reply_at is None or reply_at > n // 2, f"the reply left when {reply_at} of {n} lines were read: output was not held"
+    reply, _ = reply_to(rk, shell, msg_id, timeout=10)
     assert reply.content["status"] == "ok", reply.content
-    got = collect_until(rk, sub, idle_for(msg_id), 10)
-    lines = [r.content["text"] for r in got if r.msg_type == "stream" and r.parent_id == msg_id]
-    assert len(lines) == n, f"got {len(lines)} of {n} stream messages"
-    assert lines == [f"{i}\n" for i in range(n)]
-    # the busy for this request came first, then nothing after the idle
-    mine = [r for r in got if r.parent_id == msg_id]
-    assert _status(mine[0], "busy") and _status(mine[-1], "idle")
-    assert recv(rk, sub, 0.2) is None
+    assert took > STALLED_AFTER, f"read in {took:.1f} s: too fast to test the stalled-subscriber rule"
+    assert "a subscriber has read nothing" not in rk.stderr_after_exit()
 
 
 def test_overflowed_subscriber_is_held_for_not_dropped(rk):
@@ -197,3 +213,202 @@ def test_subscriber_that_disconnects_does_not_block_the_kernel(rk):
     assert reply.content["status"] == "ok"
     assert lines == [f"{i} {pad}\n" for i in range(n)]
 
+
+
+def _rss_mb(pid) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 1e6
+
+
+# Subscribes to a 10 MB topic and says "dropped" once the kernel has closed
+# the connection. (In a process of its own that never frees its socket:
+# libzmq frees a subscription trie by recursion, and 10 million levels
+# overflow the stack.)
+_SUBSCRIBE_HUGE = """
+import os, sys, zmq
+from zmq.utils.monitor import recv_monitor_message
+s = zmq.Context().socket(zmq.XSUB)
+mon = s.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+s.connect(sys.argv[1])
+s.send(b"\\x01" + b"h" * 10_000_000)
+events = []
+while zmq.EVENT_DISCONNECTED not in events and mon.poll(10000):
+    events.append(recv_monitor_message(mon)["event"])
+print("dropped" if events[:2] == [zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED] else events, flush=True)
+os._exit(0)
+"""
+
+
+def test_over_long_subscription_topics_are_refused(rk):
+    """Topics are kernel.<session>.<msg_type>: up to MAX_TOPIC bytes is
+    welcome; longer is refused without libzmq storing it (a 10 MB topic once
+    cost 950 MB of subscription trie)."""
+    from kernelkit.io.iothread import MAX_TOPIC
+
+    sub = rk.start_and_wait()
+    longest = rk.sub(b"k" * MAX_TOPIC)
+    w = recv(rk, longest, 5)
+    assert w is not None, "a subscriber to a MAX_TOPIC-byte topic got no welcome"
+    _assert_welcome(w, "k" * MAX_TOPIC)
+    before = _rss_mb(rk.proc.proc.pid)
+    too_long = rk.sub(b"k" * (MAX_TOPIC + 1))
+    # (in a process of its own that never frees it: libzmq frees a trie by
+    # recursion, and 10 million levels overflow the stack)
+    huge = subprocess.run([sys.executable, "-c", _SUBSCRIBE_HUGE, rk.url("iopub")], capture_output=True, text=True, timeout=30)
+    assert huge.stdout.strip() == "dropped", (huge.stdout, huge.stderr)
+    # a subscriber made after them is welcomed: the kernel has seen (and
+    # dropped) theirs by then, or libzmq refused them on arrival
+    probe = rk.sub(b"probe")
+    w = recv(rk, probe, 10)
+    assert w is not None and w.content == {"subscription": "probe"}
+    grown = _rss_mb(rk.proc.proc.pid) - before
+    assert grown < 20, f"the kernel grew by {grown:.0f} MB"
+    assert recv(rk, too_long, 0.2) is None
+    got = collect_until(rk, sub, lambda r: r.content.get("subscription") == "probe", 5)
+    welcomes = [r.content["subscription"] for r in got if r.msg_type == "iopub_welcome"]
+    assert all(len(t) <= MAX_TOPIC for t in welcomes), [len(t) for t in welcomes]
+    assert "refused a subscription to a topic of 257 bytes" in rk.stderr_after_exit()
+
+
+# -- a subscriber that stops reading (anyone who can reach the port; no key needed)
+
+
+def test_a_stalled_subscriber_holds_back_nobody(rk):
+    reader = rk.start_and_wait()
+    recv(rk, reader, 5)  # starting
+    # the stalled one: tiny receive queues, and it never reads after its welcome
+    stalled = rk.sub(rcvhwm=1, rcvbuf=4096)
+    assert recv(rk, stalled, 5).msg_type == "iopub_welcome"
+    shell, control = rk.dealer("shell"), rk.dealer("control")
+    n = 20_000
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.display_data({{'text/plain': str(i)}})"})
+
+    poller = zmq.Poller()
+    poller.register(reader, zmq.POLLIN)
+    poller.register(control, zmq.POLLIN)
+    shown, waits, asked, last = [], [], None, 0.0
+    done = False
+    deadline = time.monotonic() + STALLED_AFTER + 40
+    while not done:
+        assert time.monotonic() < deadline, f"{len(shown)} of {n} displays, {len(waits)} control replies"
+        # a kernel_info on control every 0.25 s, through the stall and after
+        if asked is None and time.monotonic() - last > 0.25:
+            info_id, asked = rk.send(control, "kernel_info_request"), time.monotonic()
+            last = asked
+        for sock, msg in ready(rk, poller, 100):
+            if sock is control:
+                assert msg.msg_type == "kernel_info_reply" and msg.parent_header["msg_id"] == info_id
+                waits.append(time.monotonic() - asked)
+                asked = None
+            elif msg.parent_header.get("msg_id") == msg_id:
+                if msg.msg_type == "display_data":
+                    shown.append(msg.content["data"]["text/plain"])
+                elif msg.msg_type == "status" and msg.content["execution_state"] == "idle":
+                    done = True
+    assert shown == [str(i) for i in range(n)], "the reading subscriber lost or reordered displays"
+    reply, _ = reply_to(rk, shell, msg_id)
+    assert reply.content["status"] == "ok"
+    if asked is not None:  # the last one, asked as the cell ended
+        r = recv(rk, control, 1.0)
+        assert r is not None and r.parent_id == info_id, "a kernel_info_request on control went unanswered"
+        waits.append(time.monotonic() - asked)
+    # (one every 0.25 s while the stalled subscriber held output back; on a
+    # loaded machine the first, as the cell starts, has taken up to 0.9 s)
+    assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 2.0, f"control replies took up to {max(waits):.2f} s: {waits}"
+    assert sorted(waits)[len(waits) // 2] < 0.1, f"control replies took {waits}"
+    # the stalled subscriber lost what did not fit its queue
+    got = 0
+    while recv(rk, stalled, 0.5) is not None:
+        got += 1
+    assert got < n, f"the stalled subscriber got all {got} messages"
+    assert "a subscriber has read nothing for" in rk.stderr_after_exit()
+
+
+def test_iopub_buffering_is_bounded_in_bytes(rk):
+    """3,000 displays of 100 kB (300 MB) for a subscriber that reads nothing
+    until the cell is done: the kernel holds at most OUTBOUND_BYTES in its
+    FIFO and IOPUB_HWM displays in the subscriber's queue, not every display."""
+    from kernelkit.io.iothread import OUTBOUND_BYTES
+    from kernelkit.startup.bind import IOPUB_HWM
+
+    sub = rk.start_and_wait()
+    pid = rk.proc.proc.pid
+    shell = rk.dealer("shell")
+    msg_id = rk.send(shell, "execute_request", {"code": "x = 'x' * 100_000\nfor i in range(3000): kernel.display_data({'text/plain': x})"})
+    base = peak = _rss_mb(pid)
+    # sample the kernel's memory until the cell is done (sampling is the
+    # measurement here, not a wait for an event)
+    while not shell.poll(50):
+        peak = max(peak, _rss_mb(pid))
+    bound = (IOPUB_HWM * 100_000 + OUTBOUND_BYTES) / 1e6
+    assert peak - base < bound + 40, f"the kernel grew by {peak - base:.0f} MB holding output (bound {bound:.0f} MB + TCP buffers)"
+    reply, _ = reply_to(rk, shell, msg_id, 30)
+    assert reply.content["status"] == "ok"
+    # what it lost while stalled it lost; what it gets is whole
+    got = 0
+    while (r := recv(rk, sub, 1)) is not None:
+        if r.msg_type == "display_data":
+            assert len(r.content["data"]["text/plain"]) == 100_000
+            got += 1
+    assert 0 < got < 3000
+    # drained and idle: the memory goes back to the system (glibc's malloc_trim)
+    deadline = time.monotonic() + 10
+    while (grown := _rss_mb(pid) - base) > 20:
+        assert time.monotonic() < deadline, f"the kernel is still {grown:.0f} MB larger after its output drained"
+        time.sleep(0.1)  # (sampling RSS: there is no event to wait on)
+
+
+def test_python_kernel_and_jupyter_client_with_a_stalled_subscriber(tmp_path):
+    """The same with the bundled Python kernel and jupyter_client as the
+    reader: IPython's display() 20,000 times, print() in between, while a
+    raw subscriber reads nothing; kernel_info on control every 0.25 s."""
+    from support import start_kernel
+
+    ipython_dir = tmp_path / "ipython"
+    ipython_dir.mkdir()
+    proc, kc = start_kernel(tmp_path, [sys.executable, "-m", "kernelkit.python"], b"k", {"IPYTHONDIR": str(ipython_dir)}, ready_timeout=30)
+    ctx = zmq.Context()
+    stalled = ctx.socket(zmq.SUB)
+    try:
+        stalled.linger = 0
+        stalled.rcvhwm = 1
+        stalled.setsockopt(zmq.RCVBUF, 4096)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(f"tcp://127.0.0.1:{kc.iopub_port}")
+        assert stalled.poll(10_000), "no welcome for the stalled subscriber"
+        n = 20_000
+        msg_id = kc.execute(f"from IPython.display import display\nfor i in range({n}):\n    display(i)\n    if i % 1000 == 0: print(i)")
+        shown, printed, waits = [], [], []
+        asked, last = None, 0.0
+        deadline = time.monotonic() + STALLED_AFTER + 60
+        while True:
+            assert time.monotonic() < deadline, f"{len(shown)} of {n} displays"
+            if asked is None and time.monotonic() - last > 0.25:
+                kc.control_channel.send(kc.session.msg("kernel_info_request"))
+                asked = last = time.monotonic()
+            if asked is not None and kc.control_channel.msg_ready():
+                reply = kc.get_control_msg(timeout=1)
+                assert reply["msg_type"] == "kernel_info_reply"
+                waits.append(time.monotonic() - asked)
+                asked = None
+            try:
+                msg = kc.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "display_data":
+                shown.append(msg["content"]["data"]["text/plain"])
+            elif msg["msg_type"] == "stream":
+                printed.append(msg["content"]["text"])
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert shown == [str(i) for i in range(n)]
+        assert "".join(printed) == "".join(f"{i}\n" for i in range(0, n, 1000))
+        assert len(waits) >= 2 * STALLED_AFTER and max(waits) < 2.0, f"control replies took up to {max(waits):.2f} s"
+        assert sorted(waits)[len(waits) // 2] < 0.1, f"control replies took {waits}"
+    finally:
+        stalled.close()
+        ctx.term()
+        kc.stop_channels()
+        proc.kill()

@@ -1,6 +1,8 @@
 """JupyterLab in headless Chromium, on the Python kernel through kernelkit-handshake:
 a notebook whose kernel crashes (``os._exit(1)``) 20 times in a row runs the next
-cell every time (jupyter_server's autorestarter brings the kernel back on its ports).
+cell every time (jupyter_server's autorestarter brings the kernel back on its ports);
+a thread's output after its cell ended shows in that cell (and, while another cell
+runs, also there).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (the debugger's browser test's
 ``browser`` fixture installs them with apt-get when missing, or skips saying so),
@@ -121,10 +123,8 @@ def text_of(outputs) -> str:
     return "".join(parts)
 
 
-@pytest.mark.timeout(900)
-def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab, browser):
-    url, server_log = lab
-    driver = browser
+def open_notebook(driver, url) -> None:
+    """Open the notebook and wait until it has a kernel."""
     driver.set_script_timeout(120)
     driver.get(url)
     deadline = time.monotonic() + 60
@@ -134,12 +134,19 @@ def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab, browser):
     ):
         assert time.monotonic() < deadline, "JupyterLab did not open the notebook with a kernel"
         time.sleep(0.2)
+
+
+@pytest.mark.timeout(900)
+def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab, browser):
+    url, server_log = lab
+    driver = browser
+    open_notebook(driver, url)
     first = driver.execute_async_script(RUN_CELL, "import os; os.getpid()", "output", 60_000)
     assert "error" not in first and text_of(first["outputs"]).isdigit(), first
     pids = [int(text_of(first["outputs"]))]
     for crash in range(CRASHES):
         crashed = driver.execute_async_script(RUN_CELL, "import os; os._exit(1)", "restart", 60_000)
-        assert crashed.get("restarted"), f"crash {crash + 1}: no restart seen: {crashed}"
+        assert crashed.get("restarted"), f"crash {crash + 1}: no restart seen: {crashed}\nserver log:\n{server_log.read_text()[-3000:]}"
         after = driver.execute_async_script(RUN_CELL, f"import os; print(os.getpid(), {crash} * 7)", "output", 60_000)
         text = text_of(after["outputs"])
         assert "error" not in after and text.endswith(f" {crash * 7}\n"), (
@@ -148,3 +155,27 @@ def test_notebook_runs_the_next_cell_after_each_of_20_crashes(lab, browser):
         assert pid != pids[-1], f"crash {crash + 1}: the cell ran on the old kernel"
         pids.append(pid)
     assert len(set(pids)) == CRASHES + 1
+
+
+# the outputs of every cell of the open notebook, as JupyterLab holds them
+CELL_OUTPUTS = "return window.kkPanel.content.widgets.map(c => c.model.outputs ? c.model.outputs.toJSON() : []);"
+
+
+def test_thread_output_after_its_cell_ended_shows_in_that_cell(lab, browser):
+    url, _ = lab
+    open_notebook(browser, url)
+    started = browser.execute_async_script(RUN_CELL, (
+        "import threading\ngo, went = threading.Event(), threading.Event()\n"
+        "def later():\n    go.wait(60)\n    print('late line')\n    went.set()\n"
+        "threading.Thread(target=later).start()\nprint('first cell')"), "output", 60_000)
+    assert text_of(started["outputs"]) == "first cell\n", started
+    browser.execute_async_script(RUN_CELL, "go.set()\nwent.wait(60)\nprint('second cell')", "output", 60_000)
+    deadline = time.monotonic() + 30
+    while True:
+        *_, first, second = (text_of(outputs) for outputs in browser.execute_script(CELL_OUTPUTS))
+        if first == "first cell\nlate line\n" and second.endswith("second cell\n"):
+            break
+        assert time.monotonic() < deadline, f"first cell: {first!r}, second cell: {second!r}"
+        time.sleep(0.1)
+    # the running cell has it too, after the line that says whose it is
+    assert "also sent to that cell:]\nlate line\nsecond cell\n" in second, second

@@ -300,3 +300,118 @@ def test_storm_of_unknown_message_types_is_logged_sparingly(rk):
     lines = stderr.splitlines()
     assert lines, "nothing was logged about 1000 unknown messages"
     assert len(lines) < 100, f"{len(lines)} log lines for 1000 unknown messages:\n" + "\n".join(lines[:5])
+
+
+# -- correctly signed, hostile: each of these once killed the I/O thread ------
+
+_DEEP = b"[" * 1100 + b"]" * 1100
+
+
+def _signed_request(rk, msg_type, content: bytes, parent: bytes = b"{}", metadata: bytes = b"{}", **header):
+    h = _header(rk, msg_type, **header)
+    return h["msg_id"], rk.signed(json.dumps(h).encode(), content=content, parent=parent, metadata=metadata)
+
+
+def _answered_with_error(rk, sock, msg_id, frames, words):
+    """``frames`` get an error reply (busy before, idle after) naming ``words``."""
+    sock.send_multipart(frames)
+    reply, others = reply_to(rk, sock, msg_id)
+    assert not others, others
+    assert reply.content["status"] == "error" and words in reply.content["evalue"], reply.content
+    got = collect_until(rk, rk.iopub, idle_for(msg_id), 5)
+    assert [r.content["execution_state"] for r in got if r.parent_id == msg_id] == ["busy", "idle"], got
+    return reply
+
+
+@pytest.mark.parametrize("value", [["a"], {"a": 1}, 5], ids=["list", "dict", "int"])
+def test_subshell_id_of_the_wrong_type_gets_an_error_reply(rk, value):
+    shell = rk.dealer("shell")
+    for msg_type, content in (("execute_request", b'{"code": "1"}'), ("kernel_info_request", b"{}")):
+        msg_id, frames = _signed_request(rk, msg_type, content, subshell_id=value)
+        reply = _answered_with_error(rk, shell, msg_id, frames, "'subshell_id' must be a string")
+        # the reply names no subshell (it has none)
+        assert "subshell_id" not in reply.msg.header, reply.msg.header
+    _assert_answers(rk, shell)
+    _assert_answers(rk, rk.dealer("control"))
+
+
+@pytest.mark.parametrize("part", ["parent", "metadata", "content"])
+def test_json_nested_too_deep_gets_an_error_reply(rk, part):
+    """orjson refuses more than 1024 levels; the stdlib path refuses the same
+    (it used to raise RecursionError on the I/O thread)."""
+    shell = rk.dealer("shell")
+    parts = {"content": b'{"code": "1", "x": ' + _DEEP + b"}", "parent": b"{}", "metadata": b"{}"}
+    parts[part] = b'{"code": "1", "x": ' + _DEEP + b"}"
+    msg_id, frames = _signed_request(rk, "execute_request", **parts)
+    _answered_with_error(rk, shell, msg_id, frames, "nested more than 1024 levels")
+    _assert_answers(rk, shell)
+
+
+def test_json_nested_too_deep_in_the_header_is_dropped(rk):
+    shell = rk.dealer("shell")
+    h = json.dumps(_header(rk, "kernel_info_request")).encode()
+    shell.send_multipart(rk.signed(h[:-1] + b', "x": ' + _DEEP + b"}"))
+    _assert_answers(rk, shell)
+    assert "nested more than 1024 levels" in rk.stderr_after_exit()
+
+
+def test_input_reply_whose_parent_msg_id_is_not_a_string_is_dropped(rk):
+    # (one identity on both, as jupyter_client does: prompts go to the stdin
+    # socket of the shell request's sender)
+    shell = rk.socket(zmq.DEALER, "shell", routing_id=b"asker")
+    stdin = rk.socket(zmq.DEALER, "stdin", routing_id=b"asker")
+    h = _header(rk, "execute_request")
+    shell.send_multipart(rk.signed(json.dumps(h).encode(), content=json.dumps({"code": "kernel.input('? ')", "allow_stdin": True}).encode()))
+    prompt = recv(rk, stdin, 10)
+    assert prompt is not None and prompt.msg_type == "input_request"
+    _, bad = _signed_request(rk, "input_reply", b'{"value": "no"}', parent=json.dumps({"msg_id": [prompt.msg.msg_id]}).encode())
+    stdin.send_multipart(bad)
+    # the prompt still waits, and a proper answer reaches it
+    _, good = _signed_request(rk, "input_reply", b'{"value": "yes"}', parent=json.dumps(prompt.msg.header).encode())
+    stdin.send_multipart(good)
+    got = collect_until(rk, rk.iopub, idle_for(h["msg_id"]), 10)
+    assert [r.content["data"]["text/plain"] for r in got if r.msg_type == "execute_result"] == ["'yes'"]
+    assert reply_to(rk, shell, h["msg_id"])[0].content["status"] == "ok"
+    _assert_answers(rk, shell)
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_lone_surrogate_in_code_runs_and_fails_as_python_does(rk, busy):
+    """Code with a lone surrogate (JSON "\\ud800"): its execute_input carries
+    it (escaped), Python refuses to compile it, the reply says so. Announced
+    by the I/O thread when the kernel is idle, by the main thread when busy."""
+    shell = rk.dealer("shell")
+    if busy:
+        first = rk.send(shell, "execute_request", {"code": "time.sleep(0.5)"})
+    msg_id, frames = _signed_request(rk, "execute_request", b'{"code": "\\ud800"}')
+    shell.send_multipart(frames)
+    if busy:
+        assert reply_to(rk, shell, first)[0].content["status"] == "ok"
+    reply, _ = reply_to(rk, shell, msg_id)
+    assert reply.content["status"] == "error" and reply.content["ename"] == "UnicodeEncodeError", reply.content
+    got = collect_until(rk, rk.iopub, idle_for(msg_id), 5)
+    inputs = [r.content["code"] for r in got if r.msg_type == "execute_input" and r.parent_id == msg_id]
+    assert inputs == ["\ud800"]
+    # and output with a lone surrogate arrives as it was written
+    msg_id = rk.send(shell, "execute_request", {"code": "kernel.stream('a\\ud800b')"})
+    got = collect_until(rk, rk.iopub, idle_for(msg_id), 5)
+    assert [r.content["text"] for r in got if r.msg_type == "stream"] == ["a\ud800b"]
+    assert reply_to(rk, shell, msg_id)[0].content["status"] == "ok"
+    _assert_answers(rk, shell)
+    _assert_answers(rk, rk.dealer("control"))
+
+
+@pytest.mark.parametrize("msg_type,content", [
+    ("comm_open", {"comm_id": "c1", "target_name": "t", "data": {}}),
+    ("comm_msg", {"comm_id": "c1", "data": {}}),
+    ("comm_close", {"comm_id": "c1", "data": {}}),
+])
+def test_comm_message_for_an_unknown_subshell_gets_no_reply(rk, msg_type, content):
+    """comm messages have no reply, not even an error one: busy, idle and a log line."""
+    shell = rk.dealer("shell")
+    msg_id, frames = _signed_request(rk, msg_type, json.dumps(content).encode(), subshell_id="no-such-subshell")
+    shell.send_multipart(frames)
+    got = collect_until(rk, rk.iopub, idle_for(msg_id), 5)
+    assert [r.msg_type for r in got if r.parent_id == msg_id] == ["status", "status"], got
+    _assert_answers(rk, shell, [msg_id])  # (fails on any reply to the comm message)
+    assert f"ignored {msg_type}: unknown subshell_id 'no-such-subshell'" in rk.stderr_after_exit()

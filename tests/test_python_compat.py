@@ -274,6 +274,65 @@ def test_rich_display_of_pandas_and_javascript(kc):
     assert of_type(out, "execute_result")[0]["content"]["data"]["application/javascript"] == "1 + 1"
 
 
+def test_pandas_display_options_and_plotly_figures(kc):
+    # pandas' display options reach the HTML, and table_schema adds the data resource
+    _, out = run_ok(kc, "import pandas as pd\npd.set_option('display.max_rows', 4)\npd.DataFrame({'a': range(10)})", timeout=TIMEOUT)
+    html = of_type(out, "execute_result")[0]["content"]["data"]["text/html"]
+    assert html.count("<tr>") == 5 and "..." in html  # the header, two rows, "...", two rows
+    _, out = run_ok(kc, "pd.set_option('display.html.table_schema', True)\npd.DataFrame({'a': [7]})", timeout=TIMEOUT)
+    resource = of_type(out, "execute_result")[0]["content"]["data"]["application/vnd.dataresource+json"]
+    assert resource["data"] == [{"index": 0, "a": 7}]
+    run_ok(kc, "pd.reset_option('display.max_rows')\npd.reset_option('display.html.table_schema')")
+    # a plotly figure, shown or as a cell's value: plotly's own mimetype
+    for code in ("fig.show()", "fig"):
+        _, out = run_ok(kc, f"import plotly.graph_objects as go\nfig = go.Figure(go.Scatter(x=[1], y=[2]))\n{code}", timeout=TIMEOUT)
+        (shown,) = of_type(out, "display_data")
+        assert shown["content"]["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] == "scatter"
+
+
+def test_bokeh_output_notebook_and_show(kc):
+    _, out = run_ok(kc, "from bokeh.io import output_notebook, show\nfrom bokeh.plotting import figure\noutput_notebook(hide_banner=True)", timeout=TIMEOUT)
+    (load,) = of_type(out, "display_data")  # BokehJS, loaded into the page
+    assert {"application/javascript", "application/vnd.bokehjs_load.v0+json"} <= set(load["content"]["data"])
+    _, out = run_ok(kc, "p = figure()\np.line([1, 2], [3, 4])\nshow(p)", timeout=TIMEOUT)
+    plot_id = value_of(kc, "p.id")
+    html, script = of_type(out, "display_data")  # the plot's element, then the script that fills it
+    assert plot_id in html["content"]["data"]["text/html"]
+    assert "application/vnd.bokehjs_exec.v0+json" in script["content"]["data"]
+    assert script["content"]["metadata"]["application/vnd.bokehjs_exec.v0+json"]["id"] == plot_id
+
+
+def test_altair_chart_display(kc):
+    code = "import altair as alt, pandas as pd\nchart = alt.Chart(pd.DataFrame({'a': [1, 2]})).mark_point().encode(x='a')\nchart"
+    _, out = run_ok(kc, code, timeout=TIMEOUT)
+    # altair 6's default renderer is HTML with vega-embed, in every frontend
+    assert "vegaEmbed" in of_type(out, "execute_result")[0]["content"]["data"]["text/html"]
+    # the mimetype renderer (JupyterLab and nteract render it natively): the spec itself
+    _, out = run_ok(kc, "alt.renderers.enable('mimetype')\nchart", timeout=TIMEOUT)
+    data = of_type(out, "execute_result")[0]["content"]["data"]
+    (vega,) = [mime for mime in data if re.fullmatch(r"application/vnd\.vegalite\.v\d+[.+]json", mime)]
+    assert data[vega]["mark"]["type"] == "point" and data[vega]["encoding"]["x"]["field"] == "a"
+    run_ok(kc, "alt.renderers.enable('default')")
+
+
+def test_matplotlib_widget_backend(own_kernel):
+    # ipympl: the figure is a widget (its own kernel: the backend stays switched)
+    _, kc = own_kernel()
+    _, out = run_ok(kc, "%matplotlib widget\nimport matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nplt.show()", timeout=TIMEOUT)
+    (canvas,) = [m["content"]["comm_id"] for m in of_type(out, "comm_open") if m["content"]["data"]["state"]["_model_name"] == "MPLCanvasModel"]
+    views = [d["content"]["data"].get("application/vnd.jupyter.widget-view+json", {}).get("model_id") for d in of_type(out, "display_data")]
+    assert canvas in views
+    # the canvas view asks for a drawing, as the browser does: the figure's
+    # pixels (RGBA) come back over the comm, with the plot drawn on white
+    ask = kc.session.msg("comm_msg", {"comm_id": canvas, "data": {"method": "custom", "content": {"type": "draw"}}})
+    kc.shell_channel.send(ask)
+    images = [m for m in of_type(iopub_until_idle(kc, ask["header"]["msg_id"], TIMEOUT), "comm_msg") if m["buffers"]]
+    width, height = value_of(kc, "fig.canvas.get_width_height()")
+    assert len(images) == 1
+    pixels = bytes(images[0]["buffers"][0])
+    assert len(pixels) == width * height * 4 and set(pixels) != {0xFF}
+
+
 def test_debug_magic_over_stdin(kc):
     error_of(kc, "def broken():\n    secret = 41\n    1 / 0\nbroken()")
     msg_id = kc.execute("%debug", allow_stdin=True)
@@ -281,6 +340,17 @@ def test_debug_magic_over_stdin(kc):
     answer(kc, input_request(kc, msg_id, TIMEOUT), "q")
     assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
     assert "42" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
+
+
+def test_an_interrupt_at_a_pdb_prompt_leaves_the_debugger(kc):
+    # pdb is IPython's interruptible one (ipdb prompts): the cell goes on
+    msg_id = kc.execute("import pdb\npdb.set_trace()\nafter_pdb = 1\nprint('after')", allow_stdin=True)
+    assert input_request(kc, msg_id, TIMEOUT)["content"]["prompt"] == "ipdb> "
+    kc.kernel_process.interrupt()
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)).endswith("after\n")
+    assert not kc.stdin_channel.msg_ready()  # (not asked again)
+    assert value_of(kc, "after_pdb") == 1
 
 
 # ============================================================ what a user sees
@@ -301,6 +371,17 @@ def test_input_without_stdin_raises_ipythons_error_and_reset_works(kc):
     assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
     iopub_until_idle(kc, msg_id, TIMEOUT)
     assert value_of(kc, "'doomed' in globals()") is False
+
+
+def test_ipykernel_cell_name_names_every_cell(own_kernel):
+    # what nbclient's suite sets so that tracebacks are the same on every run:
+    # one name for every cell, with no file behind it
+    _, kc = own_kernel(env={"IPYKERNEL_CELL_NAME": "<IPY-INPUT>"})
+    run_ok(kc, "def f():\n    pass")
+    assert value_of(kc, "f.__code__.co_filename") == "<IPY-INPUT>"
+    _, tb = error_of(kc, "a = 1\nb = 2\nc = 3\nd = 4\nraise Exception('message')")
+    # IPython cannot read the cell back from a file: it shows the line and two before
+    assert "Cell In[3], line 5" in tb and "c = 3" in tb and "b = 2" not in tb, tb
 
 
 def test_exit_keep_kernel_keeps_it_and_exit_ends_it(own_kernel):
@@ -339,17 +420,19 @@ def test_thread_output_after_its_cell_ended(kc):
     assert reply_to(kc, first, TIMEOUT)["content"]["status"] == "ok"
     iopub_until_idle(kc, first, TIMEOUT)
     # the thread writes while a later cell runs: the output goes to the cell
-    # that started it, and the running cell says so, once (nbclient and
-    # papermill listen to the running cell only)
+    # that started it (JupyterLab shows it there) and, after one line saying
+    # whose it is, to the running cell (nbclient and papermill listen to that one only)
     second = kc.execute("go.set(); went.wait(20)")
     assert reply_to(kc, second, TIMEOUT)["content"]["status"] == "ok"
     messages = []
     while not any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" and m["parent_header"].get("msg_id") == second for m in messages):
         messages.append(kc.get_iopub_msg(timeout=TIMEOUT))
-    streams = [(m["parent_header"]["msg_id"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
-    assert "".join(text for parent, text in streams if parent == first) == "late line\nsecond late line\n"
-    notes = [text for parent, text in streams if parent == second]
-    assert len(notes) == 1 and re.fullmatch(r"\[kernelkit: output of a thread started by cell \[\d+\] goes to that cell\]\n", notes[0]), notes
+    streams = [(m["parent_header"]["msg_id"], m["content"]["name"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
+    assert "".join(text for parent, _, text in streams if parent == first) == "late line\nsecond late line\n"
+    in_running = [(name, text) for parent, name, text in streams if parent == second]
+    (note_name, note), *copy = in_running
+    assert note_name == "stderr" and re.fullmatch(r"\[kernelkit: output of a thread started by cell \[\d+\], also sent to that cell:\]\n", note), note
+    assert {name for name, _ in copy} == {"stdout"} and "".join(text for _, text in copy) == "late line\nsecond late line\n"
     # with no cell running (a comm message wakes the thread), it goes there too
     kc.shell_channel.send(kc.session.msg("comm_open", {"comm_id": "go-idle-1", "target_name": "go-idle", "data": {}}))
     late = iopub_until(kc, first, lambda m: m["msg_type"] == "stream", TIMEOUT, what="the thread's output")
@@ -370,17 +453,43 @@ def test_kernel_info_has_ipythons_banner_and_ipykernels_help_links(own_kernel):
 
 
 # =============================================== nbclient, kernelspec python3
-def test_nbclient_runs_a_notebook_on_the_kernel_installed_as_python3(tmp_path, monkeypatch):
+@pytest.fixture
+def installed_as_python3(tmp_path, monkeypatch):
+    """The kernel under test installed as the kernelspec ``python3`` (what
+    nbclient and papermill pick), and the only one found; its implementation name."""
     prefix = tmp_path / "prefix"
-    done = subprocess.run([sys.executable, "-m", "kernelkit.cli", "install", "--prefix", str(prefix), "--name", "python3"],
+    on_ipykernel = os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel"
+    installer = ["ipykernel"] if on_ipykernel else ["kernelkit.cli"]
+    done = subprocess.run([sys.executable, "-m", *installer, "install", "--prefix", str(prefix), "--name", "python3"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    return "ipython" if on_ipykernel else "kernelkit"
+
+
+def test_nbclient_runs_a_notebook_on_the_kernel_installed_as_python3(installed_as_python3):
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import kernelkit\nprint(get_ipython().kernel.implementation, get_ipython().history_manager.hist_file)"),
+        nbformat.v4.new_code_cell("print(get_ipython().kernel.implementation, get_ipython().history_manager.hist_file)"),
         nbformat.v4.new_code_cell("x = 1\n%reset\nprint('x' in globals())"),
     ])
     NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
-    assert [c.outputs[0]["text"] for c in nb.cells] == ["kernelkit :memory:\n", "False\n"]
+    assert [c.outputs[0]["text"] for c in nb.cells] == [f"{installed_as_python3} :memory:\n", "False\n"]
+
+
+def test_nbclient_saves_a_threads_output_written_after_its_cell_ended(installed_as_python3):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(
+            "import threading\ngo, went = threading.Event(), threading.Event()\n"
+            "def later():\n    go.wait(20)\n    print('late line')\n    went.set()\n"
+            "threading.Thread(target=later).start()\nprint('first cell')"
+        ),
+        # the thread writes while this cell runs, and this cell prints after it
+        nbformat.v4.new_code_cell("go.set()\nwent.wait(20)\nprint('second cell')"),
+    ])
+    NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
+    first, second = ([(o["name"], o["text"]) for o in c.outputs] for c in nb.cells)
+    assert first == [("stdout", "first cell\n")]
+    # the saved notebook has the thread's line in the cell that was running
+    assert "".join(text for name, text in second if name == "stdout") == "late line\nsecond cell\n", second

@@ -352,10 +352,10 @@ def test_breakpoint_in_an_imported_module(debug_kernel, tmp_path):
 
 def test_builtin_breakpoint_visual_when_attached_pdb_otherwise(debug_kernel):
     proc, kc, fe = debug_kernel
-    # no debugger: pdb over stdin
+    # no debugger: (IPython's) pdb over stdin
     msg_id = kc.execute("a = 1\nbreakpoint()\nprint('after', a)\n", allow_stdin=True)
     req = kc.get_stdin_msg(timeout=20)
-    assert req["msg_type"] == "input_request" and "(Pdb)" in req["content"]["prompt"], req
+    assert req["msg_type"] == "input_request" and "ipdb>" in req["content"]["prompt"], req
     kc.input("p a + 100")
     req = kc.get_stdin_msg(timeout=20)
     kc.input("c")
@@ -376,7 +376,7 @@ def test_builtin_breakpoint_visual_when_attached_pdb_otherwise(debug_kernel):
     # disconnected again: pdb again
     fe.ok("disconnect", {"restart": False, "terminateDebuggee": False})
     msg_id = kc.execute("breakpoint()\n", allow_stdin=True)
-    assert "(Pdb)" in kc.get_stdin_msg(timeout=20)["content"]["prompt"]
+    assert "ipdb>" in kc.get_stdin_msg(timeout=20)["content"]["prompt"]
     kc.input("c")
     assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
 

@@ -399,6 +399,29 @@ def test_port_in_use(tmp_path, spawn, channel):
         busy.close()
 
 
+@pytest.mark.parametrize(
+    "dialect,answer,why",
+    [
+        ("A", "deep", "nested more than 1024"),
+        ("A", "not_utf8", "not valid json"),
+        ("A", "other_parent", "not ours"),
+        ("A", "other_type", "expected a handshake_reply"),
+        ("B", "deep", "nested more than 1024"),
+        ("B", "not_utf8", "not utf-8"),
+        ("B", "other_kernel", "someone-else"),
+    ],
+)
+def test_hostile_receipt_ends_startup_with_one_line(tmp_path, spawn, registrar, dialect, answer, why):
+    """A signed receipt that is not a proper answer to this kernel's
+    registration: exit 1 at once, one line saying why."""
+    reg = registrar(dialect=dialect, answer=answer)
+    proc = spawn(write_json(tmp_path / "reg.json", reg.registration()), "--registration-timeout", 30)
+    registered(reg, proc)
+    assert wait_exit(proc, 3) == 1
+    line = one_line(proc.stderr)
+    assert "receipt rejected" in line and why in line.lower(), line
+
+
 # -- preferred_ports: a restart keeping its ports ---------------------------------
 
 

@@ -9,13 +9,31 @@ handed to callbacks, which put them on the handlers' queues.
 
 IOPub is an XPUB socket with XPUB_NODROP: when a subscriber is slow the send
 fails with EAGAIN instead of dropping, and this thread holds the message and
-retries, in order, while it goes on reading incoming requests.
+retries, in order, while it goes on reading incoming requests. A subscriber
+that makes no room for STALLED_AFTER seconds (plus time to read the large
+messages it may still have queued) no longer holds anyone back: one message
+is sent without NODROP, which libzmq drops for every pipe that is full and
+takes those pipes out of the send until they have drained (HWM is per pipe),
+so the stalled peer loses messages and the others get everything.
+
+Room is the only sign of a subscriber's progress libzmq gives: a pipe's
+reader reports what it has read every HWM/2 messages, so the high-water mark
+is kept small (bind.IOPUB_HWM) and never changed while pipes exist (a pipe
+lowered below what its reader has read but not yet reported is full for good
+once the reader has caught up: it has nothing left to read, so it never
+reports). Producers wait while the FIFO holds more than OUTBOUND_BYTES of
+large messages.
+
+Control replies never wait behind iopub: they go into a lane of their own,
+with a turn marker in the FIFO where they were produced. In order as usual;
+while the FIFO's head is held, or more than CONTROL_OVERTAKES messages are
+ahead of them, the lane is sent at once.
 
 Waking this thread costs the producer a GIL hand-off, so the main shell sends
 lazily while it runs a request (see ``Outbound.send``): this thread then
 looks at the FIFO every LAZY_MS and is woken when the request ends. A request
 that finds the main shell idle is announced (busy, execute_input) by this
-thread as it arrives (``Runtime.on_message``), so those leave at once.
+thread as it arrives (``Lifecycle.arrive``), so those leave at once.
 """
 
 import logging
@@ -41,6 +59,8 @@ OUTBOUND_MAXSIZE = 4096
 RETRY_MS = 2
 # Messages read from one socket before looking at the others (fairness).
 RECV_BATCH = 64
+# Messages sent before looking at the sockets again.
+SEND_BATCH = 256
 # While the main shell runs a request, its messages are queued without waking
 # this thread (each wake-up is a GIL hand-off that slows the request down);
 # this thread looks at the FIFO this often (ms) instead, and is woken when the
@@ -49,6 +69,47 @@ LAZY_MS = 5
 # How long an input_request waits for the client's stdin socket to connect
 # (it usually follows its shell socket by milliseconds) before it is dropped.
 STDIN_CONNECT_WAIT = 5.0
+# A subscriber that lets iopub refuse every send for this long (s) is stalled:
+# it stops holding back the others and loses what does not fit its queue...
+STALLED_AFTER = 5.0
+# ... plus one second for each SLOW_READ bytes of large messages among the last
+# HWM sent (what it may have to read before libzmq reports its progress), so a
+# reader on a slow link is not taken for a stalled one; STALLED_MAX at most.
+SLOW_READ = 4 << 20
+STALLED_MAX = 30.0
+# Messages larger than this (bytes) are counted in bytes as well.
+LARGE = 4096
+# The most the FIFO holds in large messages (bytes); one larger message still goes.
+OUTBOUND_BYTES = 32 << 20
+# The longest subscription topic accepted (bytes). Topics are
+# kernel.<session>.<msg_type>; libzmq keeps every subscription in a trie of
+# about 50 bytes per topic byte, so a 10 MB topic would cost the kernel 500 MB.
+MAX_TOPIC = 256
+# What the iopub socket may receive in one frame (bind sets ZMQ_MAXMSGSIZE):
+# a longer subscription disconnects its peer inside libzmq, before any trie.
+# (the slack covers ZMTP 3.1's SUBSCRIBE command name)
+MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
+# A control message waits for its turn behind at most this many messages in
+# the FIFO; with more ahead of it (or the head held) it leaves at once.
+CONTROL_OVERTAKES = 256
+# Welcomes waiting while iopub is held; beyond this, new subscribers get none.
+MAX_WELCOMES_HELD = 1000
+# After large messages, once this thread has had nothing to do for this long
+# (ms), freed memory goes back to the system: glibc keeps what a burst of
+# large outputs used (5,000 displays of 100 kB left the kernel 127 MB larger).
+TRIM_AFTER_MS = 1000
+
+
+def _find_malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 # pyzmq's send_multipart type-checks every frame and goes through its Python
@@ -88,6 +149,14 @@ class _Marker:
         self.event = threading.Event()
 
 
+# in the FIFO where a control message was produced: its turn in the order
+_CONTROL_TURN = _Marker("control")
+
+
+def _size(frames) -> int:
+    return sum(map(len, frames))
+
+
 class Outbound:
     """The single outbound FIFO. Thread-safe; any thread may ``send``.
 
@@ -97,9 +166,17 @@ class Outbound:
     the I/O thread to make room.
     """
 
-    def __init__(self, ctx: zmq.Context, maxsize: int = OUTBOUND_MAXSIZE):
+    def __init__(self, ctx: zmq.Context, maxsize: int = OUTBOUND_MAXSIZE, max_bytes: int = OUTBOUND_BYTES):
         self.fifo: deque = deque()
         self.maxsize = maxsize
+        # control messages, in order; each has a _CONTROL_TURN in the FIFO
+        self.control_lane: deque = deque()
+        # bytes of large messages in the FIFO (under _room)
+        self.max_bytes = max_bytes
+        self._recent_large_bytes = 0
+        # threads that never wait for room (the control thread: its replies
+        # and status must not wait behind iopub)
+        self._never_wait: set = set()
         self.wake_endpoint = f"inproc://kernelkit-wake-{id(self)}"
         self._ctx = ctx
         self._wake_socket = None
@@ -133,13 +210,23 @@ class Outbound:
         while it runs a request; a sender about to block must not be lazy).
         """
         ident = threading.get_ident()
+        if channel == CONTROL:
+            self.control_lane.append(frames)
+            self.fifo.append((None, _CONTROL_TURN))
+            self._wake()
+            return
+        size = _size(frames)
         if ident == self.io_ident:
             # the I/O thread (announcing a request) sends what is queued
             # before it next waits; and it must never wait for room, which
             # only it can make
+            if size > LARGE:
+                self._admit_large(size, ident)
             self.fifo.append((channel, frames))
             return
-        if len(self.fifo) >= self.maxsize:
+        if size > LARGE:
+            self._admit_large(size, ident)
+        elif len(self.fifo) >= self.maxsize and ident not in self._never_wait:
             self._wait_for_room()
         self.fifo.append((channel, frames))
         if lazy and self._lazy_granted != self._lazy_done and ident == self.lazy_ident:
@@ -157,6 +244,31 @@ class Outbound:
                     self._room.wait(1.0)
             finally:
                 self._waiting_for_room -= 1
+
+    def _admit_large(self, size: int, ident) -> None:
+        """Count a large message's bytes, first waiting while the FIFO is full
+        in messages or in bytes (unless it holds no large message)."""
+        with self._room:
+            self._waiting_for_room += 1
+            try:
+                if ident not in self._never_wait and ident != self.io_ident:
+                    while len(self.fifo) >= self.maxsize or (self._recent_large_bytes and self._recent_large_bytes + size > self.max_bytes):
+                        self._wake()
+                        self._room.wait(1.0)
+                self._recent_large_bytes += size
+            finally:
+                self._waiting_for_room -= 1
+
+    def took_large(self, size: int) -> None:
+        """Called by the I/O thread when it takes a large message from the FIFO."""
+        with self._room:
+            self._recent_large_bytes -= size
+            if self._waiting_for_room:
+                self._room.notify_all()
+
+    def never_wait(self) -> None:
+        """The calling thread never waits for room (it may overfill the FIFO)."""
+        self._never_wait.add(threading.get_ident())
 
     def made_room(self) -> None:
         """Called by the I/O thread after taking messages."""
@@ -253,6 +365,14 @@ class IOThread(threading.Thread):
         self._stopped = False
         self._stop_marker = None
         self._held_since = None  # when iopub started refusing (slow subscriber)
+        self._control_early = 0  # control messages sent ahead of their turn
+        self._hwm = self.sockets[IOPUB].sndhwm
+        # (sequence number, size) of the large messages among the last _hwm
+        # iopub messages sent, and the sum of their sizes
+        self._large: deque = deque()
+        self._recent_large_bytes = 0
+        self._seq = 0  # iopub messages counted while large ones are about
+        self._trim_due = False  # large messages were sent since the last trim
 
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
@@ -266,9 +386,18 @@ class IOThread(threading.Thread):
             while not self._stopped:
                 if self._pending or self._welcomes:
                     timeout = RETRY_MS
+                elif self.outbound.fifo:
+                    timeout = 0  # a batch was cut short: read, then send on
+                elif self.outbound.lazy_active:
+                    timeout = LAZY_MS
                 else:
-                    timeout = LAZY_MS if self.outbound.lazy_active else None
-                for sock, _ in poller.poll(timeout):
+                    timeout = TRIM_AFTER_MS if self._trim_due else None
+                events = poller.poll(timeout)
+                if not events and timeout == TRIM_AFTER_MS:
+                    self._trim_due = False
+                    if _malloc_trim is not None:
+                        _malloc_trim(0)
+                for sock, _ in events:
                     if sock is self._wake:
                         self._drain_wake()
                     elif sock is self.sockets[IOPUB]:
@@ -276,9 +405,9 @@ class IOThread(threading.Thread):
                     else:
                         self._read(by_socket[sock], sock)
                 self._send_outbound()
-        except Exception:
-            log.exception("I/O thread failed")
         finally:
+            # (an exception goes on to threading.excepthook: in a kernel
+            # process, io.fatal ends the process)
             self._close()
 
     def _drain_wake(self) -> None:
@@ -332,6 +461,9 @@ class IOThread(threading.Thread):
                 self._limiter.warn("iopub-junk", "iopub: ignored a message that is not a subscription")
                 continue
             event = frames[0]
+            if len(event) > MAX_TOPIC + 1:
+                self._limiter.warn("iopub-long", f"iopub: refused a subscription to a topic of {len(event) - 1} bytes (at most {MAX_TOPIC})")
+                continue
             try:
                 topic = event[1:].decode("utf-8")
             except UnicodeDecodeError:
@@ -344,6 +476,10 @@ class IOThread(threading.Thread):
                 self._welcome(topic)
 
     def _welcome(self, topic: str) -> None:
+        if len(self._welcomes) >= MAX_WELCOMES_HELD:
+            # (a subscription flood while iopub is held)
+            self._limiter.warn("iopub-flood", f"iopub: {len(self._welcomes)} welcomes waiting to be sent; a new subscriber got none")
+            return
         frames = self.session.frames("iopub_welcome", {"subscription": topic})
         if topic:
             frames.insert(0, topic.encode("utf-8"))
@@ -360,57 +496,127 @@ class IOThread(threading.Thread):
     def _send_outbound(self) -> None:
         welcomes = self._welcomes
         while welcomes:
-            try:
-                self.sockets[IOPUB].send_multipart(welcomes[0][1], zmq.NOBLOCK)
-            except zmq.Again:
-                self._note_held()
+            if not self._publish(welcomes[0][1]):
+                self._send_control_lane()
                 return
             welcomes.popleft()
-            self._held_since = None
         pending = self._pending
         fifo = self.outbound.fifo
+        lane = self.outbound.control_lane
+        taken = 0
         try:
             while True:
+                if lane and len(fifo) > CONTROL_OVERTAKES:
+                    self._send_control_lane()  # not behind a long FIFO either
                 if not pending:
                     if not fifo:  # only this thread takes from the FIFO
                         return
-                    pending.append(fifo.popleft())
+                    if taken == SEND_BATCH:
+                        return  # (a producer as fast as this thread must not keep it from reading)
+                    taken += 1
+                    item = fifo.popleft()
+                    if item[0] is not None:
+                        size = _size(item[1])
+                        if size > LARGE:
+                            self.outbound.took_large(size)
+                            self._trim_due = True
+                        if item[0] == IOPUB and (size > LARGE or self._large):
+                            self._count_large(size)
+                    pending.append(item)
                 channel, frames = pending[0]
                 if channel is None:  # a marker
                     pending.popleft()
+                    if frames is _CONTROL_TURN:
+                        if self._control_early:
+                            self._control_early -= 1  # it went while the FIFO was held
+                        else:
+                            self._send_control(self.outbound.control_lane.popleft())
+                        continue
                     if frames.name == "stop":
                         self._stopped = True
                         self._stop_marker = frames
                         return
                     frames.event.set()
                     continue
-                try:
-                    _send_multipart(self.sockets[channel], frames)
-                except zmq.Again:
-                    # a subscriber is full: keep the message, retry soon
-                    self._note_held()
-                    return
-                except zmq.ZMQError as e:
-                    if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
-                        if self._note_held() < STDIN_CONNECT_WAIT:
-                            return  # the client's stdin socket is not connected yet
-                        log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
-                    else:
-                        log.error("cannot send on %s: %s", channel, e)
+                if channel == IOPUB:
+                    if not self._publish(frames):
+                        self._send_control_lane()
+                        return  # keep the message, retry soon
+                else:
+                    try:
+                        _send_multipart(self.sockets[channel], frames)
+                    except zmq.ZMQError as e:
+                        if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
+                            if self._note_held() < STDIN_CONNECT_WAIT:
+                                self._send_control_lane()
+                                return  # the client's stdin socket is not connected yet
+                            log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
+                        else:
+                            log.error("cannot send on %s: %s", channel, e)
                 pending.popleft()
                 self._held_since = None
         finally:
             self.outbound.made_room()
+
+    def _send_control(self, frames) -> None:
+        try:
+            _send_multipart(self.sockets[CONTROL], frames)
+        except zmq.ZMQError as e:
+            log.error("cannot send on %s: %s", CONTROL, e)
+
+    def _send_control_lane(self) -> None:
+        """While the FIFO's head is held: send control's messages now, ahead of
+        their turn (each turn marker they pass is then skipped)."""
+        lane = self.outbound.control_lane
+        while lane:
+            self._send_control(lane.popleft())
+            self._control_early += 1
+
+    def _publish(self, frames) -> bool:
+        """Send on iopub; False when it must be held and retried (a subscriber is full)."""
+        sock = self.sockets[IOPUB]
+        try:
+            _send_multipart(sock, frames)
+        except zmq.Again:
+            held = self._note_held()
+            if held < self.stalled_after():
+                return False
+            # No subscriber made room for STALLED_AFTER: send this one without
+            # NODROP. libzmq drops it for each full pipe and leaves those out
+            # until they have drained, so the others need not wait any more.
+            self._limiter.warn(
+                "stalled",
+                f"iopub: a subscriber has read nothing for {held:.0f} s; it loses messages "
+                "until it reads again (the other subscribers get every message)",
+            )
+            sock.setsockopt(zmq.XPUB_NODROP, 0)
+            try:
+                _send_multipart(sock, frames)
+            finally:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._held_since = None
+        return True
+
+    def stalled_after(self) -> float:
+        """How long a subscriber may make no room before it is taken as stalled."""
+        return min(STALLED_MAX, STALLED_AFTER + self._recent_large_bytes / SLOW_READ)
+
+    def _count_large(self, size: int) -> None:
+        """Keep the sizes of the large messages among the last HWM sent."""
+        self._seq += 1
+        large = self._large
+        if size > LARGE:
+            large.append((self._seq, size))
+            self._recent_large_bytes += size
+        while large and large[0][0] <= self._seq - self._hwm:
+            self._recent_large_bytes -= large.popleft()[1]
 
     def _note_held(self) -> float:
         """Note that the head message could not be sent; return for how long."""
         now = time.monotonic()
         if self._held_since is None:
             self._held_since = now
-        held = now - self._held_since
-        if held > 10:
-            self._limiter.warn("held", f"iopub: a subscriber has not read for {held:.0f} s; holding output for it")
-        return held
+        return now - self._held_since
 
     def _close(self) -> None:
         for sock in self.sockets.values():

@@ -9,7 +9,7 @@ import threading
 
 import zmq
 
-from ..io import Heartbeat, IOThread, Outbound
+from ..io import Heartbeat, IOThread, Outbound, fatal
 from ..startup import RegistrationInfo, StartupError
 from ..startup.keys import make_own_keys
 from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
@@ -61,6 +61,7 @@ class KernelApp:
     def start(self) -> None:
         """Bind (picking ports if registering) and hand the ports to the launcher.
         Raises StartupError with every socket closed."""
+        fatal.install()  # from here on, a kernel thread that dies ends the process
         reg = self.info if isinstance(self.info, RegistrationInfo) else None
         conn = reg.connection if reg else self.info
         self.ctx = zmq.Context()
@@ -117,6 +118,9 @@ class KernelApp:
         control.start()
         try:
             lifecycle.run_shell(lifecycle.shells.main)
+        except Exception as e:  # a bug: no handler exception gets this far
+            fatal.die("main shell", e)
+        else:
             try:
                 kernel.stop()
             except Exception:

@@ -172,6 +172,12 @@ class Lifecycle:
         """busy, then the handler and its reply, then idle."""
         if req.invalid is not None:
             err = req.invalid
+            if not req.has_reply:
+                # (a comm message for an unknown subshell, or with unusable
+                # content): logged, and busy and idle as for any message
+                self._limiter.warn(("invalid", req.channel, req.msg_type), f"{req.channel}: ignored {req.msg_type}: {err}", log)
+                self.answer(req, None)
+                return
             content = {"status": "error", "ename": type(err).__name__, "evalue": str(err), "traceback": []}
             if req.msg_type == "execute_request":
                 content["execution_count"] = self.count_owner(req).execution_count
@@ -207,7 +213,11 @@ class Lifecycle:
         finally:
             self._local.request = previous
         try:
-            self.kernel.flush_output()  # all output of a request leaves before its reply
+            # all output of a request leaves before its reply (not on control:
+            # buffered output there is a running cell's, and flushing it could
+            # wait for a writer held up by a slow subscriber)
+            if req.channel != CONTROL:
+                self.kernel.flush_output()
         except Exception:
             log.exception("flushing output failed")
         if content is not None:
@@ -217,14 +227,15 @@ class Lifecycle:
         if req is self._stop_after:
             self.request_stop()
 
-    def answer(self, req: Request, content: dict) -> None:
-        """busy (unless the request was announced), ``content`` as its reply,
-        idle: a request answered without a handler (invalid, aborted, or
-        kernel_info from plain attributes)."""
+    def answer(self, req: Request, content: dict | None) -> None:
+        """busy (unless the request was announced), ``content`` as its reply
+        (None: no reply), idle: a request answered without a handler
+        (invalid, aborted, or kernel_info from plain attributes)."""
         if not req.announced:
             req.announced = True
             self.sender.status("busy", req)
-        self.sender.reply(req, content)
+        if content is not None:
+            self.sender.reply(req, content)
         self.sender.status("idle", req)
 
     def count_owner(self, req: Request):
@@ -356,6 +367,8 @@ class Lifecycle:
         self.outbound.lazy_done()  # (then the I/O thread may announce the next one)
 
     def run_control(self) -> None:
+        # control's replies and status never wait behind iopub backpressure
+        self.outbound.never_wait()
         while True:
             req = self.control_queue.get()
             if req is STOP:

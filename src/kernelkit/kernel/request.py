@@ -49,6 +49,11 @@ class Request:
         return bool(self.message.content.get("allow_stdin", True)) and self.msg_type == "execute_request"
 
     @property
+    def has_reply(self) -> bool:
+        """Requests are answered; comm_open/comm_msg/comm_close and other messages are not."""
+        return self.msg_type.endswith("_request")
+
+    @property
     def reply_type(self) -> str:
         t = self.msg_type
         return t[: -len("_request")] + "_reply" if t.endswith("_request") else t + "_reply"

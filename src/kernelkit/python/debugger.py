@@ -24,7 +24,7 @@ How it is put together:
   ``disconnect``; another session's ``initialize`` or ``attach`` is refused
   with a message (its other requests are served: a second window may look).
 - ``breakpoint()`` stops in the visual debugger while one is attached, and
-  in pdb (over stdin) otherwise.
+  in IPython's interruptible pdb (over stdin) otherwise.
 
 Every reply is a DAP response; anything that goes wrong becomes
 ``success: false`` with a message, never an exception on the control thread.

@@ -92,7 +92,7 @@ class PythonKernel(Kernel):
             self.supported_features = (*self.supported_features, "debugger")
         self._banner = None
         self._compat = {}  # the ipykernel-compatible pieces, made on first use
-        self._told = None  # the last cell told where a thread's late output went
+        self._told = None  # (running cell, ended cell) of the last late-output note
 
     @classmethod
     def accept_arguments(cls, argv):
@@ -201,26 +201,30 @@ class PythonKernel(Kernel):
         # a thread user code started, for the request that started it, also
         # after that ended (JupyterLab shows it in that cell)
         parent = getattr(threading.current_thread(), _PARENT_ATTR, None)
-        if parent is None:
-            return self.current_request
-        if parent.shell is not None and parent.shell.current is not parent:
-            running = services.main_request
-            if running is not None and running is not self._told and running.msg_type == "execute_request":
-                self._tell_where_it_went(parent, running)
-        return parent
-
-    def _tell_where_it_went(self, parent, running) -> None:
-        """A thread writes for a cell that has ended while another cell runs:
-        clients that listen to the running cell only (nbclient, papermill)
-        drop that output, so the running cell says where it went (once)."""
-        self._told = running
-        count = parent.execution_count
-        where = f"cell [{count}]" if count is not None else "an earlier request"
-        text = f"[kernelkit: output of a thread started by {where} goes to that cell]\n"
-        self._services.publish("stream", {"name": "stderr", "text": text}, parent=running)
+        return self.current_request if parent is None else parent
 
     def _send_stream(self, name: str, text: str, parent) -> None:
         self._services.publish("stream", {"name": name, "text": text}, parent=parent)
+        if parent is not None and parent.shell is not None and parent.shell.current is not parent:
+            self._copy_to_running_cell(name, text, parent)
+
+    def _copy_to_running_cell(self, name: str, text: str, ended) -> None:
+        """Output of a thread whose cell has ended went to that cell (where
+        JupyterLab shows it); while another cell runs it goes there too,
+        after a line saying whose it is (once per pair of cells): the kernel
+        cannot tell whether a client still listens to an ended cell, and
+        nbclient and papermill do not (they save the notebook without it)."""
+        running = self._services.main_request
+        if running is None or running.msg_type != "execute_request" or running.content.get("silent"):
+            return
+        publish = self._services.publish
+        if self._told != (running, ended):
+            self._told = (running, ended)
+            count = ended.execution_count
+            where = f"cell [{count}]" if count is not None else "an earlier request"
+            note = f"[kernelkit: output of a thread started by {where}, also sent to that cell:]\n"
+            publish("stream", {"name": "stderr", "text": note}, parent=running)
+        publish("stream", {"name": name, "text": text}, parent=running)
 
     def flush_output(self) -> None:
         for capture in self._captures:

@@ -267,6 +267,21 @@ def _cut_kernel_frames(tb) -> None:
         last_user.tb_next = None
 
 
+def _make_pdb_interruptible() -> None:
+    """``pdb.set_trace()`` and ``breakpoint()`` start IPython's
+    InterruptiblePdb (ipdb prompts), as in ipykernel: an interrupt at its
+    prompt leaves the debugger and the cell goes on, where the stdlib's
+    catches the KeyboardInterrupt and prompts again."""
+    import pdb
+
+    from IPython.core import debugger
+
+    interruptible = getattr(debugger, "InterruptiblePdb", None)
+    if interruptible is not None:
+        debugger.Pdb = pdb.Pdb = interruptible
+        pdb.set_trace = debugger.set_trace
+
+
 def make_shell(kernel, argv) -> ZMQInteractiveShell:
     """The shell, configured from ``argv`` and IPython's config files, with
     InteractiveShellApp's start-up steps run (extensions, exec_lines, ...)."""
@@ -278,6 +293,7 @@ def make_shell(kernel, argv) -> ZMQInteractiveShell:
         app.config = config.Config()
         shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir, kernel=kernel)
     sys.displayhook = shell.displayhook
+    _make_pdb_interruptible()
     app.shell = shell
     app.init_path()
     app.init_gui_pylab()

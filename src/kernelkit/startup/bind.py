@@ -6,6 +6,7 @@ import os
 
 import zmq
 
+from ..io.iothread import MAX_SUBSCRIPTION_FRAME
 from .errors import StartupError
 from .files import CHANNELS, ConnectionInfo
 
@@ -16,7 +17,10 @@ log = logging.getLogger("kernelkit.startup")
 LINGER_MS = 1000
 # Messages the iopub socket may queue per subscriber before the I/O thread has
 # to hold and retry (XPUB_NODROP turns overflow into EAGAIN instead of loss).
-IOPUB_HWM = 10_000
+# libzmq's default. Small on purpose: a subscriber's reads are reported every
+# HWM/2 messages, the only progress the stalled-subscriber rule can see, and
+# the bytes a stalled subscriber pins are those of its last HWM messages.
+IOPUB_HWM = 1000
 
 SOCKET_TYPES = {
     "shell": zmq.ROUTER,
@@ -58,6 +62,8 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.setsockopt(zmq.XPUB_MANUAL, 1)
         sock.setsockopt(zmq.XPUB_NODROP, 1)
         sock.sndhwm = IOPUB_HWM
+        # over-long subscription topics are refused before libzmq stores them
+        sock.maxmsgsize = MAX_SUBSCRIPTION_FRAME
 
 
 class _InUse(StartupError):

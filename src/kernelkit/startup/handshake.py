@@ -34,10 +34,12 @@ def _connect(ctx, sock_type, reg: RegistrationInfo):
     return sock
 
 
-def _request_a(session: Session, reg: RegistrationInfo, ports: dict) -> list:
+def _request_a(session: Session, reg: RegistrationInfo, ports: dict) -> tuple:
+    """(its msg_id, the frames)."""
     content = {f"{c}_port": int(p) for c, p in ports.items()}
     content.update(reg.reported)
-    return session.frames("handshake_request", content)
+    msg = session.message("handshake_request", content)
+    return msg.msg_id, session.serialize(msg)
 
 
 def _request_b(session: Session, reg: RegistrationInfo, ports: dict) -> list:
@@ -47,34 +49,59 @@ def _request_b(session: Session, reg: RegistrationInfo, ports: dict) -> list:
     return session.single_frame(jsonutil.dumps(content))
 
 
-def _check_receipt_a(session: Session, frames: list) -> None:
+def _rejected(why: str) -> StartupError:
+    return StartupError(f"registration receipt rejected: {why}")
+
+
+def _refused(status, why="") -> StartupError:
+    return StartupError(f"launcher refused the registration (status {status!r}{': ' + str(why) if why else ''})")
+
+
+def _check_receipt_a(session: Session, frames: list, request_id: str) -> None:
+    """A signed, well-formed handshake_reply to our request, with status ok."""
     try:
         msg = session.parse(frames)
-    except WireError as e:
-        raise StartupError(f"registration receipt rejected: {e}") from None
+    except WireError as e:  # (bad signature, JSON, UTF-8, depth, field types)
+        raise _rejected(str(e)) from None
+    if msg.msg_type != "handshake_reply":
+        raise _rejected(f"expected a handshake_reply, got {msg.msg_type!r}")
+    parent_id = msg.parent_header.get("msg_id")
+    if parent_id != request_id:
+        raise _rejected(f"it answers {'request ' + repr(parent_id) if parent_id else 'no request'}, not ours ({request_id!r})")
     status = msg.content.get("status")
     if status != "ok":
-        why = msg.content.get("error") or msg.content.get("evalue") or ""
-        raise StartupError(f"launcher refused the registration (status {status!r}{': ' + str(why) if why else ''})")
+        raise _refused(status, msg.content.get("error") or msg.content.get("evalue") or "")
 
 
-def _check_receipt_b(session: Session, frames: list) -> None:
+def _check_receipt_b(session: Session, frames: list, kernel_id: str) -> None:
+    """One signed UTF-8 frame. Its content is implementation-defined (xeus:
+    ``ACK``); when it is JSON it must be an object, and its kernel_id and
+    status, if any, must be ours and ok."""
     if DELIMITER in frames:
         frames = frames[frames.index(DELIMITER) + 1 :]
     if len(frames) < 2:
-        raise StartupError("registration receipt rejected: expected a signature and a content frame")
+        raise _rejected("expected a signature and a content frame")
     signature, body = frames[0], frames[1:]
     try:
         session.signer.verify(signature, body, check_replay=False)
     except WireError as e:
-        raise StartupError(f"registration receipt rejected: {e}") from None
-    # the content is implementation-defined (xeus: b"ACK"); honour an explicit error
+        raise _rejected(str(e)) from None
     try:
-        content = jsonutil.loads(body[-1])
-    except ValueError:
-        return
-    if isinstance(content, dict) and content.get("status") not in (None, "ok"):
-        raise StartupError(f"launcher refused the registration (status {content.get('status')!r})")
+        text = body[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _rejected("its content is not UTF-8") from None
+    if not text.lstrip().startswith(("{", "[")):
+        return  # an opaque acknowledgement
+    try:
+        content = jsonutil.loads(text)
+    except ValueError as e:
+        raise _rejected(f"its content is not valid JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(content, dict):
+        raise _rejected(f"its content must be a JSON object, got {type(content).__name__}")
+    if content.get("kernel_id") not in (None, kernel_id):
+        raise _rejected(f"it is for kernel_id {content['kernel_id']!r}, not ours ({kernel_id!r})")
+    if content.get("status") not in (None, "ok"):
+        raise _refused(content.get("status"), content.get("error") or "")
 
 
 def register(ctx: zmq.Context, session: Session, reg: RegistrationInfo, ports: dict, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -86,7 +113,7 @@ def register(ctx: zmq.Context, session: Session, reg: RegistrationInfo, ports: d
     """
     if reg.dialect == "A":
         sock = _connect(ctx, zmq.REQ, reg)
-        frames = _request_a(session, reg, ports)
+        request_id, frames = _request_a(session, reg, ports)
     else:
         sock = _connect(ctx, zmq.DEALER, reg)
         frames = _request_b(session, reg, ports)
@@ -98,9 +125,9 @@ def register(ctx: zmq.Context, session: Session, reg: RegistrationInfo, ports: d
             raise StartupError(f"no registration receipt from the launcher at {where} within {timeout:g} s{hint}")
         reply = sock.recv_multipart()
         if reg.dialect == "A":
-            _check_receipt_a(session, reply)
+            _check_receipt_a(session, reply, request_id)
         else:
-            _check_receipt_b(session, reply)
+            _check_receipt_b(session, reply, reg.kernel_id)
         log.info("registered with the launcher at %s (dialect %s)", where, reg.dialect)
     finally:
         sock.close(linger=0)

@@ -1,9 +1,18 @@
 """JSON for message parts: orjson when installed (it is several times
-faster), with the stdlib's results and errors."""
+faster), with the stdlib's results and errors.
+
+Both paths refuse the same documents: nesting deeper than MAX_DEPTH (orjson's
+own limit) is a ValueError, never a RecursionError. Text that UTF-8 cannot
+encode (lone surrogates) is written with JSON escapes, which decode back to the
+same string.
+"""
 
 import base64
 import json
+import re
+import sys
 from datetime import date, datetime
+from itertools import accumulate
 
 try:  # pragma: no cover - depends on the environment
     import orjson
@@ -28,7 +37,12 @@ def _default(obj):
 
 
 def _stdlib_dumps(obj) -> bytes:
-    return json.dumps(obj, default=_default, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        return json.dumps(obj, default=_default, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        # a lone surrogate (e.g. decoded from "\ud800" in a request): escaped
+        # as JSON allows, so the text stays valid UTF-8 and reads back the same
+        return json.dumps(obj, default=_default, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 if orjson is not None:
@@ -54,9 +68,48 @@ _DIGIT_OR_NOT = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 _LONG_RUN = b"0" * 19
 
 
+#: Deepest nesting accepted, with or without orjson (orjson's fixed limit).
+MAX_DEPTH = 1024
+
+
+class TooDeep(ValueError):
+    def __init__(self):
+        super().__init__(f"JSON nested more than {MAX_DEPTH} levels deep")
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}.__getitem__
+
+
+def _depth(text: str) -> int:
+    """How deeply ``text`` nests (strings skipped); only for text with more
+    than MAX_DEPTH opening brackets, so the usual message pays two counts."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_STEP, brackets)), default=0)
+
+
+def _stdlib_loads(text: str):
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise TooDeep()
+    try:
+        return _decode(text)
+    except RecursionError:
+        pass
+    # Within MAX_DEPTH, yet Python < 3.12 counts the caller's frames against
+    # the same recursion limit: raise it (once, for good) so that the stdlib
+    # accepts what orjson accepts.
+    if sys.getrecursionlimit() < 3 * MAX_DEPTH:
+        sys.setrecursionlimit(3 * MAX_DEPTH)
+    try:
+        return _decode(text)
+    except RecursionError:  # (unbalanced text that _depth undercounted)
+        raise TooDeep() from None
+
+
 def loads(data):
     if isinstance(data, str):
-        return _decode(data)
+        return _stdlib_loads(data)
     if type(data) is not bytes:
         data = bytes(data)
     if orjson is not None and _LONG_RUN not in data.translate(_DIGIT_OR_NOT):
@@ -66,4 +119,4 @@ def loads(data):
             pass  # the stdlib accepts a little more (NaN, lone surrogates) and words the error
     # Message parts are UTF-8 (the spec): decoding them here skips
     # json.loads' encoding detection, which costs as much as the parse.
-    return _decode(data.decode("utf-8"))
+    return _stdlib_loads(data.decode("utf-8"))

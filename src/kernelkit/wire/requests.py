@@ -1,6 +1,29 @@
-"""What the content of each request must hold (pure; used to answer bad requests)."""
+"""What a received message must hold: the fields of its header and parent
+header (checked by ``Session.parse``) and the content of each request
+(``validate``, used to answer bad requests). Pure: no sockets.
+
+Only the types are checked, of the fields the kernel reads; unknown fields
+and unknown message types are tolerated, and ``null`` counts as absent.
+"""
 
 from .errors import InvalidContent
+
+# header fields that must be strings when present (msg_id and msg_type must
+# also be present and non-empty: Session.parse checks that first);
+# subshell_id null means the main shell
+HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version", "subshell_id")
+# a parent header names the message it answers (the only field read; a
+# reply echoes its request's header as parent, whatever else that holds)
+PARENT_FIELDS = ("msg_id",)
+
+
+def bad_fields(fields: tuple, part: dict) -> list:
+    """The names among ``fields`` whose value in ``part`` is neither a string nor null."""
+    return [name for name in fields if (v := part.get(name)) is not None and type(v) is not str]
+
+
+def describe_bad_fields(where: str, part: dict, names: list) -> str:
+    return "; ".join(f"{where} field {n!r} must be a string, got {type(part[n]).__name__}" for n in names)
 
 # msg_type -> {field: (types, required)}
 _FIELDS = {

@@ -23,6 +23,7 @@ from .errors import (
     WireError,
 )
 from .message import Message
+from .requests import HEADER_FIELDS, PARENT_FIELDS, bad_fields, describe_bad_fields
 from .signing import DEFAULT_SCHEME, Signer
 
 DELIMITER = b"<IDS|MSG>"
@@ -182,8 +183,10 @@ class Session:
     def parse(self, frames: list, *, check_replay: bool = True) -> Message:
         """Parse and verify frames; raise a specific WireError when malformed.
 
-        When the header is readable but the content is not, raises
-        InvalidContent carrying the message so a reply can still be sent.
+        When msg_id and msg_type are readable but the rest is not (another
+        header field, the parent header, metadata or content), raises
+        InvalidContent carrying the message, so a reply can still be sent;
+        its header then lacks the unusable fields (``raw_header`` is as sent).
         """
         if not all(type(f) is bytes for f in frames):  # zmq.Frame, bytearray, memoryview
             frames = [f.bytes if hasattr(f, "bytes") else bytes(f) for f in frames]
@@ -202,10 +205,20 @@ class Session:
             if not isinstance(header.get(name), str) or not header.get(name):
                 raise MissingHeaderField(name)
         msg = Message(header, {}, {}, {}, buffers, identities, parts[0])
+        bad = bad_fields(HEADER_FIELDS, header)
+        if bad:
+            msg.header = {k: v for k, v in header.items() if k not in bad}
+            raise InvalidContent(describe_bad_fields("header", header, bad), msg)
         try:
-            msg.parent_header = _json_object("parent_header", parts[1])
+            parent = _json_object("parent_header", parts[1])
+            bad = bad_fields(PARENT_FIELDS, parent)
+            if bad:
+                raise InvalidContent(describe_bad_fields("parent_header", parent, bad), msg)
+            msg.parent_header = parent
             msg.metadata = _json_object("metadata", parts[2])
             msg.content = _json_object("content", parts[3])
+        except InvalidContent:
+            raise
         except WireError as e:
             raise InvalidContent(str(e), msg) from None
         return msg

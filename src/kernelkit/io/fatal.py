@@ -1,0 +1,45 @@
+"""A kernel thread that dies ends the process.
+
+Without this, a kernel whose I/O, control or shell thread has died lives on:
+the heartbeat (answered inside libzmq) says it is alive, while no request is
+ever answered again. Instead the traceback goes to stderr and the process
+exits at once with EXIT_CODE, so the client sees a dead kernel and can
+restart it.
+"""
+
+import os
+import sys
+import threading
+import traceback
+
+EXIT_CODE = 1
+# kernelkit names every thread of its own so (user code's threads may die as
+# they like)
+THREAD_PREFIX = "kernelkit-"
+
+_previous_hook = None
+
+
+def die(where: str, exc: BaseException) -> None:
+    """Write ``exc``'s traceback and end the process now."""
+    try:
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        sys.stderr.write(f"kernelkit: the {where} died; the kernel exits\n{''.join(lines)}")
+        sys.stderr.flush()
+    finally:
+        os._exit(EXIT_CODE)
+
+
+def _hook(args) -> None:
+    thread = args.thread
+    if thread is not None and thread.name.startswith(THREAD_PREFIX) and args.exc_type is not SystemExit:
+        die(f"thread {thread.name}", args.exc_value)
+    _previous_hook(args)
+
+
+def install() -> None:
+    """From now on, an exception that ends a kernelkit thread ends the process."""
+    global _previous_hook
+    if threading.excepthook is not _hook:
+        _previous_hook = threading.excepthook
+        threading.excepthook = _hook
