@@ -7,17 +7,22 @@ ssh, and prints what it observed as one JSON object; the tests assert on it.
 
 import asyncio
 import json
+import logging
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import time
 import uuid
 
 import zmq
 from jupyter_client import BlockingKernelClient, KernelManager
+from jupyter_client.ioloop import AsyncIOLoopKernelManager
+from traitlets.config import Config
 
 from kernelkit.launcher import HandshakeError, PendingLaunch, async_launch_kernel
-from support import is_served  # (this script runs from tests/)
+from support import file_ports, is_served, nudge  # (this script runs from tests/)
 
 
 
@@ -137,6 +142,99 @@ def scenario_session(cfg) -> dict:
     finally:
         if km.has_kernel:
             km.shutdown_kernel(now=True)
+    return facts
+
+
+# holds a TCP port on the server (SO_REUSEADDR, as a kernel binds) until its stdin closes
+SQUATTER = ("import socket, sys\n"
+            "s = socket.socket()\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('0.0.0.0', int(sys.argv[1])))\n"
+            "s.listen()\n"
+            "print('listening', flush=True)\n"
+            "sys.stdin.read()\n")
+
+
+class LogLines(logging.Handler):
+    """The launcher's warnings and errors, as a user would read them."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines = []
+        logging.getLogger("kernelkit.launcher").addHandler(self)
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def scenario_restart(cfg) -> dict:
+    """preferred_ports through ssh, curve on: a restart by hand and one by
+    jupyter_client's autorestarter (the remote kernel killed) bring the kernel
+    back on its five ports with its keys, and a client made at the start runs
+    the next cell; a port taken on the server while the kernel is down is
+    replaced by a fresh one, with one log line."""
+    log = LogLines()
+    # random_ports_until_alive off: these kills come within stable_start_time of
+    # the start, when the restarter would otherwise ask for new ports on purpose
+    config = Config({"KernelRestarter": {"time_to_dead": 0.2, "random_ports_until_alive": False}})
+    facts = {"launcher_netns": os.readlink("/proc/self/ns/net")}
+
+    def after(kc, code):
+        """What the client made at the start sees of the kernel now."""
+        nudge(kc)
+        return {**remote_facts(kc), "execute": run(kc, code)}
+
+    async def main():
+        km = AsyncIOLoopKernelManager(kernel_name=cfg["kernel_name"], transport_encryption="required", config=config)
+        await km.start_kernel()
+        kc = BlockingKernelClient()
+        kc.load_connection_info(km.get_connection_info())
+        kc.start_channels()
+        squatter = None
+        try:
+            await asyncio.to_thread(kc.wait_for_ready, 30)
+            first = await asyncio.to_thread(remote_facts, kc)
+            facts["first"] = {**first, "ports": file_ports(km), "curve": km.curve_publickey.decode()}
+
+            await km.restart_kernel(now=False)
+            facts["by_hand"] = {**await asyncio.to_thread(after, kc, "print('after a restart')"),
+                                "ports": file_ports(km), "curve": km.curve_publickey.decode()}
+
+            ssh_pid = km.provisioner.pid
+            os.kill(facts["by_hand"]["pid"], signal.SIGKILL)  # the remote kernel (the namespaces share one pid space)
+            deadline = time.monotonic() + 60
+            while not km.has_kernel or km.provisioner.pid == ssh_pid:  # the restarter's new ssh
+                assert time.monotonic() < deadline, "the autorestarter did not restart the remote kernel"
+                await asyncio.sleep(0.05)
+            facts["autorestart"] = {**await asyncio.to_thread(after, kc, "print('after a crash')"),
+                                    "ports": file_ports(km), "curve": km.curve_publickey.decode()}
+
+            await km.shutdown_kernel(restart=True)
+            taken = facts["first"]["ports"]["shell_port"]
+            squatter = subprocess.Popen([*cfg["ssh"], shlex.join([sys.executable, "-c", SQUATTER, str(taken)])],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert squatter.stdout.readline().strip() == "listening"
+            logged = len(log.lines)
+            await km.start_kernel()
+            fresh = BlockingKernelClient()  # the connection file changed: clients reconnect
+            fresh.load_connection_info(km.get_connection_info())
+            fresh.start_channels()
+            try:
+                await asyncio.to_thread(fresh.wait_for_ready, 30)
+                facts["port_taken"] = {"execute": await asyncio.to_thread(run, fresh, "print('on a fresh port')"),
+                                       "ports": file_ports(km), "log": log.lines[logged:]}
+            finally:
+                fresh.stop_channels()
+        finally:
+            kc.stop_channels()
+            km.stop_restarter()
+            if squatter is not None:
+                squatter.stdin.close()
+                squatter.wait(10)
+            if km.has_kernel:
+                await km.shutdown_kernel(now=True)
+
+    asyncio.run(main())
     return facts
 
 

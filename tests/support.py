@@ -245,6 +245,31 @@ def iopub_until_idle(kc, msg_id, timeout=10.0):
     return iopub_until(kc, msg_id, is_idle, timeout)
 
 
+def file_ports(km) -> dict:
+    """The five ports in the connection file a KernelManager wrote."""
+    with open(km.connection_file) as f:
+        info = json.load(f)
+    return {k: v for k, v in info.items() if k.endswith("_port")}
+
+
+def nudge(kc, timeout=30):
+    """Wait until a client made before a restart hears the new kernel on iopub,
+    as jupyter_server and JupyterLab do: kernel_info until its busy arrives
+    (output sent before the client's iopub socket reconnected is not seen)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg_id = kc.kernel_info()
+        try:
+            while True:
+                msg = kc.get_iopub_msg(timeout=0.5)
+                if (msg["parent_header"] or {}).get("msg_id") == msg_id:  # xeus may send null
+                    iopub_until_idle(kc, msg_id)
+                    return
+        except queue.Empty:
+            continue
+    raise AssertionError("the client never heard the restarted kernel on iopub")
+
+
 def result_text(messages):
     """The text/plain of the one execute_result among ``messages``."""
     results = [m for m in messages if m["msg_type"] == "execute_result"]

@@ -5,13 +5,11 @@ import asyncio
 import importlib.util
 import json
 import os
-import queue
 import shutil
 import socket
 import stat
 import sys
 import tempfile
-import time
 
 import pytest
 from jupyter_client import AsyncKernelManager, BlockingKernelClient, KernelManager
@@ -20,7 +18,7 @@ from traitlets.config import Config
 
 from kernelkit.launcher import HandshakeError
 from kernelkit.launcher.provisioner import HandshakeProvisioner
-from support import EXEC_KERNEL, iopub_until_idle, km_client
+from support import EXEC_KERNEL, file_ports, km_client, nudge
 
 
 def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", preferred_ports=None, **spec_extra):
@@ -57,30 +55,6 @@ def run(kc, code, timeout=30):
     results = [m["content"]["data"]["text/plain"] for m in out if m["msg_type"] == "execute_result"]
     streams = "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream")
     return reply["content"], results, streams
-
-
-def nudge(kc, timeout=30):
-    """Wait until a client made before a restart hears the new kernel on iopub,
-    as jupyter_server and JupyterLab do: kernel_info until its busy arrives
-    (output sent before the client's iopub socket reconnected is not seen)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg_id = kc.kernel_info()
-        try:
-            while True:
-                msg = kc.get_iopub_msg(timeout=0.5)
-                if (msg["parent_header"] or {}).get("msg_id") == msg_id:  # xeus may send null
-                    iopub_until_idle(kc, msg_id)
-                    return
-        except queue.Empty:
-            continue
-    raise AssertionError("the client never heard the restarted kernel on iopub")
-
-
-def file_ports(km):
-    with open(km.connection_file) as f:
-        info = json.load(f)
-    return {k: v for k, v in info.items() if k.endswith("_port")}
 
 
 def test_entry_point_is_registered():

@@ -6,6 +6,7 @@ launcher learns where they are from the registration itself (tests/netns.py
 builds the two hosts; tests/remote_driver.py is the launcher's side)."""
 
 import json
+import os
 import sys
 import uuid
 
@@ -47,30 +48,31 @@ def marked(mark, *argv) -> list:
 
 @pytest.fixture
 def jupyter_path(tmp_path, two_hosts):
-    """A kernelspec for the bundled Python kernel on the server, through ssh, curve on."""
-    spec = {
-        "argv": [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"],
-        "display_name": "Python (remote)",
-        "language": "python",
-        "metadata": {
-            "supported_encryption": ["curve"],
-            "kernel_provisioner": {
-                "provisioner_name": "kernelkit-handshake",
-                "config": {"launch_prefix": two_hosts.ssh(), "registration_ip": two_hosts.client_ip,
-                           "allowed_peers": [two_hosts.server_ip]},
+    """Kernelspecs for the bundled Python kernel on the server, through ssh,
+    curve on: ``remote-python``, and ``remote-python-keep`` with
+    ``preferred_ports`` (restarts keep the ports)."""
+    for name, extra in (("remote-python", {}), ("remote-python-keep", {"preferred_ports": True})):
+        spec = {
+            "argv": [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"],
+            "display_name": "Python (remote)",
+            "language": "python",
+            "metadata": {
+                "supported_encryption": ["curve"],
+                "kernel_provisioner": {
+                    "provisioner_name": "kernelkit-handshake",
+                    "config": {"launch_prefix": two_hosts.ssh(), "registration_ip": two_hosts.client_ip,
+                               "allowed_peers": [two_hosts.server_ip], **extra},
+                },
             },
-        },
-    }
-    d = tmp_path / "share" / "kernels" / "remote-python"
-    d.mkdir(parents=True)
-    (d / "kernel.json").write_text(json.dumps(spec))
+        }
+        d = tmp_path / "share" / "kernels" / name
+        d.mkdir(parents=True)
+        (d / "kernel.json").write_text(json.dumps(spec))
     return {"JUPYTER_PATH": str(tmp_path / "share"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
 
 
 @pytest.mark.timeout(180)
 def test_python_kernel_through_ssh(two_hosts, jupyter_path):
-    import os
-
     facts = drive(two_hosts, "session", kernel_name="remote-python", env={**os.environ, **jupyter_path})
     # the kernel runs on the other host and clients were told where it is
     assert facts["first"]["netns"] != facts["launcher_netns"]
@@ -93,6 +95,33 @@ def test_python_kernel_through_ssh(two_hosts, jupyter_path):
     assert facts["first_gone_after_restart"]
     assert not facts["alive_after_shutdown"] and facts["gone_after_shutdown"]
     assert facts["gone_after_ssh_killed"], "the remote kernel outlived its ssh session"
+
+
+@pytest.mark.timeout(180)
+def test_restarts_of_a_remote_kernel_keep_its_ports_and_clients(two_hosts, jupyter_path):
+    facts = drive(two_hosts, "restart", kernel_name="remote-python-keep", env={**os.environ, **jupyter_path})
+    first = facts["first"]
+    assert first["netns"] != facts["launcher_netns"]
+    # by hand and by the autorestarter: a new process on the server, the same
+    # five ports and keys, and the client made at the start runs the next cell
+    pids = [first["pid"]]
+    for case, text in (("by_hand", "after a restart"), ("autorestart", "after a crash")):
+        after = facts[case]
+        assert after["netns"] == first["netns"], case
+        assert after["pid"] not in pids, case
+        pids.append(after["pid"])
+        assert after["ports"] == first["ports"], case
+        assert after["curve"] == first["curve"], case
+        assert after["execute"][0]["status"] == "ok" and after["execute"][1] == text, (case, after["execute"])
+    # a port taken on the server meanwhile: a fresh one for it, the other four
+    # kept, one log line; clients reconnect to the new connection file
+    taken = facts["port_taken"]
+    assert taken["ports"]["shell_port"] != first["ports"]["shell_port"]
+    assert {k: v for k, v in taken["ports"].items() if k != "shell_port"} == {k: v for k, v in first["ports"].items() if k != "shell_port"}
+    assert taken["execute"][0]["status"] == "ok" and taken["execute"][1] == "on a fresh port"
+    assert len(taken["log"]) == 1, taken["log"]
+    assert f"previous shell_port {first['ports']['shell_port']} (now {taken['ports']['shell_port']}) taken" in taken["log"][0]
+    assert "clients made before the restart must reconnect" in taken["log"][0]
 
 
 @pytest.mark.timeout(240)

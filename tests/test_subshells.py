@@ -372,15 +372,21 @@ def test_two_subshells_run_concurrently(pykernel):
 def test_results_of_concurrent_subshells_all_arrive(pykernel):
     """Two subshells each run a cell that evaluates an expression 200 times
     through IPython's displayhook at once: every value reaches its own cell
-    as an execute_result (the hook is one object the threads share)."""
+    as an execute_result, in order (the hook, the shell and its traps are
+    objects the threads share)."""
     fe = pykernel.fe
     # switch threads as often as Python allows, so the two loops interleave
     fe.run("import sys, threading\nbarrier = threading.Barrier(2)\nsys.setswitchinterval(1e-6)")
     a, b = fe.create_subshell(), fe.create_subshell()
+    # the loop runs in a function of its own: the subshells share one user
+    # namespace, and a module-level `for i` would have each cell read the
+    # other's i at times (seen in CI as ('B', 185) at index 37)
     code = (
-        "barrier.wait(5)\n"
-        "for i in range(200):\n"
-        "    get_ipython().displayhook(('{name}', i))\n"
+        "def results_{name}():\n"
+        "    barrier.wait(5)\n"
+        "    for i in range(200):\n"
+        "        get_ipython().displayhook(('{name}', i))\n"
+        "results_{name}()\n"
     )
     ida, idb = fe.execute(code.format(name="A"), a), fe.execute(code.format(name="B"), b)
     for msg_id, name in ((ida, "A"), (idb, "B")):

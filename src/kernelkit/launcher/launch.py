@@ -85,8 +85,6 @@ class PendingLaunch:
                  preferred_ports=None):
         remote_launch.check_launch(dialect=dialect, remote=remote, registration_ip=registration_ip,
                                    registration_via=registration_via, encryption=encryption)
-        if encryption and curve:
-            raise ValueError("give curve keys or encryption 'curve' (the kernel makes its keys), not both")
         runtime_dir = runtime_dir or jupyter_runtime_dir()
         self._own_service = None
         if transport == "ipc":
@@ -117,7 +115,9 @@ class PendingLaunch:
             raise
         self.expected.allowed_peers = tuple(allowed_peers)
         if encryption:
-            self.expected.wants_own_keys = True
+            # the kernel makes its keys, unless given some (a restart keeping
+            # the keys its clients hold); the registration socket is CURVE either way
+            self.expected.wants_own_keys = curve is None
             self.expected.registration["encryption"] = encryption
         # CurveZMQ server keys ride in the registration file like in a connection file
         self.curve = {} if curve is None else {"curve_publickey": _text(curve[0]), "curve_secretkey": _text(curve[1])}
@@ -332,7 +332,7 @@ def launch_kernel(argv=None, *, kernel_name=None, timeout=DEFAULT_TIMEOUT, env=N
     "{connection_file}"]``): ``remote=True``, ``registration_ip`` (this host's
     address the kernel can reach), ``registration_via`` ("file" default,
     "stdin": ``-f -``, "env"), ``encryption="curve"`` (the kernel makes its
-    own keys), ``allowed_peers`` (addresses it may register from); see
+    own keys; with ``curve`` too, it uses those), ``allowed_peers`` (addresses it may register from); see
     :mod:`kernelkit.launcher.remote`.
     Raises HandshakeError (process died, with its last stderr lines; timeout;
     unusable registration); the process is killed then.

@@ -38,7 +38,9 @@ command there (as the remote shell parses it), ``"registration_ip"`` is this
 host's address the kernel registers to; the registration info goes on the
 kernel's stdin (``{connection_file}`` becomes ``-``), interrupts go as
 messages, and the local process the provisioner signals and waits for is ssh.
-With ``transport_encryption`` the remote kernel makes its own CurveZMQ keys.
+With ``transport_encryption`` the remote kernel makes its own CurveZMQ keys;
+a restart hands the new kernel that pair, which the clients hold. A restart
+whose preferred port was taken logs one warning naming it.
 """
 
 import logging
@@ -78,6 +80,14 @@ def _all_free(transport: str, ip: str, ports: dict) -> bool:
             except OSError:
                 return False
     return True
+
+
+def _note_ports_not_kept(preferred, info) -> None:
+    """One log line when a restarted kernel could not bind a previous port."""
+    moved = [f"{name} {port} (now {info[name]})" for name, port in (preferred or {}).items() if info.get(name) != port]
+    if moved:
+        log.warning("kernel restart: previous %s taken meanwhile; the kernel bound a fresh one, and clients made "
+                    "before the restart must reconnect", ", ".join(moved))
 
 
 class HandshakeProvisioner(LocalProvisioner):
@@ -123,6 +133,9 @@ class HandshakeProvisioner(LocalProvisioner):
             if previous and self.preferred_ports:
                 # the remote kernel binds them first (whether they are free is for it to find out)
                 options["preferred_ports"] = previous
+            if previous and "encryption" in options and km.curve_secretkey:
+                # a restart: the kernel's previous keys, which every client made before holds
+                curve = km.curve_publickey, km.curve_secretkey
         else:
             if km.transport == "tcp" and not is_local_ip(km.ip):
                 raise RuntimeError(f"Can only launch a kernel on a local interface. This one is not: {km.ip}. Valid addresses: {local_ips()}")
@@ -213,6 +226,7 @@ class HandshakeProvisioner(LocalProvisioner):
                 self.pgid = None
             self.cwd = kwargs.get("cwd") or os.getcwd()
             self.connection_info = await launch.async_wait(self.registration_timeout)
+            _note_ports_not_kept(launch.expected.registration.get("preferred_ports"), self.connection_info)
         except BaseException:
             launch.abort()
             self.process = None

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 
 from IPython.core.autocall import ZMQExitAutocall
+from IPython.core.builtin_trap import BuiltinTrap
+from IPython.core.display_trap import DisplayTrap
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import StdinNotImplementedError
 from IPython.core.displaypub import DisplayPublisher
@@ -32,30 +34,63 @@ _KERNELKIT_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
 _RAISED_BY_KERNEL = (KeyboardInterrupt, StdinNotImplementedError)
 
 
+def _per_thread(doc: str) -> property:
+    """An attribute with one value per thread (None until set): subshells run
+    cells at the same time through the one shell and its displayhook."""
+    values = threading.local()
+    return property(lambda self: getattr(values, "value", None), lambda self, value: setattr(values, "value", value), doc=doc)
+
+
 class KernelDisplayHook(DisplayHook):
     """``execute_result`` for the value of a cell's last expression."""
 
-    # the value being displayed, per thread: subshells run cells at the same
-    # time through this one hook, and one must not publish (or drop) another's
-    _formatted = threading.local()
+    # one cell must not publish (or drop) another's value, nor fill in (or
+    # find cleared, mid-call) another cell's ExecutionResult
+    exec_result = _per_thread("the ExecutionResult of the cell this thread runs (IPython's run_cell sets and clears it)")
+    _formatted = _per_thread("the value being displayed: (data, metadata)")
 
     def start_displayhook(self):
         super().start_displayhook()
-        self._formatted.data = None
+        self._formatted = None
 
     def write_output_prompt(self):
         pass
 
     def write_format_data(self, format_dict, md_dict=None):
-        self._formatted.data = (format_dict, md_dict or {})
+        self._formatted = (format_dict, md_dict or {})
 
     def finish_displayhook(self):
-        formatted = getattr(self._formatted, "data", None)
+        formatted = self._formatted
         if formatted is not None:
             data, metadata = formatted
             self.shell.kernel.execute_result(data, metadata)
-        self._formatted.data = None
+        self._formatted = None
         self._is_active = False
+
+
+# IPython's builtin and display traps count the cells inside them and undo
+# their change when the last one leaves; subshells enter and leave at the
+# same time, and an unlocked count loses steps (a cell then fails with
+# KeyError: 'exit' as a trap removes builtins twice)
+_TRAP_LOCK = threading.RLock()
+
+
+class _LockedTrap:
+    def __enter__(self):
+        with _TRAP_LOCK:
+            return super().__enter__()
+
+    def __exit__(self, *exc):
+        with _TRAP_LOCK:
+            return super().__exit__(*exc)
+
+
+class KernelBuiltinTrap(_LockedTrap, BuiltinTrap):
+    pass
+
+
+class KernelDisplayTrap(_LockedTrap, DisplayTrap):
+    pass
 
 
 class KernelDisplayPublisher(DisplayPublisher):
@@ -130,17 +165,15 @@ class ZMQInteractiveShell(InteractiveShell):
     def _exiter_default(self):
         return ZMQExitAutocall(self)
 
-    # the error of the cell this thread ran last, for its execute_reply
-    # (per thread: subshells run cells concurrently)
-    _errors = threading.local()
+    last_error = _per_thread("the error of the cell this thread ran last, for its execute_reply")
 
-    @property
-    def last_error(self):
-        return getattr(self._errors, "error", None)
+    def init_builtins(self):
+        super().init_builtins()
+        self.builtin_trap = KernelBuiltinTrap(shell=self)
 
-    @last_error.setter
-    def last_error(self, error):
-        self._errors.error = error
+    def init_displayhook(self):
+        super().init_displayhook()
+        self.display_trap = KernelDisplayTrap(hook=self.displayhook)
 
     def init_environment(self):
         super().init_environment()
