@@ -373,6 +373,9 @@ class IOThread(threading.Thread):
         self._recent_large_bytes = 0
         self._seq = 0  # iopub messages counted while large ones are about
         self._trim_due = False  # large messages were sent since the last trim
+        # shell/stdin clients that left their replies unread for STALLED_AFTER:
+        # their messages are dropped without waiting until one gets through
+        self._unread_clients: set = set()
 
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
@@ -542,27 +545,59 @@ class IOThread(threading.Thread):
                     if not self._publish(frames):
                         self._send_control_lane()
                         return  # keep the message, retry soon
-                else:
-                    try:
-                        _send_multipart(self.sockets[channel], frames)
-                    except zmq.ZMQError as e:
-                        if e.errno == zmq.EHOSTUNREACH and channel == STDIN:
-                            if self._note_held() < STDIN_CONNECT_WAIT:
-                                self._send_control_lane()
-                                return  # the client's stdin socket is not connected yet
-                            log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
-                        else:
-                            log.error("cannot send on %s: %s", channel, e)
+                elif not self._send_routed(channel, frames):
+                    self._send_control_lane()
+                    return  # keep the message, retry soon
                 pending.popleft()
                 self._held_since = None
         finally:
             self.outbound.made_room()
 
+    def _send_routed(self, channel: str, frames) -> bool:
+        """Send to one client on shell or stdin (ROUTER_MANDATORY); False when
+        it must be held and retried."""
+        try:
+            _send_multipart(self.sockets[channel], frames)
+        except zmq.Again:
+            # the client's queue is full: it has SHELL_HWM replies unread
+            client = frames[0]
+            if client not in self._unread_clients:
+                held = self._note_held()
+                if held < STALLED_AFTER:
+                    return False
+                if len(self._unread_clients) > 1000:
+                    self._unread_clients.clear()
+                self._unread_clients.add(client)
+            self._limiter.warn(
+                (channel, "unread"),
+                f"{channel}: a client has not read its replies for {STALLED_AFTER:.0f} s; "
+                "a message for it was dropped (others go on)",
+            )
+        except zmq.ZMQError as e:
+            if e.errno != zmq.EHOSTUNREACH:
+                self._limiter.warn((channel, e.errno), f"cannot send on {channel}: {e}")
+            elif channel != STDIN:
+                self._limiter.warn((channel, "gone"), f"{channel}: dropped a reply for a client that has gone")
+            elif self._note_held() < STDIN_CONNECT_WAIT:
+                return False  # the client's stdin socket is not connected yet
+            else:
+                log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
+        else:
+            if self._unread_clients:
+                self._unread_clients.discard(frames[0])  # it reads again
+        return True
+
     def _send_control(self, frames) -> None:
+        # never held (control must not wait); a full or gone client loses it
         try:
             _send_multipart(self.sockets[CONTROL], frames)
+        except zmq.Again:
+            self._limiter.warn((CONTROL, "unread"), "control: a client has 1,000 replies unread; a reply to it was dropped")
         except zmq.ZMQError as e:
-            log.error("cannot send on %s: %s", CONTROL, e)
+            if e.errno == zmq.EHOSTUNREACH:
+                self._limiter.warn((CONTROL, "gone"), "control: dropped a reply for a client that has gone")
+            else:
+                self._limiter.warn((CONTROL, e.errno), f"cannot send on {CONTROL}: {e}")
 
     def _send_control_lane(self) -> None:
         """While the FIFO's head is held: send control's messages now, ahead of

@@ -22,6 +22,11 @@ LINGER_MS = 1000
 # the bytes a stalled subscriber pins are those of its last HWM messages.
 IOPUB_HWM = 1000
 
+# Replies a shell client may leave unread before the I/O thread has to hold
+# them (a client that queues thousands of cells and reads iopub first). Replies
+# are small; a client that never reads is dropped by the stall rule.
+SHELL_HWM = 100_000
+
 SOCKET_TYPES = {
     "shell": zmq.ROUTER,
     "control": zmq.ROUTER,
@@ -51,10 +56,14 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.curve_server = True
     if channel in ("shell", "control", "stdin"):
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-    if channel == "stdin":
-        # an input_request for a client whose stdin socket is still connecting
-        # fails instead of vanishing, so the I/O thread can retry it
+    if channel in ("shell", "control", "stdin"):
+        # a message for a client whose queue is full, or who is not (or not
+        # yet) connected, fails instead of vanishing: the I/O thread holds and
+        # retries it, or drops it with a log line (stdin: a client's socket
+        # may still be connecting)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if channel == "shell":
+        sock.sndhwm = SHELL_HWM
     if channel == "iopub":
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         # the I/O thread applies each subscription itself, right before the
