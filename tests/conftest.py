@@ -10,6 +10,18 @@ from support import CHROMEDRIVER, CHROMIUM, ensure_chromium, start_kernel  # noq
 
 
 @pytest.fixture
+def rk(tmp_path):
+    """An exec test kernel with raw ZeroMQ sockets (rawkernel.RawKernel), not started."""
+    from rawkernel import RawKernel
+
+    k = RawKernel(tmp_path)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+@pytest.fixture
 def kernel(tmp_path):
     """A running exec test kernel and a connected BlockingKernelClient."""
     proc, kc = start_kernel(tmp_path)

@@ -8,20 +8,11 @@ import subprocess
 import sys
 import time
 
-import pytest
 import zmq
 
 from kernelkit.io.iothread import STALLED_AFTER
-from rawkernel import RawKernel, collect_until, idle_for, ready, recv, reply_to
+from rawkernel import collect_until, idle_for, ready, recv, reply_to
 
-
-@pytest.fixture
-def rk(tmp_path):
-    k = RawKernel(tmp_path)
-    try:
-        yield k
-    finally:
-        k.close()
 
 
 def _status(r, state):

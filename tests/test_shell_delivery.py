@@ -7,7 +7,6 @@ with a log line. Meanwhile the other clients are answered."""
 import logging
 import time
 
-import pytest
 import zmq
 
 from kernelkit.io import SHELL, IOThread, Outbound
@@ -15,16 +14,8 @@ from kernelkit.io.iothread import STALLED_AFTER
 from kernelkit.startup import bind
 from kernelkit.startup.files import ConnectionInfo
 from kernelkit.wire import Session
-from rawkernel import RawKernel, collect_until, idle_for, recv, reply_to
+from rawkernel import collect_until, idle_for, recv, reply_to
 
-
-@pytest.fixture
-def rk(tmp_path):
-    k = RawKernel(tmp_path)
-    try:
-        yield k
-    finally:
-        k.close()
 
 
 def test_thousands_of_unread_replies_all_arrive(rk):
