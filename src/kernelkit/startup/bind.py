@@ -56,7 +56,6 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.curve_server = True
     if channel in ("shell", "control", "stdin"):
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-    if channel in ("shell", "control", "stdin"):
         # a message for a client whose queue is full, or who is not (or not
         # yet) connected, fails instead of vanishing: the I/O thread holds and
         # retries it, or drops it with a log line (stdin: a client's socket
