@@ -173,7 +173,7 @@ class Outbound:
         self.control_lane: deque = deque()
         # bytes of large messages in the FIFO (under _room)
         self.max_bytes = max_bytes
-        self._recent_large_bytes = 0
+        self._fifo_large_bytes = 0
         # threads that never wait for room (the control thread: its replies
         # and status must not wait behind iopub)
         self._never_wait: set = set()
@@ -252,17 +252,17 @@ class Outbound:
             self._waiting_for_room += 1
             try:
                 if ident not in self._never_wait and ident != self.io_ident:
-                    while len(self.fifo) >= self.maxsize or (self._recent_large_bytes and self._recent_large_bytes + size > self.max_bytes):
+                    while len(self.fifo) >= self.maxsize or (self._fifo_large_bytes and self._fifo_large_bytes + size > self.max_bytes):
                         self._wake()
                         self._room.wait(1.0)
-                self._recent_large_bytes += size
+                self._fifo_large_bytes += size
             finally:
                 self._waiting_for_room -= 1
 
     def took_large(self, size: int) -> None:
         """Called by the I/O thread when it takes a large message from the FIFO."""
         with self._room:
-            self._recent_large_bytes -= size
+            self._fifo_large_bytes -= size
             if self._waiting_for_room:
                 self._room.notify_all()
 
