@@ -1,6 +1,7 @@
 """The bundled Python kernel."""
 
 import builtins
+import functools
 import getpass
 import importlib.util
 import logging
@@ -91,7 +92,6 @@ class PythonKernel(Kernel):
         if importlib.util.find_spec("debugpy") is not None:
             self.supported_features = (*self.supported_features, "debugger")
         self._banner = None
-        self._compat = {}  # the ipykernel-compatible pieces, made on first use
         self._told = None  # (running cell, ended cell) of the last late-output note
 
     @classmethod
@@ -267,23 +267,18 @@ class PythonKernel(Kernel):
 
         return request_like(parent, self._parent_of_writer())
 
-    def _compat_piece(self, name, make):
-        piece = self._compat.get(name)
-        if piece is None:
-            piece = self._compat[name] = make()
-        return piece
-
-    @property
+    # (made on first use: the compat module is not imported otherwise)
+    @functools.cached_property
     def session(self):
         from .compat import KernelSession
 
-        return self._compat_piece("session", lambda: KernelSession(self))
+        return KernelSession(self)
 
-    @property
+    @functools.cached_property
     def iopub_socket(self):
         from .compat import IOPub
 
-        return self._compat_piece("iopub", IOPub)
+        return IOPub()
 
     @property
     def comm_manager(self):
