@@ -55,15 +55,15 @@ class RawKernel:
         self._sockets = []
 
     # -- process ---------------------------------------------------------
-    def start(self):
-        self.proc = KernelProcess(EXEC_KERNEL, self.file)
+    def start(self, extra_args=()):
+        self.proc = KernelProcess(EXEC_KERNEL, self.file, extra_args)
         return self
 
-    def start_and_wait(self, timeout=20.0):
+    def start_and_wait(self, timeout=20.0, extra_args=()):
         """Start the kernel; return a SUB (topic b'') that has read its welcome
         (so the kernel is up and that subscriber is live)."""
         sub = self.sub()
-        self.start()
+        self.start(extra_args)
         first = recv(self, sub, timeout)
         if first is None:
             self.proc.kill()

@@ -349,6 +349,97 @@ def test_iopub_buffering_is_bounded_in_bytes(rk):
         time.sleep(0.1)  # (sampling RSS: there is no event to wait on)
 
 
+def _peak_rss_mb(pid) -> float:
+    """The most memory the process has had in use so far (VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e3
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+_MB_DISPLAYS = "x = 'x' * 1_000_000\nfor i in range({n}): kernel.display_data({{'text/plain': f'{{i}} {{x}}'}})"
+
+
+def test_a_slow_reader_of_large_output_pins_bytes_not_messages(rk):
+    """300 displays of 1 MB, a subscriber that reads them at once and one that
+    looks away for a moment (a browser on a slow link): both get every one, in
+    order, while libzmq holds at most IOPUB_BYTES of them for the slow one.
+    (Before, its queue counted only messages, 1,000 of them: the kernel grew
+    by the whole 300 MB while the fast one read on.)"""
+    from kernelkit.io.iothread import IOPUB_BYTES, OUTBOUND_BYTES
+
+    fast = rk.start_and_wait()
+    # tiny queues: what it has not read stays in the kernel
+    slow = rk.sub(rcvhwm=2, rcvbuf=65536)
+    assert recv(rk, slow, 5).msg_type == "iopub_welcome"
+    pid = rk.proc.proc.pid
+    base = _rss_mb(pid)
+    shell = rk.dealer("shell")
+    n = 300
+    msg_id = rk.send(shell, "execute_request", {"code": _MB_DISPLAYS.format(n=n)})
+
+    def displays(sock, until, timeout):
+        got = []
+        while not until(got):
+            r = recv(rk, sock, timeout)
+            if r is None:
+                break
+            if r.msg_type == "display_data":
+                got.append(int(r.content["data"]["text/plain"].split()[0]))
+        return got
+
+    # the fast one reads until it has all, or the kernel holds output for
+    # the slow one (nothing for 1 s)
+    seen = displays(fast, lambda got: len(got) == n, 1.0)
+    assert displays(slow, lambda got: len(got) == n, 30) == list(range(n)), "the slow reader lost or reordered displays"
+    seen += displays(fast, lambda got: len(seen) + len(got) == n, 30)
+    assert seen == list(range(n)), "the fast reader lost or reordered displays"
+    grown = _peak_rss_mb(pid) - base
+    bound = (IOPUB_BYTES + OUTBOUND_BYTES) / 1e6
+    assert grown < bound + 40, f"the kernel grew by {grown:.0f} MB (bound {bound:.0f} MB and 40 MB of slack)"
+    reply, _ = reply_to(rk, shell, msg_id, 10)
+    assert reply.content["status"] == "ok"
+
+
+def test_a_stalled_tcp_subscriber_is_disconnected_and_welcomed_again(rk):
+    """--iopub-tcp-timeout 2: a subscriber that reads nothing while 1 MB
+    displays flow is disconnected by the system after its receive window has
+    stayed shut for 2 s (what its queue held is freed); ZeroMQ reconnects it
+    and the kernel welcomes it again. The reading subscriber gets everything."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    reader = rk.start_and_wait(extra_args=["--iopub-tcp-timeout", "2"])
+    assert recv(rk, reader, 5).content == {"execution_state": "starting"}
+    stalled = rk.sub(rcvhwm=1, rcvbuf=4096)
+    monitor = stalled.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+    try:
+        assert recv(rk, stalled, 5).msg_type == "iopub_welcome"
+        shell = rk.dealer("shell")
+        n = 200
+        msg_id = rk.send(shell, "execute_request", {"code": _MB_DISPLAYS.format(n=n)})
+        shown = []
+        for r in collect_until(rk, reader, idle_for(msg_id), 60):
+            if r.msg_type == "display_data":
+                shown.append(int(r.content["data"]["text/plain"].split()[0]))
+        assert shown == list(range(n)), "the reading subscriber lost or reordered displays"
+        # it notices when it reads again: what it had is followed by a
+        # reconnection (its receive window had stayed shut for 2 s while
+        # displays waited: the kernel's system ended the connection) and a
+        # welcome on the new one
+        events, welcomes = [], 0
+        deadline = time.monotonic() + 15
+        while not (welcomes and zmq.EVENT_DISCONNECTED in events):
+            assert time.monotonic() < deadline, f"events {events}, {welcomes} welcomes"
+            r = recv(rk, stalled, 0.1)
+            welcomes += r is not None and r.msg_type == "iopub_welcome"
+            while monitor.poll(0):
+                events.append(recv_monitor_message(monitor)["event"])
+        assert events.index(zmq.EVENT_DISCONNECTED) < len(events) - 1, f"no reconnection after the disconnection: {events}"
+    finally:
+        monitor.close(linger=0)  # (an open monitor would keep the context from ending)
+
+
 def test_python_kernel_and_jupyter_client_with_a_stalled_subscriber(tmp_path):
     """The same with the bundled Python kernel and jupyter_client as the
     reader: IPython's display() 20,000 times, print() in between, while a

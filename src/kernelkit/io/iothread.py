@@ -24,6 +24,15 @@ once the reader has caught up: it has nothing left to read, so it never
 reports). Producers wait while the FIFO holds more than OUTBOUND_BYTES of
 large messages.
 
+Messages with a frame of ZERO_COPY bytes or more go to libzmq without a copy
+and are tracked, so libzmq's share is bounded in bytes too: while tracked
+messages of IOPUB_BYTES wait for some subscriber, the next one is held. Each
+one a subscriber lets go of is progress; when none is for STALLED_AFTER, the
+subscriber is taken as stalled and the bound is waived until half of it is
+free again (the stalled one keeps at most HWM messages; over TCP the system
+closes its connection once it has read nothing for bind's IOPUB_TCP_TIMEOUT,
+which frees them).
+
 Control replies never wait behind iopub: they go into a lane of their own,
 with a turn marker in the FIFO where they were produced. In order as usual;
 while the FIFO's head is held, or more than CONTROL_OVERTAKES messages are
@@ -79,6 +88,16 @@ SLOW_READ = 4 << 20
 STALLED_MAX = 30.0
 # Messages larger than this (bytes) are counted in bytes as well.
 LARGE = 4096
+# An iopub message with a frame at least this large (bytes; pyzmq's own
+# threshold for zero-copy) is handed to libzmq without a copy and tracked:
+# pyzmq says when every subscriber's queue has let go of it. Smaller ones are
+# bounded by the message count alone (IOPUB_HWM of them per subscriber).
+ZERO_COPY = 64 << 10
+# The most libzmq may hold of tracked messages for iopub subscribers (bytes):
+# beyond it the next one is held, as when a queue is full in messages, so a
+# reader on a slow link pins this much, not 1,000 images. One larger message
+# still goes.
+IOPUB_BYTES = 64 << 20
 # The most the FIFO holds in large messages (bytes); one larger message still goes.
 OUTBOUND_BYTES = 32 << 20
 # The longest subscription topic accepted (bytes). Topics are
@@ -110,6 +129,15 @@ def _find_malloc_trim():
 
 
 _malloc_trim = _find_malloc_trim()
+
+
+def _name_pyzmq_gc_thread() -> None:
+    # pyzmq lets go of zero-copy frames on a thread of its own, started with
+    # the first one; named like ours so the debugger leaves it out
+    from zmq.utils.garbage import gc
+
+    if gc.thread is not None:
+        gc.thread.name = "kernelkit-pyzmq-gc"
 
 
 # pyzmq's send_multipart type-checks every frame and goes through its Python
@@ -373,6 +401,13 @@ class IOThread(threading.Thread):
         self._recent_large_bytes = 0
         self._seq = 0  # iopub messages counted while large ones are about
         self._trim_due = False  # large messages were sent since the last trim
+        # tracked (zero-copy) iopub messages libzmq may still hold: ([trackers],
+        # size), oldest first; the sum of their sizes; whether the bound is
+        # waived (a subscriber stalled while it was full)
+        self._tracked: deque = deque()
+        self._pinned = 0
+        self._bytes_waived = False
+        self._tracked_sent = 0
         # shell/stdin clients that left their replies unread for STALLED_AFTER:
         # their messages are dropped without waiting until one gets through
         self._unread_clients: set = set()
@@ -499,7 +534,7 @@ class IOThread(threading.Thread):
     def _send_outbound(self) -> None:
         welcomes = self._welcomes
         while welcomes:
-            if not self._publish(welcomes[0][1]):
+            if not self._publish(welcomes[0][1], 0):
                 self._send_control_lane()
                 return
             welcomes.popleft()
@@ -525,8 +560,10 @@ class IOThread(threading.Thread):
                             self._trim_due = True
                         if item[0] == IOPUB and (size > LARGE or self._large):
                             self._count_large(size)
+                        item = (item[0], item[1], size)
                     pending.append(item)
-                channel, frames = pending[0]
+                head = pending[0]
+                channel, frames = head[0], head[1]
                 if channel is None:  # a marker
                     pending.popleft()
                     if frames is _CONTROL_TURN:
@@ -542,7 +579,7 @@ class IOThread(threading.Thread):
                     frames.event.set()
                     continue
                 if channel == IOPUB:
-                    if not self._publish(frames):
+                    if not self._publish(frames, head[2]):
                         self._send_control_lane()
                         return  # keep the message, retry soon
                 elif not self._send_routed(channel, frames):
@@ -607,14 +644,35 @@ class IOThread(threading.Thread):
             self._send_control(lane.popleft())
             self._control_early += 1
 
-    def _publish(self, frames) -> bool:
-        """Send on iopub; False when it must be held and retried (a subscriber is full)."""
+    def _publish(self, frames, size: int) -> bool:
+        """Send on iopub; False when it must be held and retried (a subscriber's
+        queue is full, in messages, or in bytes of tracked ones)."""
         sock = self.sockets[IOPUB]
+        tracked = size >= ZERO_COPY and max(map(len, frames)) >= ZERO_COPY
+        if tracked and not self._bytes_waived and self._pinned + size > IOPUB_BYTES and self._pinned:
+            if self._sweep(whole=True):
+                self._held_since = None  # a subscriber let go of some: progress
+            if self._pinned and self._pinned + size > IOPUB_BYTES:
+                held = self._note_held()
+                if held < STALLED_AFTER:
+                    return False
+                self._limiter.warn(
+                    "stalled",
+                    f"iopub: {self._pinned / 1e6:.0f} MB of output has waited {held:.0f} s for a "
+                    "subscriber that reads nothing; output goes on without it (the other "
+                    "subscribers get every message)",
+                )
+                self._bytes_waived = True
         try:
-            _send_multipart(sock, frames)
+            if tracked:
+                self._send_tracked(sock, frames, size)
+            else:
+                _send_multipart(sock, frames)
         except zmq.Again:
             held = self._note_held()
-            if held < self.stalled_after():
+            # (while the byte bound is waived a stalled subscriber is known to
+            # be there: its queue filling up in messages is no news)
+            if held < (STALLED_AFTER if self._bytes_waived else self.stalled_after()):
                 return False
             # No subscriber made room for STALLED_AFTER: send this one without
             # NODROP. libzmq drops it for each full pipe and leaves those out
@@ -626,11 +684,47 @@ class IOThread(threading.Thread):
             )
             sock.setsockopt(zmq.XPUB_NODROP, 0)
             try:
-                _send_multipart(sock, frames)
+                if tracked:
+                    self._send_tracked(sock, frames, size)
+                else:
+                    _send_multipart(sock, frames)
             finally:
                 sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._held_since = None
         return True
+
+    def _send_tracked(self, sock, frames, size: int) -> None:
+        """Send without copying the large frames, and keep their trackers."""
+        trackers = []
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            flags = zmq.NOBLOCK if i == last else _MORE
+            if len(frame) >= ZERO_COPY:
+                trackers.append(_backend_send(sock, frame, flags, False, True))
+            else:
+                _backend_send(sock, frame, flags)
+        self._tracked.append((trackers, size))
+        self._pinned += size
+        self._tracked_sent += 1
+        if self._tracked_sent == 1:
+            _name_pyzmq_gc_thread()
+        # the oldest are let go of first; now and then look at them all (a
+        # stalled subscriber's hold on old ones hides newer ones let go of)
+        self._sweep(whole=self._tracked_sent % 64 == 0)
+
+    def _sweep(self, whole: bool = False) -> bool:
+        """Forget tracked messages libzmq has let go of; True if there were any."""
+        tracked = self._tracked
+        before = self._pinned
+        while tracked and all(t.done for t in tracked[0][0]):
+            self._pinned -= tracked.popleft()[1]
+        if whole and tracked:
+            kept = deque(m for m in tracked if not all(t.done for t in m[0]))
+            self._pinned = sum(m[1] for m in kept)
+            self._tracked = kept
+        if self._bytes_waived and self._pinned <= IOPUB_BYTES // 2:
+            self._bytes_waived = False
+        return self._pinned < before
 
     def stalled_after(self) -> float:
         """How long a subscriber may make no room before it is taken as stalled."""
