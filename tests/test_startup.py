@@ -11,6 +11,7 @@ from queue import Empty
 import pytest
 import zmq
 from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
 
 from support import EXEC_KERNEL, KernelProcess, Registrar, write_json
 
@@ -454,3 +455,39 @@ def test_invalid_preferred_ports_are_one_startup_line(tmp_path, spawn, registrar
     line = one_line(proc.stderr)
     assert path in line and "preferred_ports" in line, line
     assert reg.request is None, "a kernel with a bad file must not register"
+
+
+def test_iopub_tcp_timeout_must_be_a_number(tmp_path, spawn):
+    """--iopub-tcp-timeout (and $KERNELKIT_IOPUB_TCP_TIMEOUT, its default) is
+    checked like any argument: a word is a usage error (exit code 2) that
+    names the option."""
+    fname, _ = write_connection_file(str(tmp_path / "kernel.json"), key=b"k", ip="127.0.0.1")
+    proc = spawn(fname, "--iopub-tcp-timeout", "soon")
+    assert wait_exit(proc, 20) == 2
+    assert "argument --iopub-tcp-timeout: invalid float value: 'soon'" in proc.stderr
+
+
+def test_iopub_sockets_get_the_tcp_timeout_and_ipc_ones_none(tmp_path):
+    """The iopub socket's TCP_MAXRT is the timeout in ms (what libzmq gives
+    each new connection as TCP_USER_TIMEOUT); 0 leaves it unset."""
+    from kernelkit.startup.bind import IOPUB_TCP_TIMEOUT, bind_sockets
+    from kernelkit.startup.files import ConnectionInfo
+
+    ctx, hb_ctx = zmq.Context(), zmq.Context()
+    try:
+        for timeout, want in ((IOPUB_TCP_TIMEOUT, int(IOPUB_TCP_TIMEOUT * 1000)), (2.5, 2500), (0, 0)):
+            sockets, _ = bind_sockets(ctx, hb_ctx, ConnectionInfo(ip="127.0.0.1"), iopub_tcp_timeout=timeout)
+            try:
+                assert sockets["iopub"].getsockopt(zmq.TCP_MAXRT) == want
+                assert sockets["shell"].getsockopt(zmq.TCP_MAXRT) == 0
+            finally:
+                for s in sockets.values():
+                    s.close(linger=0)
+        ipc = ConnectionInfo(ip=str(tmp_path / "k"), transport="ipc")
+        sockets, _ = bind_sockets(ctx, hb_ctx, ipc, iopub_tcp_timeout=5)
+        for s in sockets.values():
+            assert s.getsockopt(zmq.TCP_MAXRT) == 0
+            s.close(linger=0)
+    finally:
+        ctx.term()
+        hb_ctx.term()

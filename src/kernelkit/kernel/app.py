@@ -13,7 +13,7 @@ from ..io import Heartbeat, IOThread, Outbound, fatal
 from ..startup import RegistrationInfo, StartupError
 from ..startup.keys import make_own_keys
 from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
-from ..startup.bind import bind_sockets
+from ..startup.bind import IOPUB_TCP_TIMEOUT, bind_sockets
 from ..startup.handshake import DEFAULT_TIMEOUT, register
 from ..wire import Session
 from .lifecycle import Lifecycle
@@ -39,17 +39,34 @@ def _arg_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--registration-timeout",
         type=float,
-        default=float(os.environ.get("KERNELKIT_REGISTRATION_TIMEOUT", DEFAULT_TIMEOUT)),
+        # (a string default goes through type=float too: a bad value is a usage error)
+        default=os.environ.get("KERNELKIT_REGISTRATION_TIMEOUT", str(DEFAULT_TIMEOUT)),
         metavar="SECONDS",
         help=f"how long to wait for the launcher's receipt (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--iopub-tcp-timeout",
+        type=float,
+        default=os.environ.get("KERNELKIT_IOPUB_TCP_TIMEOUT", str(IOPUB_TCP_TIMEOUT)),
+        metavar="SECONDS",
+        help="disconnect an iopub subscriber whose TCP window stays shut this long while output "
+        f"waits for it (default {IOPUB_TCP_TIMEOUT:g}; 0: never)",
     )
     p.add_argument("--log-level", default=os.environ.get("KERNELKIT_LOG_LEVEL", "WARNING"), help="DEBUG, INFO, WARNING, ERROR")
     return p
 
 
 class KernelApp:
-    def __init__(self, kernel_class, info, label: str, registration_timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self,
+        kernel_class,
+        info,
+        label: str,
+        registration_timeout: float = DEFAULT_TIMEOUT,
+        iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT,
+    ):
         self.kernel_class = kernel_class
+        self.iopub_tcp_timeout = iopub_tcp_timeout
         self.info = info
         self.label = label
         self.registration_timeout = registration_timeout
@@ -72,7 +89,9 @@ class KernelApp:
             if reg is not None:
                 make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
-            sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None)
+            sockets, self.ports = bind_sockets(
+                self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, self.iopub_tcp_timeout
+            )
             if reg is not None:
                 try:
                     register(self.ctx, self.session, reg, self.ports, self.registration_timeout)
@@ -204,7 +223,7 @@ def main(kernel_class, argv=None) -> int:
     )
     try:
         info, label = read_info(args.file)
-        app = KernelApp(kernel_class, info, label, args.registration_timeout)
+        app = KernelApp(kernel_class, info, label, args.registration_timeout, args.iopub_tcp_timeout)
         app.start()
     except StartupError as e:
         print(f"kernel did not start: {e}", file=sys.stderr)

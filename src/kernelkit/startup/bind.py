@@ -22,6 +22,16 @@ LINGER_MS = 1000
 # the bytes a stalled subscriber pins are those of its last HWM messages.
 IOPUB_HWM = 1000
 
+# An iopub subscriber over TCP whose receive window stays shut this long (s)
+# while output waits for it is disconnected by the system (TCP_USER_TIMEOUT,
+# libzmq's TCP_MAXRT). That frees what its queue in libzmq held: up to
+# IOPUB_HWM messages of any size, the one part of iopub buffering that is not
+# bounded in bytes. A client that reads again reconnects and is welcomed
+# again; one that never reads does not notice. The longest a subscriber is
+# waited for (io.iothread.STALLED_MAX), so a reader that only pauses keeps
+# its connection. KERNELKIT_IOPUB_TCP_TIMEOUT overrides it; 0 turns it off.
+IOPUB_TCP_TIMEOUT = 30.0
+
 # Replies a shell client may leave unread before the I/O thread has to hold
 # them (a client that queues thousands of cells and reads iopub first). Replies
 # are small; a client that never reads is dropped by the stall rule.
@@ -45,7 +55,7 @@ def endpoint(transport: str, ip: str, port=None) -> str:
     return f"ipc://{ip}-{port}"
 
 
-def _configure(sock, channel: str, conn: ConnectionInfo):
+def _configure(sock, channel: str, conn: ConnectionInfo, iopub_tcp_timeout: float):
     sock.linger = LINGER_MS
     if conn.transport == "tcp" and ":" in conn.ip:
         sock.ipv6 = True
@@ -72,6 +82,8 @@ def _configure(sock, channel: str, conn: ConnectionInfo):
         sock.sndhwm = IOPUB_HWM
         # over-long subscription topics are refused before libzmq stores them
         sock.maxmsgsize = MAX_SUBSCRIPTION_FRAME
+        if conn.transport == "tcp" and iopub_tcp_timeout > 0:
+            sock.setsockopt(zmq.TCP_MAXRT, int(iopub_tcp_timeout * 1000))
 
 
 class _InUse(StartupError):
@@ -123,7 +135,14 @@ def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -
     return int(bound.rsplit(":", 1)[1])
 
 
-def bind_sockets(ctx: zmq.Context, hb_ctx: zmq.Context, conn: ConnectionInfo, label: str = "connection file", preferred=None):
+def bind_sockets(
+    ctx: zmq.Context,
+    hb_ctx: zmq.Context,
+    conn: ConnectionInfo,
+    label: str = "connection file",
+    preferred=None,
+    iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT,
+):
     """Bind shell, control, stdin, iopub (in ``ctx``) and hb (in ``hb_ctx``).
 
     Returns ``(sockets, ports)``; ports of 0 in ``conn`` are picked at bind
@@ -137,7 +156,7 @@ def bind_sockets(ctx: zmq.Context, hb_ctx: zmq.Context, conn: ConnectionInfo, la
         for channel in CHANNELS:
             sock = (hb_ctx if channel == "hb" else ctx).socket(SOCKET_TYPES[channel])
             sockets[channel] = sock
-            _configure(sock, channel, conn)
+            _configure(sock, channel, conn, iopub_tcp_timeout)
             port = conn.ports.get(channel, 0)
             bound = None
             if not port and channel in preferred:
