@@ -386,7 +386,10 @@ class Lifecycle:
         self.stopping.set()
         self.shells.stop_all()
         self.control_queue.put(STOP)
-        if self.shells.main.current is not None:
+        # (announced counts too: a cell whose busy and execute_input the I/O
+        # thread has sent may not have reached the main thread yet; it then
+        # ends with KeyboardInterrupt as it begins instead of running)
+        if self.shells.main.current is not None or self._main_announced is not None:
             self.gate.interrupt_main()
         if self.on_stop is not None:
             self.on_stop()
