@@ -105,15 +105,24 @@ def _displays(k, sock, want, quiet):
     return got
 
 
-def stalled_and_reader(src, n, size):
+def _cell_with_a_lagging_subscriber(src, sub_opts, code, watch):
+    """Start a kernel, subscribe a second subscriber with ``sub_opts``, run
+    ``code``; return ``watch(kernel, second, pid, rss_before, t0)``."""
     k = Kernel(src)
     try:
-        stalled = k.sub(rcvhwm=1, rcvbuf=4096)
-        assert k.recv(stalled, 5) is not None
+        second = k.sub(**sub_opts)
+        assert k.recv(second, 5) is not None
         pid = k.proc.pid
         base = _rss(pid)
         t0 = time.monotonic()
-        k.execute(f"x = 'x' * {size}\nfor i in range({n}): kernel.display_data({{'text/plain': x}})")
+        k.execute(code)
+        return watch(k, second, pid, base, t0)
+    finally:
+        k.close()
+
+
+def stalled_and_reader(src, n, size):
+    def watch(k, stalled, pid, base, t0):
         got = _displays(k, k.first, n, 120)
         took = time.monotonic() - t0
         peak = _peak(pid) - base
@@ -124,26 +133,21 @@ def stalled_and_reader(src, n, size):
             time.sleep(0.5)
         kept = f"{left:5.0f} MB kept after 45 s" if left > 50 else f"freed {time.monotonic() - t1:4.1f} s after"
         return f"{peak:7.0f} MB peak, reader got {got}/{n} in {took:5.1f} s, {kept}"
-    finally:
-        k.close()
+
+    code = f"x = 'x' * {size}\nfor i in range({n}): kernel.display_data({{'text/plain': x}})"
+    return _cell_with_a_lagging_subscriber(src, {"rcvhwm": 1, "rcvbuf": 4096}, code, watch)
 
 
 def paused_reader(src):
-    k = Kernel(src)
-    try:
-        slow = k.sub(rcvhwm=2, rcvbuf=65536)
-        assert k.recv(slow, 5) is not None
-        pid = k.proc.pid
-        base = _rss(pid)
-        t0 = time.monotonic()
-        k.execute("x = 'x' * 1_000_000\nfor i in range(300): kernel.display_data({'text/plain': x})")
+    def watch(k, slow, pid, base, t0):
         fast = _displays(k, k.first, 300, 1.0)
         slow_got = _displays(k, slow, 300, 30)
         fast += _displays(k, k.first, 300 - fast, 30)
         took = time.monotonic() - t0
         return f"{_peak(pid) - base:7.0f} MB peak, both got {min(fast, slow_got)}/300 in {took:5.1f} s"
-    finally:
-        k.close()
+
+    code = "x = 'x' * 1_000_000\nfor i in range(300): kernel.display_data({'text/plain': x})"
+    return _cell_with_a_lagging_subscriber(src, {"rcvhwm": 2, "rcvbuf": 65536}, code, watch)
 
 
 def main():
