@@ -185,6 +185,11 @@ def _size(frames) -> int:
     return sum(map(len, frames))
 
 
+def _let_go(tracked) -> bool:
+    """Has libzmq let go of this tracked message ((trackers, size)) everywhere?"""
+    return all(t.done for t in tracked[0])
+
+
 class Outbound:
     """The single outbound FIFO. Thread-safe; any thread may ``send``.
 
@@ -663,11 +668,9 @@ class IOThread(threading.Thread):
                     "subscribers get every message)",
                 )
                 self._bytes_waived = True
+        send = self._send_tracked if tracked else _send_multipart
         try:
-            if tracked:
-                self._send_tracked(sock, frames, size)
-            else:
-                _send_multipart(sock, frames)
+            send(sock, frames)
         except zmq.Again:
             held = self._note_held()
             # (while the byte bound is waived a stalled subscriber is known to
@@ -684,17 +687,15 @@ class IOThread(threading.Thread):
             )
             sock.setsockopt(zmq.XPUB_NODROP, 0)
             try:
-                if tracked:
-                    self._send_tracked(sock, frames, size)
-                else:
-                    _send_multipart(sock, frames)
+                send(sock, frames)
             finally:
                 sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._held_since = None
         return True
 
-    def _send_tracked(self, sock, frames, size: int) -> None:
-        """Send without copying the large frames, and keep their trackers."""
+    def _send_tracked(self, sock, frames) -> None:
+        """Send without copying the large frames, and keep their trackers
+        (``_send_multipart`` for messages with a frame of ZERO_COPY or more)."""
         trackers = []
         last = len(frames) - 1
         for i, frame in enumerate(frames):
@@ -703,6 +704,7 @@ class IOThread(threading.Thread):
                 trackers.append(_backend_send(sock, frame, flags, False, True))
             else:
                 _backend_send(sock, frame, flags)
+        size = _size(frames)
         self._tracked.append((trackers, size))
         self._pinned += size
         self._tracked_sent += 1
@@ -716,10 +718,10 @@ class IOThread(threading.Thread):
         """Forget tracked messages libzmq has let go of; True if there were any."""
         tracked = self._tracked
         before = self._pinned
-        while tracked and all(t.done for t in tracked[0][0]):
+        while tracked and _let_go(tracked[0]):
             self._pinned -= tracked.popleft()[1]
         if whole and tracked:
-            kept = deque(m for m in tracked if not all(t.done for t in m[0]))
+            kept = deque(m for m in tracked if not _let_go(m))
             self._pinned = sum(m[1] for m in kept)
             self._tracked = kept
         if self._bytes_waived and self._pinned <= IOPUB_BYTES // 2:

@@ -66,10 +66,10 @@ class KernelApp:
         iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT,
     ):
         self.kernel_class = kernel_class
-        self.iopub_tcp_timeout = iopub_tcp_timeout
         self.info = info
         self.label = label
         self.registration_timeout = registration_timeout
+        self.iopub_tcp_timeout = iopub_tcp_timeout
         self.ports: dict = {}
         self._closing = threading.Lock()
         self._closed = False
