@@ -87,13 +87,6 @@ def test_classic_connection_file(tmp_path):
     assert info.curve_publickey is None and info.curve_secretkey is None
 
 
-def test_classic_connection_file_round_trips_through_as_dict(tmp_path):
-    info = load_file(write(tmp_path, CLASSIC))
-    assert info.as_dict() == CLASSIC
-    again = parse(info.as_dict())
-    assert again == info
-
-
 def test_file_written_by_jupyter_client(tmp_path):
     connect = pytest.importorskip("jupyter_client.connect")
     ports = dict(shell_port=51001, iopub_port=51002, stdin_port=51003, control_port=51004, hb_port=51005)

@@ -10,7 +10,7 @@ import time
 
 import zmq
 
-from kernelkit.io.iothread import STALLED_AFTER
+from kernelkit.io.flow import STALLED_AFTER
 from rawkernel import collect_until, idle_for, ready, recv, reply_to
 
 
@@ -234,7 +234,7 @@ def test_over_long_subscription_topics_are_refused(rk):
     """Topics are kernel.<session>.<msg_type>: up to MAX_TOPIC bytes is
     welcome; longer is refused without libzmq storing it (a 10 MB topic once
     cost 950 MB of subscription trie)."""
-    from kernelkit.io.iothread import MAX_TOPIC
+    from kernelkit.io.flow import MAX_TOPIC
 
     sub = rk.start_and_wait()
     longest = rk.sub(b"k" * MAX_TOPIC)
@@ -319,8 +319,7 @@ def test_iopub_buffering_is_bounded_in_bytes(rk):
     """3,000 displays of 100 kB (300 MB) for a subscriber that reads nothing
     until the cell is done: the kernel holds at most OUTBOUND_BYTES in its
     FIFO and IOPUB_HWM displays in the subscriber's queue, not every display."""
-    from kernelkit.io.iothread import OUTBOUND_BYTES
-    from kernelkit.startup.bind import IOPUB_HWM
+    from kernelkit.io.flow import IOPUB_HWM, OUTBOUND_BYTES
 
     sub = rk.start_and_wait()
     pid = rk.proc.proc.pid
@@ -367,7 +366,7 @@ def test_a_slow_reader_of_large_output_pins_bytes_not_messages(rk):
     order, while libzmq holds at most IOPUB_BYTES of them for the slow one.
     (Before, its queue counted only messages, 1,000 of them: the kernel grew
     by the whole 300 MB while the fast one read on.)"""
-    from kernelkit.io.iothread import IOPUB_BYTES, OUTBOUND_BYTES
+    from kernelkit.io.flow import IOPUB_BYTES, OUTBOUND_BYTES
 
     fast = rk.start_and_wait()
     # tiny queues: what it has not read stays in the kernel

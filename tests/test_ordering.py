@@ -400,8 +400,7 @@ STREAM_SIZE = 4096
 
 
 def _held_output_count() -> int:
-    from kernelkit.startup.bind import IOPUB_HWM
-    from kernelkit.io.iothread import OUTBOUND_MAXSIZE
+    from kernelkit.io.flow import IOPUB_HWM, OUTBOUND_MAXSIZE
 
     try:
         wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
@@ -484,7 +483,7 @@ def tell_when_full():
     # full (the writer waits for room) and held (iopub refused the head
     # message): from then on nothing leaves until the client reads
     io = next(t for t in threading.enumerate() if t.name == "kernelkit-io")
-    while not (out._waiting_for_room and io._held_since is not None):
+    while not (out._waiting_for_room and io._iopub._hold.since is not None):
         time.sleep(0.005)
     side.sendall(b'full')
     side.close()
@@ -502,7 +501,7 @@ def test_request_arriving_while_the_fifo_is_full(raw_slow):
     the reply before its idle."""
     import socket
 
-    from kernelkit.io.iothread import OUTBOUND_MAXSIZE
+    from kernelkit.io.flow import OUTBOUND_MAXSIZE
 
     _, rc = raw_slow
     rec = Recorder(rc)

@@ -9,9 +9,10 @@ import time
 
 import zmq
 
-from kernelkit.io import SHELL, IOThread, Outbound
-from kernelkit.io.iothread import STALLED_AFTER
+from kernelkit.io import IOThread, Outbound, flow
+from kernelkit.io.flow import STALLED_AFTER
 from kernelkit.startup import bind
+from kernelkit.wire.channels import SHELL
 from kernelkit.startup.files import ConnectionInfo
 from kernelkit.wire import Session
 from rawkernel import collect_until, idle_for, recv, reply_to
@@ -53,10 +54,10 @@ def test_a_client_that_never_reads_replies_holds_nobody_back(caplog, monkeypatch
     (a kernel has SHELL_HWM): the first reply that finds the non-reader's queue
     full waits STALLED_AFTER, then its replies are dropped at once, logged,
     while a reading client gets each of its replies."""
-    monkeypatch.setattr(bind, "SHELL_HWM", 10)
+    monkeypatch.setattr(flow, "SHELL_HWM", 10)
     ctx, hb_ctx = zmq.Context(), zmq.Context()
     session = Session(b"k")
-    sockets, ports = bind.bind_sockets(ctx, hb_ctx, ConnectionInfo(ip="127.0.0.1"))
+    sockets, ports = bind.bind_sockets(ctx, hb_ctx, ConnectionInfo(ip="127.0.0.1"), options=flow.socket_options("tcp"))
     sockets.pop("hb").close(linger=0)
     outbound = Outbound(ctx)
     clients = {}

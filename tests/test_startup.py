@@ -470,13 +470,14 @@ def test_iopub_tcp_timeout_must_be_a_number(tmp_path, spawn):
 def test_iopub_sockets_get_the_tcp_timeout_and_ipc_ones_none(tmp_path):
     """The iopub socket's TCP_MAXRT is the timeout in ms (what libzmq gives
     each new connection as TCP_USER_TIMEOUT); 0 leaves it unset."""
-    from kernelkit.startup.bind import IOPUB_TCP_TIMEOUT, bind_sockets
+    from kernelkit.io.flow import IOPUB_TCP_TIMEOUT, socket_options
+    from kernelkit.startup.bind import bind_sockets
     from kernelkit.startup.files import ConnectionInfo
 
     ctx, hb_ctx = zmq.Context(), zmq.Context()
     try:
         for timeout, want in ((IOPUB_TCP_TIMEOUT, int(IOPUB_TCP_TIMEOUT * 1000)), (2.5, 2500), (0, 0)):
-            sockets, _ = bind_sockets(ctx, hb_ctx, ConnectionInfo(ip="127.0.0.1"), iopub_tcp_timeout=timeout)
+            sockets, _ = bind_sockets(ctx, hb_ctx, ConnectionInfo(ip="127.0.0.1"), options=socket_options("tcp", timeout))
             try:
                 assert sockets["iopub"].getsockopt(zmq.TCP_MAXRT) == want
                 assert sockets["shell"].getsockopt(zmq.TCP_MAXRT) == 0
@@ -484,7 +485,7 @@ def test_iopub_sockets_get_the_tcp_timeout_and_ipc_ones_none(tmp_path):
                 for s in sockets.values():
                     s.close(linger=0)
         ipc = ConnectionInfo(ip=str(tmp_path / "k"), transport="ipc")
-        sockets, _ = bind_sockets(ctx, hb_ctx, ipc, iopub_tcp_timeout=5)
+        sockets, _ = bind_sockets(ctx, hb_ctx, ipc, options=socket_options("ipc", 5))
         for s in sockets.values():
             assert s.getsockopt(zmq.TCP_MAXRT) == 0
             s.close(linger=0)

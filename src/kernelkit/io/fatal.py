@@ -12,10 +12,9 @@ import sys
 import threading
 import traceback
 
+from .. import threads
+
 EXIT_CODE = 1
-# kernelkit names every thread of its own so (user code's threads may die as
-# they like)
-THREAD_PREFIX = "kernelkit-"
 
 _previous_hook = None
 
@@ -32,7 +31,7 @@ def die(where: str, exc: BaseException) -> None:
 
 def _hook(args) -> None:
     thread = args.thread
-    if thread is not None and thread.name.startswith(THREAD_PREFIX) and args.exc_type is not SystemExit:
+    if thread is not None and threads.is_kernelkit(thread) and args.exc_type is not SystemExit:
         die(f"thread {thread.name}", args.exc_value)
     _previous_hook(args)
 

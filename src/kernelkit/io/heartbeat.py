@@ -8,6 +8,8 @@ import threading
 
 import zmq
 
+from .. import threads
+
 
 class Heartbeat:
     def __init__(self, ctx: zmq.Context, socket: zmq.Socket):
@@ -16,7 +18,7 @@ class Heartbeat:
         self._endpoint = f"inproc://kernelkit-hb-control-{id(self)}"
         self._control_in = ctx.socket(zmq.PAIR)
         self._control_in.bind(self._endpoint)
-        self._thread = threading.Thread(target=self._run, name="kernelkit-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=threads.name("heartbeat"), daemon=True)
 
     def start(self) -> None:
         self._thread.start()

@@ -9,11 +9,13 @@ import threading
 
 import zmq
 
-from ..io import Heartbeat, IOThread, Outbound, fatal
+from .. import threads
+from ..io import Heartbeat, IOThread, Outbound, fatal, flow
+from ..io.flow import IOPUB_TCP_TIMEOUT
 from ..startup import RegistrationInfo, StartupError
 from ..startup.keys import make_own_keys
 from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
-from ..startup.bind import IOPUB_TCP_TIMEOUT, bind_sockets
+from ..startup.bind import bind_sockets
 from ..startup.handshake import DEFAULT_TIMEOUT, register
 from ..wire import Session
 from .lifecycle import Lifecycle
@@ -89,9 +91,8 @@ class KernelApp:
             if reg is not None:
                 make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
-            sockets, self.ports = bind_sockets(
-                self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, self.iopub_tcp_timeout
-            )
+            options = flow.socket_options(conn.transport, self.iopub_tcp_timeout)
+            sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, options)
             if reg is not None:
                 try:
                     register(self.ctx, self.session, reg, self.ports, self.registration_timeout)
@@ -133,8 +134,7 @@ class KernelApp:
             self.close()
             return 1
         lifecycle.on_stop = self._arm_deadline
-        control = threading.Thread(target=lifecycle.run_control, name="kernelkit-control", daemon=True)
-        control.start()
+        threads.start(lifecycle.run_control, "control")
         try:
             lifecycle.run_shell(lifecycle.shells.main)
         except Exception as e:  # a bug: no handler exception gets this far
@@ -172,7 +172,7 @@ class KernelApp:
         if not self._ending.acquire(blocking=False):
             return
         log.info("%s: ending the kernel", reason)
-        threading.Thread(target=self._end, args=(exit_code,), name="kernelkit-end", daemon=True).start()
+        threads.start(self._end, "end", exit_code)
 
     def _end(self, exit_code) -> None:
         self.lifecycle.stopping.set()  # queued requests do not start
@@ -204,9 +204,7 @@ class KernelApp:
 def _term(ctx: zmq.Context, timeout: float) -> None:
     """ctx.term(), for at most ``timeout`` seconds: a socket that kernel code
     opened and never closed must not keep the process alive."""
-    t = threading.Thread(target=ctx.term, name="kernelkit-term", daemon=True)
-    t.start()
-    t.join(timeout)
+    threads.start(ctx.term, "term").join(timeout)
 
 
 def main(kernel_class, argv=None) -> int:

@@ -35,6 +35,8 @@ import socket
 import threading
 import time
 
+from .. import threads
+
 KICK_INTERVAL = 0.05
 MAX_KICKS = 20
 KICK_SIGNAL = signal.SIGURG  # ignored by default; ours has a no-op handler
@@ -79,7 +81,7 @@ class InterruptGate:
         except (OSError, ValueError) as e:
             log.warning("interrupts may be delayed by blocking calls: %s", e)
             return
-        threading.Thread(target=self._watch, name="kernelkit-interrupt", daemon=True).start()
+        threads.start(self._watch, "interrupt")
 
     def _on_sigint(self, signum, frame):
         self._handled += 1

@@ -28,7 +28,8 @@ import logging
 import queue
 import threading
 
-from ..io import CONTROL, SHELL, STDIN, LogLimiter
+from ..logs import LogLimiter
+from ..wire.channels import CONTROL, SHELL, STDIN
 from ..wire.errors import InvalidContent
 from ..wire.requests import validate
 from .base import Kernel

@@ -14,7 +14,8 @@ lives); elsewhere the watch looks every ``POLL_INTERVAL`` seconds.
 import logging
 import os
 import select
-import threading
+
+from .. import threads
 
 log = logging.getLogger("kernelkit.kernel")
 
@@ -62,7 +63,7 @@ class ParentWatch:
         if not self.watching:
             log.debug("parent watch: started by init (pid %s), nothing to watch", self.ppid)
             return
-        threading.Thread(target=self._run, name="kernelkit-parent-watch", daemon=True).start()
+        threads.start(self._run, "parent-watch")
 
     def gone(self) -> str | None:
         """Why the parent counts as dead, or None while it lives."""

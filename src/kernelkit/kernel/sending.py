@@ -1,6 +1,6 @@
 """Sending: a message built from a request's header goes into the one outbound FIFO."""
 
-from ..io import IOPUB
+from ..wire.channels import IOPUB
 
 
 class Sender:

@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections import deque
 
+from .. import threads
 from .errors import UnknownSubshell
 from .request import Request
 
@@ -71,7 +72,7 @@ class Shells:
     def create(self, run) -> ShellQueue:
         """A new subshell whose thread runs ``run(shell)``."""
         shell = ShellQueue(uuid.uuid4().hex)
-        shell.thread = threading.Thread(target=run, args=(shell,), name=f"kernelkit-subshell-{shell.subshell_id[:8]}", daemon=True)
+        shell.thread = threading.Thread(target=run, args=(shell,), name=threads.subshell_name(shell.subshell_id), daemon=True)
         shell.thread.start()
         self._by_id[shell.subshell_id] = shell  # routable once its thread runs
         return shell

@@ -11,7 +11,8 @@ import logging
 import queue
 import threading
 
-from ..io import LogLimiter
+from ..logs import LogLimiter
+from ..wire.channels import STDIN
 
 log = logging.getLogger("kernelkit.stdin")
 
@@ -24,7 +25,7 @@ _CANCEL = object()
 
 
 class StdinRouter:
-    def __init__(self, session, outbound, critical, channel: str = "stdin"):
+    def __init__(self, session, outbound, critical, channel: str = STDIN):
         self._session = session
         self._critical = critical  # defers interrupts while locks are held
         self._outbound = outbound

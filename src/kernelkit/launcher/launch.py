@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from jupyter_client.launcher import launch_kernel as _popen_kernel
 from jupyter_core.paths import jupyter_runtime_dir, secure_write
 
+from ..startup.endpoints import ipc_path
 from ..startup.files import PORT_KEYS
 from ..startup.sources import ENV_VAR, STDIN
 from ..wire.signing import DEFAULT_SCHEME
@@ -281,7 +282,7 @@ class LaunchedKernel:
         info = self.connection_info
         if info.get("transport") == "ipc":
             for name in PORT_KEYS:
-                remove_if_exists(f"{info['ip']}-{info[name]}")
+                remove_if_exists(ipc_path(info["ip"], info[name]))
 
     def __enter__(self):
         return self

@@ -55,6 +55,7 @@ from traitlets import Bool, CaselessStrEnum, Float, List, Unicode
 
 from . import remote
 from .launch import DEFAULT_TIMEOUT, PendingLaunch
+from ..startup.endpoints import ipc_path
 from ..startup.files import PORT_KEYS
 
 log = logging.getLogger("kernelkit.launcher")
@@ -69,7 +70,7 @@ def _previous_ports(km) -> dict | None:
 def _all_free(transport: str, ip: str, ports: dict) -> bool:
     """Could a kernel bind every one of ``ports`` right now?"""
     if transport == "ipc":
-        return not any(os.path.exists(f"{ip}-{port}") for port in ports.values())
+        return not any(os.path.exists(ipc_path(ip, port)) for port in ports.values())
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     for port in ports.values():
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from ..startup.bind import bind_ipc, endpoint
+from ..startup.bind import bind_ipc
+from ..startup.endpoints import endpoint, ipc_path
 from ..startup.files import PORT_KEYS, as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
 from ..wire.signing import DEFAULT_SCHEME
@@ -238,7 +239,7 @@ class RegistrationService:
             self._sock.close(linger=0)
             self._ctx.term()
             if self.transport == "ipc":
-                remove_if_exists(f"{self.ip}-{self.port}")
+                remove_if_exists(ipc_path(self.ip, self.port))
 
     def _handle(self, frames: list) -> None:
         envelope, rest = frames[:1], frames[1:]

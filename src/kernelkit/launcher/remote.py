@@ -21,7 +21,7 @@ import ipaddress
 
 import zmq
 
-from ..startup.keys import is_z85_key
+from ..startup.keys import curve_server, is_z85_key
 
 WILDCARDS = ("", "0.0.0.0", "*", "::")
 BIND_ALL = "0.0.0.0"
@@ -59,9 +59,7 @@ def make_curve_server(sock) -> str:
     """Make ``sock`` (before it binds) a CURVE server with a fresh key pair;
     returns the public key (Z85 text) its clients need."""
     public, secret = zmq.curve_keypair()
-    sock.curve_secretkey = secret
-    sock.curve_publickey = public
-    sock.curve_server = True
+    curve_server(sock, secret, public)
     return public.decode("ascii")
 
 

@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 
+from .. import threads
 from .cellfiles import HASH_METHOD, HASH_SEED, SUFFIX, cell_file_name
 
 log = logging.getLogger("kernelkit.python.debugger")
@@ -100,8 +101,7 @@ def _kernel_code_rules() -> list:
 def _is_kernel_thread(thread: threading.Thread) -> bool:
     """The kernel's own threads (I/O, control, output, heartbeat, ...), as
     opposed to the main shell, subshells and threads user code started."""
-    name = thread.name
-    return name.startswith("kernelkit-") and not name.startswith("kernelkit-subshell-")
+    return threads.is_machinery(thread)
 
 
 class AdapterConnection:
@@ -117,7 +117,7 @@ class AdapterConnection:
         self._pending: dict = {}  # our seq -> [threading.Event, response]
         self._events: dict = {}  # event name -> threading.Event (see wait_event)
         self.closed = threading.Event()
-        self._reader = threading.Thread(target=self._read, name="kernelkit-debugpy-reader", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=threads.name("debugpy-reader"), daemon=True)
         _hide(self._reader)
         self._reader.start()
 
@@ -540,7 +540,7 @@ class Debugger:
         if name == "stopped":
             if body.get("allThreadsStopped"):
                 # which threads: ask on another thread (this one reads the answer)
-                asker = threading.Thread(target=self._stopped_all, args=(event,), name="kernelkit-debugger-threads", daemon=True)
+                asker = threading.Thread(target=self._stopped_all, args=(event,), name=threads.name("debugger-threads"), daemon=True)
                 _hide(asker)
                 asker.start()
                 return

@@ -17,6 +17,8 @@ import select
 import threading
 import time
 
+from .. import threads
+
 # A batch is sent when it holds this many characters ...
 MAX_BATCH_CHARS = 32 * 1024
 # ... or when its oldest write is this old (seconds).
@@ -104,7 +106,7 @@ class Flusher(threading.Thread):
     """Sends batches that have waited MAX_BATCH_AGE."""
 
     def __init__(self):
-        super().__init__(name="kernelkit-output-flusher", daemon=True)
+        super().__init__(name=threads.name("output-flusher"), daemon=True)
         self._cond = threading.Condition()
         self._streams: list[OutStream] = []
 
@@ -155,7 +157,7 @@ class FdCapture:
         # anything is cheaper than a read that fails
         self._pending = select.poll()
         self._pending.register(self._read_end, select.POLLIN)
-        self._thread = threading.Thread(target=self._run, name=f"kernelkit-fd{fd}-reader", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=threads.name(f"fd{fd}-reader"), daemon=True)
         self._thread.start()
 
     def _drain_locked(self) -> None:

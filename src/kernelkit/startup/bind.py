@@ -6,84 +6,41 @@ import os
 
 import zmq
 
-from ..io.iothread import MAX_SUBSCRIPTION_FRAME
+from ..wire.channels import CHANNELS, CONTROL, HB, IOPUB, SHELL, STDIN
+from .endpoints import endpoint, ipc_path
 from .errors import StartupError
-from .files import CHANNELS, ConnectionInfo
+from .files import ConnectionInfo
+from .keys import curve_server
 
 log = logging.getLogger("kernelkit.startup")
 
 # How long a closing socket may still try to deliver queued messages (ms):
 # long enough that a shutdown reply leaves, short enough that exit is prompt.
 LINGER_MS = 1000
-# Messages the iopub socket may queue per subscriber before the I/O thread has
-# to hold and retry (XPUB_NODROP turns overflow into EAGAIN instead of loss).
-# libzmq's default. Small on purpose: a subscriber's reads are reported every
-# HWM/2 messages, the only progress the stalled-subscriber rule can see, and
-# the bytes a stalled subscriber pins are those of its last HWM messages.
-IOPUB_HWM = 1000
-
-# An iopub subscriber over TCP whose receive window stays shut this long (s)
-# while output waits for it is disconnected by the system (TCP_USER_TIMEOUT,
-# libzmq's TCP_MAXRT). That frees what its queue in libzmq held: up to
-# IOPUB_HWM messages of any size, the one part of iopub buffering that is not
-# bounded in bytes. A client that reads again reconnects and is welcomed
-# again; one that never reads does not notice. The longest a subscriber is
-# waited for (io.iothread.STALLED_MAX), so a reader that only pauses keeps
-# its connection. KERNELKIT_IOPUB_TCP_TIMEOUT overrides it; 0 turns it off.
-IOPUB_TCP_TIMEOUT = 30.0
-
-# Replies a shell client may leave unread before the I/O thread has to hold
-# them (a client that queues thousands of cells and reads iopub first). Replies
-# are small; a client that never reads is dropped by the stall rule.
-SHELL_HWM = 100_000
-
 SOCKET_TYPES = {
-    "shell": zmq.ROUTER,
-    "control": zmq.ROUTER,
-    "stdin": zmq.ROUTER,
-    "iopub": zmq.XPUB,
-    "hb": zmq.ROUTER,
+    SHELL: zmq.ROUTER,
+    CONTROL: zmq.ROUTER,
+    STDIN: zmq.ROUTER,
+    IOPUB: zmq.XPUB,
+    HB: zmq.ROUTER,
 }
 
 
-def endpoint(transport: str, ip: str, port=None) -> str:
-    """The ZeroMQ address of ``port`` on ``ip`` (ipc: the path ``<ip>-<port>``);
-    without a port, the tcp address to give bind_to_random_port."""
-    if transport == "tcp":
-        host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
-        return f"tcp://{host}" if port is None else f"tcp://{host}:{port}"
-    return f"ipc://{ip}-{port}"
-
-
-def _configure(sock, channel: str, conn: ConnectionInfo, iopub_tcp_timeout: float):
+def _configure(sock, channel: str, conn: ConnectionInfo, options: dict):
     sock.linger = LINGER_MS
     if conn.transport == "tcp" and ":" in conn.ip:
         sock.ipv6 = True
     if conn.curve_secretkey:
-        # must be set before bind: every socket is a CurveZMQ server
-        sock.curve_secretkey = conn.curve_secretkey
-        sock.curve_publickey = conn.curve_publickey
-        sock.curve_server = True
-    if channel in ("shell", "control", "stdin"):
+        curve_server(sock, conn.curve_secretkey, conn.curve_publickey)  # before bind
+    if channel in (SHELL, CONTROL, STDIN):
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         # a message for a client whose queue is full, or who is not (or not
         # yet) connected, fails instead of vanishing: the I/O thread holds and
         # retries it, or drops it with a log line (stdin: a client's socket
         # may still be connecting)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    if channel == "shell":
-        sock.sndhwm = SHELL_HWM
-    if channel == "iopub":
-        sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        # the I/O thread applies each subscription itself, right before the
-        # welcome, so a new subscriber's first message is its welcome
-        sock.setsockopt(zmq.XPUB_MANUAL, 1)
-        sock.setsockopt(zmq.XPUB_NODROP, 1)
-        sock.sndhwm = IOPUB_HWM
-        # over-long subscription topics are refused before libzmq stores them
-        sock.maxmsgsize = MAX_SUBSCRIPTION_FRAME
-        if conn.transport == "tcp" and iopub_tcp_timeout > 0:
-            sock.setsockopt(zmq.TCP_MAXRT, int(iopub_tcp_timeout * 1000))
+    for option, value in options.get(channel, {}).items():
+        sock.setsockopt(option, value)
 
 
 class _InUse(StartupError):
@@ -93,7 +50,7 @@ class _InUse(StartupError):
 def _bind_preferred(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -> int | None:
     """Bind ``port`` if it is free; None (and a log line) if it is taken."""
     # an existing ipc path is taken: binding would steal it from whoever made it
-    if not (conn.transport == "ipc" and os.path.exists(f"{conn.ip}-{port}")):
+    if not (conn.transport == "ipc" and os.path.exists(ipc_path(conn.ip, port))):
         try:
             return _bind_one(sock, channel, conn, port, label)
         except _InUse:
@@ -107,10 +64,10 @@ def bind_ipc(sock, prefix: str, port: int = 0) -> int:
     number whose path does not exist. Only the owner may connect (mode 0600)."""
     if port == 0:
         port = 1
-        while os.path.exists(f"{prefix}-{port}"):
+        while os.path.exists(ipc_path(prefix, port)):
             port += 1
     sock.bind(endpoint("ipc", prefix, port))
-    os.chmod(f"{prefix}-{port}", 0o600)
+    os.chmod(ipc_path(prefix, port), 0o600)
     return port
 
 
@@ -119,7 +76,7 @@ def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -
         try:
             return bind_ipc(sock, conn.ip, port)
         except zmq.ZMQError as e:
-            raise StartupError(f"{label}: cannot bind {channel} to ipc path {conn.ip}-{port or 'N'}: {e.strerror}") from None
+            raise StartupError(f"{label}: cannot bind {channel} to ipc path {ipc_path(conn.ip, port or 'N')}: {e.strerror}") from None
     try:
         sock.bind(endpoint("tcp", conn.ip, port or "*"))
     except zmq.ZMQError as e:
@@ -141,7 +98,7 @@ def bind_sockets(
     conn: ConnectionInfo,
     label: str = "connection file",
     preferred=None,
-    iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT,
+    options=None,
 ):
     """Bind shell, control, stdin, iopub (in ``ctx``) and hb (in ``hb_ctx``).
 
@@ -149,14 +106,17 @@ def bind_sockets(
     time, so nothing can take them between picking and binding, except where
     ``preferred`` (channel -> port) names one to bind first if it is free. On
     failure every socket made so far is closed before StartupError propagates.
+    ``options``: ``channel -> {zmq option: value}`` to set before binding (the
+    kernel's flow control, io/flow.py ``socket_options``).
     """
     preferred = preferred or {}
+    options = options or {}
     sockets, ports = {}, {}
     try:
         for channel in CHANNELS:
-            sock = (hb_ctx if channel == "hb" else ctx).socket(SOCKET_TYPES[channel])
+            sock = (hb_ctx if channel == HB else ctx).socket(SOCKET_TYPES[channel])
             sockets[channel] = sock
-            _configure(sock, channel, conn, iopub_tcp_timeout)
+            _configure(sock, channel, conn, options)
             port = conn.ports.get(channel, 0)
             bound = None
             if not port and channel in preferred:

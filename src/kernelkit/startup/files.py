@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from ..wire.signing import DEFAULT_SCHEME, digest_for_scheme
+from ..wire.channels import CHANNELS, PORT_KEYS, port_key
 from ..wire.errors import UnknownSignatureScheme
+from ..wire.signing import DEFAULT_SCHEME, digest_for_scheme
 from .errors import StartupError
 from .keys import is_z85_key
 
-CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
-PORT_KEYS = tuple(f"{c}_port" for c in CHANNELS)
 TRANSPORTS = ("tcp", "ipc")
 
 
@@ -39,18 +38,6 @@ class ConnectionInfo:
     kernel_name: str = ""
     curve_publickey: bytes | None = None
     curve_secretkey: bytes | None = None
-
-    def as_dict(self) -> dict:
-        """The classic connection-file dict for these ports."""
-        d = {
-            "transport": self.transport,
-            "ip": self.ip,
-            "key": self.key.decode("utf-8"),
-            "signature_scheme": self.signature_scheme,
-            "kernel_name": self.kernel_name,
-        }
-        d.update({f"{c}_port": p for c, p in self.ports.items()})
-        return d
 
 
 @dataclass
@@ -158,7 +145,7 @@ def parse(data, path="<connection info>"):
     present = [k for k in PORT_KEYS if k in data]
     if len(present) == len(PORT_KEYS):
         conn.ip = _string(path, data, "ip", "127.0.0.1")
-        conn.ports = {c: _port(path, data, f"{c}_port") for c in CHANNELS}
+        conn.ports = {c: _port(path, data, port_key(c)) for c in CHANNELS}
         return conn
     if "kernel_id" in data or "registration_ip" in data:
         dialect = "B"

@@ -12,7 +12,8 @@ import logging
 import zmq
 
 from ..wire import DELIMITER, Session, WireError, jsonutil
-from .bind import endpoint
+from ..wire.channels import port_key
+from .endpoints import endpoint
 from .errors import StartupError
 from .files import RegistrationInfo
 from .keys import curve_client
@@ -36,7 +37,7 @@ def _connect(ctx, sock_type, reg: RegistrationInfo):
 
 def _request_a(session: Session, reg: RegistrationInfo, ports: dict) -> tuple:
     """(its msg_id, the frames)."""
-    content = {f"{c}_port": int(p) for c, p in ports.items()}
+    content = {port_key(c): int(p) for c, p in ports.items()}
     content.update(reg.reported)
     msg = session.message("handshake_request", content)
     return msg.msg_id, session.serialize(msg)
@@ -44,7 +45,7 @@ def _request_a(session: Session, reg: RegistrationInfo, ports: dict) -> tuple:
 
 def _request_b(session: Session, reg: RegistrationInfo, ports: dict) -> list:
     content = {"kernel_id": reg.kernel_id}
-    content.update({f"{c}_port": str(p) for c, p in ports.items()})
+    content.update({port_key(c): str(p) for c, p in ports.items()})
     content.update(reg.reported)
     return session.single_frame(jsonutil.dumps(content))
 

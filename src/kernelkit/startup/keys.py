@@ -37,6 +37,13 @@ def make_own_keys(reg) -> None:
         reg.reported["curve_secretkey"] = conn.curve_secretkey.decode("ascii")
 
 
+def curve_server(sock, secretkey: bytes, publickey: bytes) -> None:
+    """Make ``sock`` (before it binds) a CURVE server with this key pair."""
+    sock.curve_secretkey = secretkey
+    sock.curve_publickey = publickey
+    sock.curve_server = True
+
+
 def curve_client(sock, serverkey: bytes) -> None:
     """Make ``sock`` a CURVE client of the server whose public key is ``serverkey``
     (with a throwaway client key pair: the server accepts any client key)."""

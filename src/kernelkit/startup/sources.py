@@ -13,8 +13,8 @@
 import json
 import logging
 import os
-import threading
 
+from .. import threads
 from .errors import StartupError
 from .files import load_file, parse
 
@@ -83,4 +83,4 @@ def watch_launcher_pipe(on_closed) -> None:
         log.warning("stdin closed: the launcher (or its ssh session) is gone; the kernel ends")
         on_closed()
 
-    threading.Thread(target=wait_for_end, name="kernelkit-launcher-pipe", daemon=True).start()
+    threads.start(wait_for_end, "launcher-pipe")

@@ -51,10 +51,6 @@ class Signer:
         self._seen: set[bytes] | None = set() if replay_window > 0 else None
         self._order: collections.deque[bytes] = collections.deque(maxlen=max(replay_window, 1))
 
-    @property
-    def enabled(self) -> bool:
-        return self._hmac is not None
-
     def sign(self, parts: Iterable[bytes]) -> bytes:
         if self._hmac is None:
             return b""

@@ -1,0 +1,365 @@
+"""Flow control: every bound on what the kernel holds for a slow reader, and
+every rule for giving up on one that reads nothing.
+
+| what is bounded | limit | when it is reached | set by |
+|---|---|---|---|
+| messages in the outbound FIFO | 4,096 | producers wait (the control thread never does) | OUTBOUND_MAXSIZE |
+| bytes of large messages (over LARGE) in the FIFO | 32 MiB | producers of large messages wait; one larger message still goes | OUTBOUND_BYTES, LARGE |
+| messages libzmq queues per iopub subscriber | 1,000 | the send fails (XPUB_NODROP): the message is held and retried every RETRY_MS, in order, while requests are still read | IOPUB_HWM |
+| bytes of zero-copy iopub messages libzmq holds | 64 MiB | the next one is held, as above; one larger message still goes | IOPUB_BYTES, ZERO_COPY |
+| replies queued per shell client | 100,000 | the reply is held and retried | SHELL_HWM |
+| iopub held, no subscriber makes room | 5 s, plus 1 s per 4 MiB of large messages among the last IOPUB_HWM sent, 30 s at most | one message goes without XPUB_NODROP: every full subscriber loses it and is left out until it has room; the others get everything | STALLED_AFTER, SLOW_READ, STALLED_MAX |
+| tracked bytes at IOPUB_BYTES, none let go of | 5 s | the byte bound is waived until half of it is free | STALLED_AFTER |
+| a TCP subscriber's receive window shut | 30 s (= STALLED_MAX) | the system disconnects it (libzmq's TCP_MAXRT), freeing its queue; it reconnects and is welcomed again if it reads again | IOPUB_TCP_TIMEOUT, `--iopub-tcp-timeout`, `KERNELKIT_IOPUB_TCP_TIMEOUT` (0: never) |
+| a shell or stdin client leaves its replies unread | 5 s | its messages are dropped, logged, until one gets through | STALLED_AFTER |
+| a client's stdin socket not connected | 5 s | the input_request is dropped, logged | STDIN_CONNECT_WAIT |
+| a control client's queue full, or the client gone | libzmq's HWM (1,000) | the reply is dropped at once, logged (control never waits) | - |
+| messages ahead of a control reply in the FIFO | 256, or the FIFO's head held | control's lane is sent at once, ahead of its turn | CONTROL_OVERTAKES |
+| welcomes waiting while iopub is held | 1,000 | a new subscriber gets none | MAX_WELCOMES_HELD |
+| a subscription's topic | 256 bytes | refused, logged; a frame over MAX_SUBSCRIPTION_FRAME disconnects its peer inside libzmq | MAX_TOPIC |
+
+Room is the only sign of a subscriber's progress libzmq gives: a pipe's
+reader reports what it has read every HWM/2 messages, so the high-water mark
+is kept small and never changed while pipes exist (a pipe lowered below what
+its reader has read but not yet reported is full for good once the reader has
+caught up: it has nothing left to read, so it never reports). Tracked
+(zero-copy) messages tell more: pyzmq says when every queue has let go of one,
+and each one let go of is progress.
+
+``socket_options`` sets the socket side of these rules at bind time;
+``Iopub`` (subscriptions, welcomes, publishing) and ``Routed`` (shell, stdin,
+control) apply the rest on the I/O thread; ``io/outbound.py`` applies the
+FIFO's two bounds.
+"""
+
+import logging
+import time
+from collections import deque
+
+import zmq
+
+from ..wire.channels import CONTROL, IOPUB, SHELL, STDIN
+from .shortcuts import MORE, backend_send, name_pyzmq_gc_thread, send_multipart
+
+log = logging.getLogger("kernelkit.io")
+
+# -- the limits (see the table above) ------------------------------------------
+# The FIFO: enough to keep the sockets busy, small enough that a runaway
+# producer waits instead of eating memory.
+OUTBOUND_MAXSIZE = 4096
+OUTBOUND_BYTES = 32 << 20
+# A message larger than this (bytes) is a large one: counted in bytes as well
+# as in messages (in the FIFO, and among the last IOPUB_HWM sent).
+LARGE = 4096
+# libzmq's default. Small on purpose: a subscriber's reads are reported every
+# HWM/2 messages, and the bytes a stalled subscriber pins are those of its
+# last HWM messages.
+IOPUB_HWM = 1000
+# An iopub message with a frame at least this large (pyzmq's own threshold for
+# zero-copy) is handed to libzmq without a copy and tracked.
+ZERO_COPY = 64 << 10
+# The most libzmq may hold of tracked messages for iopub subscribers (bytes):
+# a reader on a slow link pins this much, not 1,000 images.
+IOPUB_BYTES = 64 << 20
+# A client that queues thousands of cells and reads iopub first. Replies are
+# small; a client that never reads is dropped by the stall rule.
+SHELL_HWM = 100_000
+STALLED_AFTER = 5.0
+# bytes of large messages a slow reader is given one more second for
+SLOW_READ = 4 << 20
+STALLED_MAX = 30.0
+# The longest a subscriber is waited for, so a reader that only pauses keeps
+# its connection.
+IOPUB_TCP_TIMEOUT = STALLED_MAX
+# (it usually follows its shell socket by milliseconds)
+STDIN_CONNECT_WAIT = 5.0
+CONTROL_OVERTAKES = 256
+MAX_WELCOMES_HELD = 1000
+# Topics are kernel.<session>.<msg_type>; libzmq keeps every subscription in a
+# trie of about 50 bytes per topic byte, so a 10 MB topic would cost 500 MB.
+MAX_TOPIC = 256
+# (the slack covers ZMTP 3.1's SUBSCRIBE command name)
+MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
+# While a message is held, retry this often (ms). XPUB always reports
+# POLLOUT, so the retry has to be timed.
+RETRY_MS = 2
+
+
+def socket_options(transport: str, iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT) -> dict:
+    """``channel -> {option: value}``, set before the socket binds."""
+    iopub = {
+        zmq.XPUB_VERBOSE: 1,
+        # the I/O thread applies each subscription itself, right before the
+        # welcome, so a new subscriber's first message is its welcome
+        zmq.XPUB_MANUAL: 1,
+        # a full subscriber makes the send fail instead of losing the message
+        zmq.XPUB_NODROP: 1,
+        zmq.SNDHWM: IOPUB_HWM,
+        # over-long subscription topics are refused before libzmq stores them
+        zmq.MAXMSGSIZE: MAX_SUBSCRIPTION_FRAME,
+    }
+    if transport == "tcp" and iopub_tcp_timeout > 0:
+        iopub[zmq.TCP_MAXRT] = int(iopub_tcp_timeout * 1000)
+    return {SHELL: {zmq.SNDHWM: SHELL_HWM}, IOPUB: iopub}
+
+
+class Hold:
+    """How long the first message waiting to be sent has been held."""
+
+    __slots__ = ("since",)
+
+    def __init__(self):
+        self.since = None
+
+    def note(self) -> float:
+        """The message could not be sent; for how long now (s)."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        return now - self.since
+
+    def clear(self) -> None:
+        self.since = None
+
+
+def _size(frames) -> int:
+    return sum(map(len, frames))
+
+
+def _let_go(tracked) -> bool:
+    """Has libzmq let go of this tracked message ((trackers, size)) everywhere?"""
+    return all(t.done for t in tracked[0])
+
+
+class Iopub:
+    """The XPUB socket's side: subscriptions and their welcomes, and sending
+    under the bounds and stall rules above."""
+
+    def __init__(self, sock, session, limiter, hold: Hold):
+        self.sock = sock
+        self.session = session
+        self._limiter = limiter
+        self._hold = hold
+        self._hwm = sock.sndhwm
+        # iopub_welcome (and the first status), sent before anything else
+        self.welcomes: deque = deque()
+        self._welcomed = False
+        # (sequence number, size) of the large messages among the last _hwm
+        # sent, and the sum of their sizes
+        self._recent_large: deque = deque()
+        self.recent_large_bytes = 0
+        self._seq = 0  # messages counted while large ones are about
+        # tracked (zero-copy) messages libzmq may still hold: ([trackers],
+        # size), oldest first; the sum of their sizes; whether the byte bound
+        # is waived (a subscriber stalled while it was full)
+        self._tracked: deque = deque()
+        self.tracked_bytes = 0
+        self._bytes_waived = False
+        self._tracked_sent = 0
+
+    # -- subscriptions ------------------------------------------------------------
+    def read_subscriptions(self) -> None:
+        sock = self.sock
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            # a subscription event is one frame: \x01<topic> or \x00<topic>
+            if len(frames) != 1 or not frames[0] or frames[0][0] not in (0, 1):
+                self._limiter.warn("iopub-junk", "iopub: ignored a message that is not a subscription")
+                continue
+            event = frames[0]
+            if len(event) > MAX_TOPIC + 1:
+                self._limiter.warn("iopub-long", f"iopub: refused a subscription to a topic of {len(event) - 1} bytes (at most {MAX_TOPIC})")
+                continue
+            try:
+                topic = event[1:].decode("utf-8")
+            except UnicodeDecodeError:
+                self._limiter.warn("iopub-topic", "iopub: ignored a subscription to a non-UTF-8 topic")
+                continue
+            # XPUB_MANUAL: nothing reaches this subscriber until we apply it here
+            sock.setsockopt(zmq.SUBSCRIBE if event[0] == 1 else zmq.UNSUBSCRIBE, event[1:])
+            if event[0] == 1:
+                log.debug("iopub: welcoming a subscriber to %r", topic)
+                self._welcome(topic)
+
+    def _welcome(self, topic: str) -> None:
+        if len(self.welcomes) >= MAX_WELCOMES_HELD:
+            # (a subscription flood while iopub is held)
+            self._limiter.warn("iopub-flood", f"iopub: {len(self.welcomes)} welcomes waiting to be sent; a new subscriber got none")
+            return
+        # welcomes go before anything still held, so each is the first
+        # message its subscriber sees; among themselves, in arrival order
+        identities = (topic.encode("utf-8"),) if topic else ()
+        self.welcomes.append(self.session.frames("iopub_welcome", {"subscription": topic}, identities=identities))
+        if not self._welcomed:
+            self._welcomed = True
+            status = {"execution_state": "starting"}
+            self.welcomes.append(self.session.frames("status", status, identities=(self.session.iopub_topic("status"),)))
+
+    def send_welcomes(self) -> bool:
+        """Send the waiting welcomes; False if one must be held."""
+        welcomes = self.welcomes
+        while welcomes:
+            if not self.publish(welcomes[0], 0):
+                return False
+            welcomes.popleft()
+        return True
+
+    # -- publishing ---------------------------------------------------------------
+    def taken(self, size: int) -> None:
+        """Count a message taken from the FIFO for iopub: the sizes of the
+        large ones among the last HWM sent (what a subscriber may still have
+        to read before libzmq reports its progress)."""
+        if size <= LARGE and not self._recent_large:
+            return
+        self._seq += 1
+        large = self._recent_large
+        if size > LARGE:
+            large.append((self._seq, size))
+            self.recent_large_bytes += size
+        while large and large[0][0] <= self._seq - self._hwm:
+            self.recent_large_bytes -= large.popleft()[1]
+
+    def stalled_after(self) -> float:
+        """How long a subscriber may make no room before it is taken as stalled."""
+        return min(STALLED_MAX, STALLED_AFTER + self.recent_large_bytes / SLOW_READ)
+
+    def publish(self, frames, size: int) -> bool:
+        """Send; False when it must be held and retried (a subscriber's queue
+        is full, in messages, or in bytes of tracked ones)."""
+        hold = self._hold
+        tracked = size >= ZERO_COPY and max(map(len, frames)) >= ZERO_COPY
+        if tracked and not self._bytes_waived and self.tracked_bytes and self.tracked_bytes + size > IOPUB_BYTES:
+            if self._sweep(whole=True):
+                hold.clear()  # a subscriber let go of some: progress
+            if self.tracked_bytes and self.tracked_bytes + size > IOPUB_BYTES:
+                held = hold.note()
+                if held < STALLED_AFTER:
+                    return False
+                self._limiter.warn(
+                    "stalled",
+                    f"iopub: {self.tracked_bytes / 1e6:.0f} MB of output has waited {held:.0f} s for a "
+                    "subscriber that reads nothing; output goes on without it (the other "
+                    "subscribers get every message)",
+                )
+                self._bytes_waived = True
+        send = self._send_tracked if tracked else send_multipart
+        sock = self.sock
+        try:
+            send(sock, frames)
+        except zmq.Again:
+            held = hold.note()
+            # (while the byte bound is waived a stalled subscriber is known to
+            # be there: its queue filling up in messages is no news)
+            if held < (STALLED_AFTER if self._bytes_waived else self.stalled_after()):
+                return False
+            # No subscriber made room in time: send this one without NODROP.
+            # libzmq drops it for each full pipe and leaves those out until
+            # they have drained (HWM is per pipe), so the others need not wait.
+            self._limiter.warn(
+                "stalled",
+                f"iopub: a subscriber has read nothing for {held:.0f} s; it loses messages "
+                "until it reads again (the other subscribers get every message)",
+            )
+            sock.setsockopt(zmq.XPUB_NODROP, 0)
+            try:
+                send(sock, frames)
+            finally:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+        hold.clear()
+        return True
+
+    def _send_tracked(self, sock, frames) -> None:
+        """Send without copying the zero-copy frames, and keep their trackers."""
+        trackers = []
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            flags = zmq.NOBLOCK if i == last else MORE
+            if len(frame) >= ZERO_COPY:
+                trackers.append(backend_send(sock, frame, flags, False, True))
+            else:
+                backend_send(sock, frame, flags)
+        size = _size(frames)
+        self._tracked.append((trackers, size))
+        self.tracked_bytes += size
+        self._tracked_sent += 1
+        if self._tracked_sent == 1:
+            name_pyzmq_gc_thread()
+        # the oldest are let go of first; now and then look at them all (a
+        # stalled subscriber's hold on old ones hides newer ones let go of)
+        self._sweep(whole=self._tracked_sent % 64 == 0)
+
+    def _sweep(self, whole: bool = False) -> bool:
+        """Forget tracked messages libzmq has let go of; True if there were any."""
+        tracked = self._tracked
+        before = self.tracked_bytes
+        while tracked and _let_go(tracked[0]):
+            self.tracked_bytes -= tracked.popleft()[1]
+        if whole and tracked:
+            kept = deque(m for m in tracked if not _let_go(m))
+            self.tracked_bytes = sum(m[1] for m in kept)
+            self._tracked = kept
+        if self._bytes_waived and self.tracked_bytes <= IOPUB_BYTES // 2:
+            self._bytes_waived = False
+        return self.tracked_bytes < before
+
+
+class Routed:
+    """Sending to one client on shell, stdin (ROUTER_MANDATORY: a full or
+    absent client makes the send fail) and control."""
+
+    def __init__(self, sockets: dict, limiter, hold: Hold):
+        self.sockets = sockets
+        self._limiter = limiter
+        self._hold = hold
+        # shell/stdin clients that left their replies unread for STALLED_AFTER:
+        # their messages are dropped without waiting until one gets through
+        self._unread_clients: set = set()
+
+    def send(self, channel: str, frames) -> bool:
+        """Send on shell or stdin; False when it must be held and retried."""
+        try:
+            send_multipart(self.sockets[channel], frames)
+        except zmq.Again:
+            # the client's queue is full: it has SHELL_HWM replies unread
+            client = frames[0]
+            if client not in self._unread_clients:
+                if self._hold.note() < STALLED_AFTER:
+                    return False
+                if len(self._unread_clients) > 1000:
+                    self._unread_clients.clear()
+                self._unread_clients.add(client)
+            self._limiter.warn(
+                (channel, "unread"),
+                f"{channel}: a client has not read its replies for {STALLED_AFTER:.0f} s; "
+                "a message for it was dropped (others go on)",
+            )
+        except zmq.ZMQError as e:
+            if e.errno != zmq.EHOSTUNREACH:
+                self._limiter.warn((channel, e.errno), f"cannot send on {channel}: {e}")
+            elif channel != STDIN:
+                self._limiter.warn((channel, "gone"), f"{channel}: dropped a reply for a client that has gone")
+            elif self._hold.note() < STDIN_CONNECT_WAIT:
+                return False  # the client's stdin socket is not connected yet
+            else:
+                log.warning("stdin: no client stdin socket connected for %.0f s; input_request dropped", STDIN_CONNECT_WAIT)
+        else:
+            if self._unread_clients:
+                self._unread_clients.discard(frames[0])  # it reads again
+        self._hold.clear()
+        return True
+
+    def send_control(self, frames) -> None:
+        """Never held (control must not wait); a full or gone client loses it."""
+        try:
+            send_multipart(self.sockets[CONTROL], frames)
+        except zmq.Again:
+            self._limiter.warn((CONTROL, "unread"), "control: a client has 1,000 replies unread; a reply to it was dropped")
+        except zmq.ZMQError as e:
+            if e.errno == zmq.EHOSTUNREACH:
+                self._limiter.warn((CONTROL, "gone"), "control: dropped a reply for a client that has gone")
+            else:
+                self._limiter.warn((CONTROL, e.errno), f"cannot send on {CONTROL}: {e}")
+
