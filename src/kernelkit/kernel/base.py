@@ -139,6 +139,10 @@ class Kernel:
             **({"debugger": True} if "debugger" in self.supported_features else {}),
         }
 
+    # this one reads attributes only: while the kernel is idle the I/O thread
+    # may call it (an override is not marked, so it runs where handlers run)
+    kernel_info.from_attributes = True
+
     # -------------------------------------------------------------- helpers
     @property
     def current_request(self) -> Request | None:

@@ -14,20 +14,20 @@ their bases' table; declaring a type again replaces its handler, and
 overriding a handler method by name (without the decorator) does too.
 """
 
-# Served by the request lifecycle itself (kernel/lifecycle.py), which calls the
-# kernel's public methods for them (execute, kernel_info, interrupt, shutdown):
-# counts, aborts and stopping are not the kernel's to reimplement.
-LIFECYCLE_TYPES = frozenset(
-    {
-        "execute_request",
-        "kernel_info_request",
-        "interrupt_request",
-        "shutdown_request",
-        "create_subshell_request",
-        "delete_subshell_request",
-        "list_subshell_request",
-    }
-)
+# The lifecycle's own message types: served by kernel/lifecycle.py (the method
+# named), which calls the kernel's public methods for them (execute,
+# kernel_info, interrupt, shutdown): counts, aborts and stopping are not the
+# kernel's to reimplement.
+LIFECYCLE_HANDLERS = {
+    "execute_request": "_execute",
+    "kernel_info_request": "_kernel_info",
+    "interrupt_request": "_interrupt",
+    "shutdown_request": "_shutdown",
+    "create_subshell_request": "_create_subshell",
+    "delete_subshell_request": "_delete_subshell",
+    "list_subshell_request": "_list_subshells",
+}
+LIFECYCLE_TYPES = frozenset(LIFECYCLE_HANDLERS)
 
 _MARK = "_kernelkit_handles"
 

@@ -7,7 +7,8 @@ kernel is idle is logged and ignored, so it cannot break the request loop.
 Between the two is a request the client has seen start (the I/O thread sent
 its busy and execute_input as it arrived) that the main thread has not begun
 to run: an interrupt then is for that request, which ends with a
-KeyboardInterrupt as it begins (``arm(request)``) instead of running.
+KeyboardInterrupt as it begins instead of running (``on_idle_interrupt``
+marks it; kernel/lifecycle.py).
 
 Inside a critical section (the kernel's own send path: queue and lock
 bookkeeping that an exception must not cut in half) the interrupt is
@@ -57,12 +58,9 @@ class InterruptGate:
         # called on the watcher thread for every SIGINT (the runtime cancels
         # subshell prompts, which the signal cannot reach)
         self.on_signal = None
-        # set by the lifecycle: the main shell's request that has been
-        # announced (busy sent, maybe execute_input) and has not ended, or None
-        self.announced = None
-        # that request, when an interrupt came for it before the gate was
-        # armed for it (see arm)
-        self._early = None
+        # set by the lifecycle: called (on the main thread) for an interrupt
+        # while not armed; True if it was for a request announced, not yet run
+        self.on_idle_interrupt = None
         # called on the watcher thread for a SIGTERM (when SIGTERM has a Python handler)
         self.on_terminate = None
 
@@ -86,12 +84,7 @@ class InterruptGate:
     def _on_sigint(self, signum, frame):
         self._handled += 1
         if not self._armed:
-            announced = self.announced() if self.announced is not None else None
-            if announced is not None:
-                # the client saw it start (busy, even execute_input), but it
-                # has not begun to run: the interrupt is for it (raised by arm)
-                self._early = announced
-            else:
+            if self.on_idle_interrupt is None or not self.on_idle_interrupt():
                 log.info("interrupt of the main shell while idle: nothing to interrupt there")
         elif self._depth:
             self._deferred = True
@@ -127,17 +120,12 @@ class InterruptGate:
                 next_kick = time.monotonic() + KICK_INTERVAL
                 signal.pthread_kill(self._main.ident, KICK_SIGNAL)
 
-    def arm(self, request=None) -> None:
+    def arm(self) -> None:
         """From now on an interrupt raises KeyboardInterrupt on the main thread.
-        With the ``request`` about to run: raises it at once if an interrupt
-        came for that request after it was announced, before this. Call it
-        inside the ``try`` whose ``finally`` disarms."""
+        Call it inside the ``try`` whose ``finally`` disarms."""
         # only the main thread receives signals, so only it arms the gate
         if threading.get_ident() == self._main_ident:
             self._armed += 1
-            if request is not None and self._early is request:
-                self._early = None
-                raise KeyboardInterrupt
 
     def disarm(self) -> None:
         if threading.get_ident() == self._main_ident:

@@ -19,9 +19,13 @@ An interrupt, top to bottom: ``arrive`` puts it in the control queue;
 ``Kernel.interrupt()`` first (the FIFO that busy goes through may be full of
 the output being interrupted), then sends busy, the reply, idle.
 
+Every change of a request's state (kernel/request.py: arrived, announced,
+running, replied or aborted, idle) is made here.
+
 The kernel's own handlers come from its declared table
-(``Kernel.message_handlers``); the message types of this module's own table
-(``LIFECYCLE_TYPES``) are served here and call the kernel's public methods.
+(``Kernel.message_handlers``); the message types of the lifecycle's own table
+(``handlers.LIFECYCLE_HANDLERS``) are served here and call the kernel's
+public methods.
 """
 
 import logging
@@ -32,9 +36,9 @@ from ..logs import LogLimiter
 from ..wire.channels import CONTROL, SHELL, STDIN
 from ..wire.errors import InvalidContent
 from ..wire.requests import validate
-from .base import Kernel
 from .errors import RequestError, SubshellDeleted, UnknownSubshell, describe_exception
-from .request import Request
+from .handlers import LIFECYCLE_HANDLERS
+from .request import ABORTED, ANNOUNCED, IDLE, REPLIED, RUNNING, Request
 from .services import Services
 from .shells import STOP, Shells, ShellQueue
 
@@ -49,10 +53,7 @@ class Lifecycle:
         self.outbound = sender.outbound
         self.stdin = stdin
         self.gate = gate
-        # the main shell's request announced and not ended: an interrupt
-        # that comes before it runs is for it (InterruptGate.arm)
-        self._main_announced = None
-        gate.announced = lambda: self._main_announced
+        gate.on_idle_interrupt = self._interrupt_announced
         self.shells = Shells()
         self.kernel = None  # set by attach; until then requests wait in their queues
         self.handlers: dict = {}
@@ -63,17 +64,9 @@ class Lifecycle:
         self._arrived = 0  # arrival number of the last request (I/O thread)
         self._limiter = LogLimiter()
         self._local = threading.local()  # .request: the request this thread handles
-        self._own = {
-            "execute_request": self._execute,
-            "kernel_info_request": self._kernel_info,
-            "interrupt_request": self._interrupt,
-            "shutdown_request": self._shutdown,
-            "create_subshell_request": self._create_subshell,
-            "delete_subshell_request": self._delete_subshell,
-            "list_subshell_request": self._list_subshells,
-        }
+        self._own = {msg_type: getattr(self, name) for msg_type, name in LIFECYCLE_HANDLERS.items()}
 
-    def attach(self, kernel: Kernel) -> None:
+    def attach(self, kernel) -> None:
         """Connect the kernel, call its ``start()``, then serve it."""
         kernel._bind(Services(self))
         handlers = {msg_type: getattr(kernel, name) for msg_type, name in type(kernel).message_handlers.items()}
@@ -130,7 +123,7 @@ class Lifecycle:
         the order the main thread would send them, without waking it. A
         kernel_info that fails falls back to the main thread's error reply."""
         kernel = self.kernel
-        if getattr(kernel.kernel_info, "__func__", None) is not Kernel.kernel_info:
+        if not getattr(kernel.kernel_info, "from_attributes", False):
             return False  # computed by the kernel: it runs where handlers run
         try:
             content = kernel.kernel_info()
@@ -154,9 +147,9 @@ class Lifecycle:
         """What a request says as it starts: busy and, for an execute, its
         count and execute_input. Done once: on the thread that runs it or,
         when the main shell is idle, on the I/O thread as it arrives."""
-        req.announced = True
+        req.state = ANNOUNCED
         if req.shell is self.shells.main:
-            self._main_announced = req
+            self.shells.main.announced = req
         self.sender.status("busy", req)
         if req.msg_type == "execute_request":
             c = req.content
@@ -203,6 +196,7 @@ class Lifecycle:
             self.announce(req)
         previous = getattr(self._local, "request", None)
         self._local.request = req
+        req.state = RUNNING
         try:
             content = handler(req)
         except (Exception, KeyboardInterrupt) as e:
@@ -224,34 +218,51 @@ class Lifecycle:
         if content is not None:
             content.setdefault("status", "ok")
             self.sender.reply(req, content)
+        req.state = REPLIED
         self.sender.status("idle", req)
+        req.state = IDLE
         if req is self._stop_after:
             self.request_stop()
 
-    def answer(self, req: Request, content: dict | None) -> None:
+    def answer(self, req: Request, content: dict | None, state: str = REPLIED) -> None:
         """busy (unless the request was announced), ``content`` as its reply
         (None: no reply), idle: a request answered without a handler
         (invalid, aborted, or kernel_info from plain attributes)."""
         if not req.announced:
-            req.announced = True
+            req.state = ANNOUNCED
             self.sender.status("busy", req)
         if content is not None:
             self.sender.reply(req, content)
+        req.state = state
         self.sender.status("idle", req)
+        req.state = IDLE
 
     def count_owner(self, req: Request):
         """Who counts this request's executions: its subshell, or the kernel."""
         shell = req.shell
         return shell if shell is not None and not shell.is_main else self.kernel
 
-    # -- the lifecycle's own message types ----------------------------------------
+    def _interrupt_announced(self) -> bool:
+        """SIGINT while the main thread runs nothing interruptible (on the main
+        thread): if the client has seen the main shell's next request start
+        (busy, even execute_input) and it has not begun to run, the interrupt
+        is for it. True if there was one."""
+        req = self.shells.main.announced
+        if req is None:
+            return False
+        req.interrupted = True
+        return True
+
+    # -- the lifecycle's own message types (handlers.LIFECYCLE_HANDLERS) ----------
     def _execute(self, req: Request) -> dict:
         c = req.content
         reply = {"execution_count": req.execution_count, "user_expressions": {}, "payload": []}
         began = False
         try:
             try:
-                self.gate.arm(req)  # (raises if interrupted since it was announced)
+                self.gate.arm()
+                if req.interrupted:  # since it was announced (_interrupt_announced)
+                    raise KeyboardInterrupt
                 began = True
                 extra = self.kernel.execute(c["code"], req)
             finally:
@@ -356,15 +367,15 @@ class Lifecycle:
                 shell.put_back.appendleft(req)
                 return
             if req.msg_type == "execute_request":
-                self.answer(req, {"status": "aborted", "execution_count": self.count_owner(req).execution_count})
+                self.answer(req, {"status": "aborted", "execution_count": self.count_owner(req).execution_count}, ABORTED)
             else:
                 self.handle(req)
             if shell.is_main:
                 self._main_request_done(req)
 
     def _main_request_done(self, req: Request) -> None:
-        if self._main_announced is req:
-            self._main_announced = None
+        if self.shells.main.announced is req:
+            self.shells.main.announced = None
         self.outbound.lazy_done()  # (then the I/O thread may announce the next one)
 
     def run_control(self) -> None:
@@ -390,7 +401,7 @@ class Lifecycle:
         # (announced counts too: a cell whose busy and execute_input the I/O
         # thread has sent may not have reached the main thread yet; it then
         # ends with KeyboardInterrupt as it begins instead of running)
-        if self.shells.main.current is not None or self._main_announced is not None:
+        if self.shells.main.current is not None or self.shells.main.announced is not None:
             self.gate.interrupt_main()
         if self.on_stop is not None:
             self.on_stop()

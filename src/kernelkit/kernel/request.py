@@ -1,4 +1,21 @@
-"""A request as handlers see it."""
+"""A request as handlers see it, and the record of where it is in its life.
+
+A request's states, in order (kernel/lifecycle.py makes every transition):
+
+| state | reached when |
+|---|---|
+| ARRIVED | the I/O thread has parsed it and put it in a queue |
+| ANNOUNCED | its busy (and for an execute, its count and execute_input) is queued: on the I/O thread as it arrives if the main shell is idle, else on the thread that runs it |
+| RUNNING | its handler runs |
+| REPLIED | its reply (or none, for a message without one) is queued |
+| ABORTED | answered ``aborted`` without running (after a failed execute with stop_on_error) |
+| IDLE | its idle is queued: the end |
+
+``interrupted``: an interrupt came after it was announced and before it ran;
+it then ends with KeyboardInterrupt as it begins, instead of running.
+"""
+
+ARRIVED, ANNOUNCED, RUNNING, REPLIED, ABORTED, IDLE = "arrived", "announced", "running", "replied", "aborted", "idle"
 
 
 class Request:
@@ -8,7 +25,7 @@ class Request:
     (the reply goes back there, with the same identities).
     """
 
-    __slots__ = ("message", "channel", "execution_count", "invalid", "arrival", "shell", "announced")
+    __slots__ = ("message", "channel", "execution_count", "invalid", "arrival", "shell", "state", "interrupted")
 
     def __init__(self, message, channel: str, invalid: Exception | None = None):
         self.message = message
@@ -20,8 +37,8 @@ class Request:
         self.arrival = 0
         # the ShellQueue it was routed to (None for control requests)
         self.shell = None
-        # busy (and for an execute, execute_input) has been sent
-        self.announced = False
+        self.state = ARRIVED
+        self.interrupted = False
 
     @property
     def content(self) -> dict:
@@ -58,5 +75,10 @@ class Request:
         t = self.msg_type
         return t[: -len("_request")] + "_reply" if t.endswith("_request") else t + "_reply"
 
+    @property
+    def announced(self) -> bool:
+        """Its busy has been sent."""
+        return self.state is not ARRIVED
+
     def __repr__(self):
-        return f"<Request {self.msg_type} {self.msg_id} on {self.channel}>"
+        return f"<Request {self.msg_type} {self.msg_id} on {self.channel}, {self.state}>"

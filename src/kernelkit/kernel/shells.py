@@ -26,6 +26,9 @@ class ShellQueue:
         # requests taken out and put back in front (see Lifecycle.abort_queued)
         self.put_back: deque = deque()
         self.current: Request | None = None
+        # (main shell) its request announced and not ended, maybe not yet
+        # taken from the queue: an interrupt now is for it
+        self.announced: Request | None = None
         self.thread: threading.Thread | None = None
         # a subshell counts its own executions (JEP 91); the main shell's
         # count is Kernel.execution_count

@@ -200,11 +200,6 @@ class RegistrationService:
         if self._claim(expected):
             _resolve(expected.future, error=error)
 
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._expected)
-
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -340,13 +335,16 @@ class RegistrationService:
     def _reject(self, envelope, why: str, dialect: str) -> None:
         """Nobody we wait for: answer unsigned (we cannot sign for an unknown key)."""
         log.warning("registration rejected: %s", why)
-        content = jsonutil.dumps({"status": "error", "error": why})
+        content = {"status": "error", "error": why}
         if dialect == "A":
-            header = jsonutil.dumps({"msg_id": uuid.uuid4().hex, "msg_type": "handshake_reply", "session": "", "username": "", "date": "", "version": "5.3"})
-            reply = [DELIMITER, b"", header, b"{}", b"{}", content]
+            reply = _UNSIGNED.frames("handshake_reply", content)
         else:
-            reply = [DELIMITER, b"", content]
+            reply = _UNSIGNED.single_frame(jsonutil.dumps(content))
         self._sock.send_multipart(envelope + reply)
+
+
+# signs nothing: for answers to a key we do not know
+_UNSIGNED = Session(b"")
 
 
 def remove_if_exists(path: str) -> None:
