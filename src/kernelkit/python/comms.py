@@ -30,8 +30,7 @@ class KernelComm(BaseComm):
 def install_comms(kernel) -> None:
     global _kernel
     _kernel = kernel
-    comm.create_comm = KernelComm
-    comm.get_comm_manager = manager
+    kernel.patches.comms(KernelComm, manager)
 
 
 def manager() -> CommManager:

@@ -134,7 +134,7 @@ def _installed(name: str) -> bool:
         return False
 
 
-def _ensure_zmqshell_module() -> None:
+def _ensure_zmqshell_module(patches) -> None:
     """tqdm.autonotebook picks notebook progress bars only when
     ``ipykernel.zmqshell`` is in sys.modules: the real module when ipykernel
     is installed, else this kernel's shell module under that name."""
@@ -143,7 +143,7 @@ def _ensure_zmqshell_module() -> None:
     if _installed("ipykernel"):
         importlib.import_module("ipykernel.zmqshell")
     else:
-        sys.modules["ipykernel.zmqshell"] = sys.modules["kernelkit.python.shell"]
+        patches.module_alias("ipykernel.zmqshell", sys.modules["kernelkit.python.shell"])
 
 
 class _ImportHooks(importlib.abc.MetaPathFinder):
@@ -187,21 +187,19 @@ class _RunAfter(importlib.abc.Loader):
         self._then()
 
 
-def install_import_hooks(kernel) -> None:
+def install_import_hooks(kernel, install_comms) -> None:
     """What libraries need of ipykernel, done as they are imported."""
 
     def bridge():
         ipykernel_bridge(kernel)
-        from .comms import install_comms
-
-        install_comms(kernel)  # (importing ipykernel's kernel may replace comm's factories)
+        install_comms()  # (importing ipykernel's kernel may replace comm's factories)
 
     before, after = {}, {}
     if "tqdm.autonotebook" not in sys.modules:
-        before["tqdm.autonotebook"] = _ensure_zmqshell_module
+        before["tqdm.autonotebook"] = lambda: _ensure_zmqshell_module(kernel.patches)
     if "ipykernel.comm" in sys.modules:
         bridge()
     elif _installed("ipykernel"):
         after["ipykernel.comm"] = bridge
     if before or after:
-        sys.meta_path.insert(0, _ImportHooks(before, after))
+        kernel.patches.import_hooks(_ImportHooks(before, after))

@@ -399,7 +399,7 @@ class Debugger:
                 _hide(t)
         # debugpy warns on stderr (the user's cell output) about frozen stdlib
         # modules; they only matter for breakpoints in the stdlib itself
-        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+        self.kernel.patches.debugpy_environment()
         try:
             import debugpy
         except ImportError:
@@ -413,7 +413,7 @@ class Debugger:
         started = time.monotonic()
         endpoint = debugpy.listen(("127.0.0.1", 0))
         # importing pydevd replaced breakpoint(); ours picks pydb or pdb
-        sys.breakpointhook = self._breakpointhook
+        self.kernel.patches.breakpointhook(self._breakpointhook)
         log.info("debugger: debugpy listening on %s:%s (%.0f ms)", *endpoint, 1000 * (time.monotonic() - started))
         return endpoint
 

@@ -1,8 +1,6 @@
 """The bundled Python kernel."""
 
-import builtins
 import functools
-import getpass
 import importlib.util
 import logging
 import os
@@ -12,6 +10,7 @@ import threading
 from .._version import __version__
 from ..kernel.base import Kernel, StdinNotAllowed, handler
 from .outstream import FdCapture, Flusher, OutStream
+from .patches import Patches
 
 log = logging.getLogger("kernelkit.python")
 
@@ -86,6 +85,7 @@ class PythonKernel(Kernel):
         super().__init__()
         self._shell = None
         self._shell_lock = threading.Lock()
+        self.patches = Patches()  # every process-wide patch (patches.py)
         self._capture_fds = capture_fds
         self._captures: list[FdCapture] = []
         self._debugger = None  # made by the first debug_request (debugger.py)
@@ -110,9 +110,12 @@ class PythonKernel(Kernel):
     def start(self) -> None:
         self._main_ident = threading.main_thread().ident
         self._install_streams()
-        self._install_thread_parents()
-        self._install_input()
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        self.patches.thread_parents(self._parent_of_writer, _PARENT_ATTR)
+        self.patches.input(self.ask)
+        self.patches.at_fork(self._after_fork_in_child)
+
+    def stop(self) -> None:
+        self.patches.undo()
 
     def _after_fork_in_child(self) -> None:
         # a forked child (os.fork, multiprocessing's fork start method) has
@@ -142,34 +145,8 @@ class PythonKernel(Kernel):
                 self._captures = [out, err]
                 # the kernel's own log keeps going to the real stderr
                 real_stderr = os.fdopen(os.dup(err.saved), "w", buffering=1, encoding="utf-8", errors="replace")
-                for log_handler in logging.getLogger().handlers:
-                    if isinstance(log_handler, logging.StreamHandler):
-                        log_handler.setStream(real_stderr)
-        sys.stdout, sys.stderr = self.stdout, self.stderr
-
-    def _install_thread_parents(self) -> None:
-        """Remember, for every thread started, which request it belongs to,
-        so its output goes to the cell that started it."""
-        original_start = threading.Thread.start
-        kernel = self
-
-        def start(thread, *args, **kwargs):
-            setattr(thread, _PARENT_ATTR, kernel._parent_of_writer())
-            return original_start(thread, *args, **kwargs)
-
-        threading.Thread.start = start
-
-    def _install_input(self) -> None:
-        kernel = self
-
-        def input(prompt=""):  # noqa: A001 - replaces the builtin
-            return kernel.ask(str(prompt))
-
-        def getpass_(prompt="Password: ", stream=None):
-            return kernel.ask(str(prompt), password=True)
-
-        builtins.input = input
-        getpass.getpass = getpass_
+                self.patches.log_streams(real_stderr)
+        self.patches.streams(self.stdout, self.stderr)
 
     def ask(self, prompt: str, password: bool = False) -> str:
         """input() and getpass(): IPython's StdinNotImplementedError when the
@@ -246,7 +223,8 @@ class PythonKernel(Kernel):
                     shell = make_shell(self, self.ipython_argv)
                     self._shell = shell
                     self._banner = shell.banner
-                    install_import_hooks(self)
+                    # (importing ipykernel's kernel may replace comm's factories)
+                    install_import_hooks(self, lambda: install_comms(self))
         return self._shell
 
     # -- what libraries use of ipykernel's kernel object (get_ipython().kernel) --

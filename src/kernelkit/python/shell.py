@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import re
-import sys
 import threading
 from pathlib import Path
 
@@ -177,15 +176,7 @@ class ZMQInteractiveShell(InteractiveShell):
 
     def init_environment(self):
         super().init_environment()
-        env = os.environ
-        # a notebook is no terminal: no interactive pagers, but colours are fine
-        env["PAGER"] = "cat"
-        env["GIT_PAGER"] = "cat"
-        env.setdefault("CLICOLOR", "1")
-        env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-        # plotly's own switch: what it picks when it recognizes ipykernel (else
-        # it adds its "notebook" renderer, which embeds plotly.js in the notebook)
-        env.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
+        self.kernel.patches.notebook_environment()  # (python/patches.py says why)
 
     def init_hooks(self):
         super().init_hooks()
@@ -267,21 +258,6 @@ def _cut_kernel_frames(tb) -> None:
         last_user.tb_next = None
 
 
-def _make_pdb_interruptible() -> None:
-    """``pdb.set_trace()`` and ``breakpoint()`` start IPython's
-    InterruptiblePdb (ipdb prompts), as in ipykernel: an interrupt at its
-    prompt leaves the debugger and the cell goes on, where the stdlib's
-    catches the KeyboardInterrupt and prompts again."""
-    import pdb
-
-    from IPython.core import debugger
-
-    interruptible = getattr(debugger, "InterruptiblePdb", None)
-    if interruptible is not None:
-        debugger.Pdb = pdb.Pdb = interruptible
-        pdb.set_trace = debugger.set_trace
-
-
 def make_shell(kernel, argv) -> ZMQInteractiveShell:
     """The shell, configured from ``argv`` and IPython's config files, with
     InteractiveShellApp's start-up steps run (extensions, exec_lines, ...)."""
@@ -292,8 +268,8 @@ def make_shell(kernel, argv) -> ZMQInteractiveShell:
         log.warning("ignored the IPython configuration (starting with defaults): %s: %s", type(e).__name__, config.one_line(e))
         app.config = config.Config()
         shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir, kernel=kernel)
-    sys.displayhook = shell.displayhook
-    _make_pdb_interruptible()
+    kernel.patches.displayhook(shell.displayhook)
+    kernel.patches.interruptible_pdb()
     app.shell = shell
     app.init_path()
     app.init_gui_pylab()

@@ -1,0 +1,134 @@
+"""The Python kernel's process-wide patches: every global it replaces, and why.
+
+| what is replaced | by | why | installed |
+|---|---|---|---|
+| ``sys.stdout``, ``sys.stderr`` | an ``OutStream`` each | ``print`` from any thread becomes a stream message of the right cell | start |
+| file descriptors 1 and 2, and the streams of logging's handlers | pipes read into those streams; the real stderr | output of C code and subprocesses reaches the cell too, the kernel's own log does not (``capture_fds``) | start |
+| ``threading.Thread.start`` | records the request that started the thread | a thread's output goes to the cell that started it | start |
+| ``builtins.input``, ``getpass.getpass`` | an ``input_request`` on stdin | ``input()`` works from a notebook | start |
+| ``os.register_at_fork`` (a child hook; cannot be undone) | ``sys.stdout``/``stderr`` on fds 1 and 2 in a forked child | a child has neither the flusher nor the I/O thread | start |
+| ``sys.displayhook`` | the IPython shell's | a cell's last value is an ``execute_result`` | the shell is made |
+| ``pdb.Pdb``, ``pdb.set_trace``, IPython's ``debugger.Pdb`` | IPython's ``InterruptiblePdb`` | an interrupt at its prompt leaves the debugger, as in ipykernel | the shell is made |
+| ``PAGER``, ``GIT_PAGER``, ``CLICOLOR``, ``MPLBACKEND``, ``PLOTLY_RENDERER`` | ``cat``, ``cat``, ``1``, matplotlib-inline, ``plotly_mimetype`` (the last three only if unset) | a notebook is no terminal; inline figures; what plotly picks for ipykernel | the shell is made |
+| ``comm.create_comm``, ``comm.get_comm_manager`` | this kernel's | ipywidgets and other comm users talk through this kernel | the shell is made; again after ``ipykernel.comm`` is imported |
+| ``sys.meta_path`` | one-shot import hooks | the two below, run as their module is first imported | the shell is made |
+| ``sys.modules["ipykernel.zmqshell"]`` (ipykernel not installed) | ``kernelkit.python.shell`` | ``tqdm.autonotebook`` picks notebook bars only when it is there | ``tqdm.autonotebook`` is imported |
+| ``PYDEVD_DISABLE_FILE_VALIDATION`` (if unset) | ``1`` | debugpy's warning about frozen modules would land in the cell | the debugger starts |
+| ``sys.breakpointhook`` | the debugger's | ``breakpoint()``: the visual debugger while one is attached, else pdb | the debugger starts |
+
+Each goes through ``Patches``, which remembers what it replaced; ``undo``
+(the kernel's ``stop``) puts everything back, newest first.
+"""
+
+import builtins
+import getpass
+import os
+import sys
+import threading
+
+_MISSING = object()
+
+
+class Patches:
+    def __init__(self):
+        self._undo: list = []  # how to put each back, oldest first
+
+    def _set(self, owner, name: str, value) -> None:
+        original = getattr(owner, name, _MISSING)
+        self._undo.append(lambda: delattr(owner, name) if original is _MISSING else setattr(owner, name, original))
+        setattr(owner, name, value)
+
+    def _set_item(self, mapping, key, value, if_unset: bool = False) -> None:
+        if if_unset and key in mapping:
+            return
+        original = mapping.get(key, _MISSING)
+        self._undo.append(lambda: mapping.pop(key, None) if original is _MISSING else mapping.__setitem__(key, original))
+        mapping[key] = value
+
+    def undo(self) -> None:
+        """Put back everything replaced, newest first."""
+        while self._undo:
+            self._undo.pop()()
+    # -- at start --------------------------------------------------------------
+    def streams(self, stdout, stderr) -> None:
+        self._set(sys, "stdout", stdout)
+        self._set(sys, "stderr", stderr)
+
+    def log_streams(self, stream) -> None:
+        import logging
+
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.flush()
+                self._set(handler, "stream", stream)
+
+    def at_fork(self, in_child) -> None:
+        """``in_child()`` runs in every forked child (until undone: a fork
+        hook cannot be unregistered, so it is switched off instead)."""
+        active = [True]
+        os.register_at_fork(after_in_child=lambda: active[0] and in_child())
+        self._undo.append(lambda: active.__setitem__(0, False))
+
+    def thread_parents(self, parent_of_writer, attr: str) -> None:
+        original_start = threading.Thread.start
+
+        def start(thread, *args, **kwargs):
+            setattr(thread, attr, parent_of_writer())
+            return original_start(thread, *args, **kwargs)
+
+        self._set(threading.Thread, "start", start)
+
+    def input(self, ask) -> None:
+        def input(prompt=""):  # noqa: A001 - replaces the builtin
+            return ask(str(prompt))
+
+        def getpass_(prompt="Password: ", stream=None):
+            return ask(str(prompt), password=True)
+
+        self._set(builtins, "input", input)
+        self._set(getpass, "getpass", getpass_)
+
+    # -- as the IPython shell is made --------------------------------------------
+    def displayhook(self, hook) -> None:
+        self._set(sys, "displayhook", hook)
+
+    def interruptible_pdb(self) -> None:
+        import pdb
+
+        from IPython.core import debugger
+
+        interruptible = getattr(debugger, "InterruptiblePdb", None)
+        if interruptible is not None:
+            self._set(debugger, "Pdb", interruptible)
+            self._set(pdb, "Pdb", interruptible)
+            self._set(pdb, "set_trace", debugger.set_trace)
+
+    def notebook_environment(self) -> None:
+        env = os.environ
+        self._set_item(env, "PAGER", "cat")
+        self._set_item(env, "GIT_PAGER", "cat")
+        self._set_item(env, "CLICOLOR", "1", if_unset=True)
+        self._set_item(env, "MPLBACKEND", "module://matplotlib_inline.backend_inline", if_unset=True)
+        self._set_item(env, "PLOTLY_RENDERER", "plotly_mimetype", if_unset=True)
+
+    def comms(self, create_comm, get_comm_manager) -> None:
+        import comm
+
+        self._set(comm, "create_comm", create_comm)
+        self._set(comm, "get_comm_manager", get_comm_manager)
+
+    def import_hooks(self, finder) -> None:
+        """``finder`` leaves sys.meta_path itself once its hooks have run."""
+        sys.meta_path.insert(0, finder)
+        self._undo.append(lambda: finder in sys.meta_path and sys.meta_path.remove(finder))
+
+    def module_alias(self, name: str, module) -> None:
+        self._set_item(sys.modules, name, module)
+
+    # -- as the debugger starts ----------------------------------------------------
+    def debugpy_environment(self) -> None:
+        self._set_item(os.environ, "PYDEVD_DISABLE_FILE_VALIDATION", "1", if_unset=True)
+
+    def breakpointhook(self, hook) -> None:
+        self._set(sys, "breakpointhook", hook)
+
