@@ -2,6 +2,8 @@
 memory, then a live kernel's sockets. bench/fuzz_kernel.py runs the same
 strategies for longer."""
 
+import sys
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,10 @@ SESSION = Session(b"fuzz-key")
 
 
 # -- the codec ---------------------------------------------------------------------
+
+
+# as a kernel process does (kernel/app.py): the stdlib path then reaches MAX_DEPTH
+sys.setrecursionlimit(max(sys.getrecursionlimit(), jsonutil.RECURSION_LIMIT))
 
 
 @settings(FUZZ, max_examples=300)

@@ -17,7 +17,7 @@ from ..startup.keys import make_own_keys
 from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
 from ..startup.bind import bind_sockets
 from ..startup.handshake import DEFAULT_TIMEOUT, register
-from ..wire import Session
+from ..wire import Session, jsonutil
 from .lifecycle import Lifecycle
 from .sending import Sender
 from .interrupt import InterruptGate
@@ -81,6 +81,8 @@ class KernelApp:
         """Bind (picking ports if registering) and hand the ports to the launcher.
         Raises StartupError with every socket closed."""
         fatal.install()  # from here on, a kernel thread that dies ends the process
+        # the stdlib JSON path accepts MAX_DEPTH levels, as orjson does
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), jsonutil.RECURSION_LIMIT))
         reg = self.info if isinstance(self.info, RegistrationInfo) else None
         conn = reg.connection if reg else self.info
         self.ctx = zmq.Context()

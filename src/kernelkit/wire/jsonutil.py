@@ -10,7 +10,6 @@ same string.
 import base64
 import json
 import re
-import sys
 from datetime import date, datetime
 from itertools import accumulate
 
@@ -70,6 +69,11 @@ _LONG_RUN = b"0" * 19
 
 #: Deepest nesting accepted, with or without orjson (orjson's fixed limit).
 MAX_DEPTH = 1024
+# Python < 3.12 counts the json decoder's nesting against the recursion limit,
+# with the caller's frames: a process that must accept what orjson accepts
+# (the kernel: kernel/app.py) raises its limit to this. This module changes
+# nothing process-wide.
+RECURSION_LIMIT = 3 * MAX_DEPTH
 
 
 class TooDeep(ValueError):
@@ -94,16 +98,7 @@ def _stdlib_loads(text: str):
         raise TooDeep()
     try:
         return _decode(text)
-    except RecursionError:
-        pass
-    # Within MAX_DEPTH, yet Python < 3.12 counts the caller's frames against
-    # the same recursion limit: raise it (once, for good) so that the stdlib
-    # accepts what orjson accepts.
-    if sys.getrecursionlimit() < 3 * MAX_DEPTH:
-        sys.setrecursionlimit(3 * MAX_DEPTH)
-    try:
-        return _decode(text)
-    except RecursionError:  # (unbalanced text that _depth undercounted)
+    except RecursionError:  # (below RECURSION_LIMIT, or unbalanced text that _depth undercounted)
         raise TooDeep() from None
 
 
