@@ -16,8 +16,9 @@ from ..startup import RegistrationInfo, StartupError
 from ..startup.keys import make_own_keys
 from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
 from ..startup.bind import bind_sockets
-from ..startup.handshake import DEFAULT_TIMEOUT, register
+from ..startup.handshake import RECEIPT_TIMEOUT, register
 from ..wire import Session, jsonutil
+from ..wire.channels import HB
 from .lifecycle import Lifecycle
 from .sending import Sender
 from .interrupt import InterruptGate
@@ -42,9 +43,9 @@ def _arg_parser() -> argparse.ArgumentParser:
         "--registration-timeout",
         type=float,
         # (a string default goes through type=float too: a bad value is a usage error)
-        default=os.environ.get("KERNELKIT_REGISTRATION_TIMEOUT", str(DEFAULT_TIMEOUT)),
+        default=os.environ.get("KERNELKIT_REGISTRATION_TIMEOUT", str(RECEIPT_TIMEOUT)),
         metavar="SECONDS",
-        help=f"how long to wait for the launcher's receipt (default {DEFAULT_TIMEOUT:g})",
+        help=f"how long to wait for the launcher's receipt (default {RECEIPT_TIMEOUT:g})",
     )
     p.add_argument(
         "--iopub-tcp-timeout",
@@ -64,7 +65,7 @@ class KernelApp:
         kernel_class,
         info,
         label: str,
-        registration_timeout: float = DEFAULT_TIMEOUT,
+        registration_timeout: float = RECEIPT_TIMEOUT,
         iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT,
     ):
         self.kernel_class = kernel_class
@@ -106,7 +107,7 @@ class KernelApp:
             self.ctx.term()
             self.hb_ctx.term()
             raise
-        self.heartbeat = Heartbeat(self.hb_ctx, sockets.pop("hb"))
+        self.heartbeat = Heartbeat(self.hb_ctx, sockets.pop(HB))
         self.heartbeat.start()
         self.outbound = Outbound(self.ctx)
         self.gate = InterruptGate()

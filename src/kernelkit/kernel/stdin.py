@@ -38,7 +38,7 @@ class StdinRouter:
     def deliver(self, msg) -> None:
         """Called on the I/O thread for every message arriving on stdin."""
         if msg.msg_type != "input_reply":
-            self._limiter.warn(("stdin", msg.msg_type), f"stdin: ignored unexpected {msg.msg_type!r}", log)
+            self._limiter.warn((STDIN, msg.msg_type), f"stdin: ignored unexpected {msg.msg_type!r}", log)
             return
         parent_id = msg.parent_header.get("msg_id")
         with self._lock:

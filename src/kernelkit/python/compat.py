@@ -14,16 +14,18 @@ that forwards to this kernel (``ipykernel_bridge``).
 """
 
 import importlib.abc
-import os
 import importlib.util
+import os
 import sys
+
+from ..wire.channels import IOPUB
 
 
 class IOPub:
     """Stands for ipykernel's ``iopub_socket``: what is sent "on" it through
     ``kernel.session.send`` goes out on iopub, through the kernel's FIFO."""
 
-    channel = "iopub"
+    channel = IOPUB
 
     def __repr__(self):
         return "<kernelkit iopub>"
@@ -58,7 +60,7 @@ class KernelSession:
     def send(self, stream, msg_or_type, content=None, parent=None, ident=None, buffers=None, track=False, header=None, metadata=None):
         """Publish on iopub (the only socket libraries send on); returns the
         message as a dict, as jupyter_client's does."""
-        if getattr(stream, "channel", "iopub") != "iopub":
+        if getattr(stream, "channel", IOPUB) != IOPUB:
             raise ValueError(f"kernelkit sends only on iopub through session.send, not {stream!r}")
         if isinstance(msg_or_type, dict):
             msg_type = msg_or_type["header"]["msg_type"]

@@ -20,7 +20,9 @@ from .keys import curve_client
 
 log = logging.getLogger("kernelkit.startup")
 
-DEFAULT_TIMEOUT = 5.0
+# how long the kernel waits for the launcher's receipt (s); the launcher's own
+# wait for a kernel to register is launcher.launch.DEFAULT_TIMEOUT
+RECEIPT_TIMEOUT = 5.0
 
 
 def _connect(ctx, sock_type, reg: RegistrationInfo):
@@ -105,7 +107,7 @@ def _check_receipt_b(session: Session, frames: list, kernel_id: str) -> None:
         raise _refused(content.get("status"), content.get("error") or "")
 
 
-def register(ctx: zmq.Context, session: Session, reg: RegistrationInfo, ports: dict, timeout: float = DEFAULT_TIMEOUT) -> None:
+def register(ctx: zmq.Context, session: Session, reg: RegistrationInfo, ports: dict, timeout: float = RECEIPT_TIMEOUT) -> None:
     """Send our ports and wait up to ``timeout`` seconds for the receipt.
 
     Raises StartupError when no receipt comes, the launcher answers with an
