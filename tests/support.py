@@ -373,3 +373,38 @@ def ensure_chromium() -> None:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             pytest.skip(f"could not install Debian's chromium and chromium-driver: {' '.join(cmd)}: {done.stderr.strip()[-500:]}")
+
+
+class QueuedBehind:
+    """Makes "requests queued behind a cell" independent of timing, through
+    the protocol alone: the cell begins with ``WAIT``, which waits until the
+    request ``release()`` sends runs on a subshell. That request goes last on
+    the same shell socket, which delivers in order, so when it runs the
+    requests sent before it have been routed to the main shell's queue."""
+
+    WAIT = (
+        "import threading as _threading\n"
+        "_threading_release = globals().setdefault('_kk_release', _threading.Event())\n"
+        "_threading_release.wait(10)\n"
+        "globals().pop('_kk_release', None)\n"
+    )
+    _RELEASE = "import threading as _threading\nglobals().setdefault('_kk_release', _threading.Event()).set()"
+
+    def __init__(self, kc):
+        self.kc = kc
+        msg = kc.session.msg("create_subshell_request", {})
+        kc.control_channel.send(msg)
+        self.subshell_id = reply_to(kc, msg["header"]["msg_id"], channel="control")["content"]["subshell_id"]
+
+    def release(self) -> None:
+        content = {"code": self._RELEASE, "silent": True, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": False}
+        msg = self.kc.session.msg("execute_request", content)
+        msg["header"]["subshell_id"] = self.subshell_id
+        self.kc.shell_channel.send(msg)
+
+    def close(self) -> None:
+        # (the release has run: the cell it held has ended; its reply may have
+        # been skipped already by a reply_to for another request)
+        msg = self.kc.session.msg("delete_subshell_request", {"subshell_id": self.subshell_id})
+        self.kc.control_channel.send(msg)
+        reply_to(self.kc, msg["header"]["msg_id"], channel="control")

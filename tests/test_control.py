@@ -9,7 +9,7 @@ import time
 
 import pytest
 import zmq
-from support import answer, input_request, iopub_until, iopub_until_idle, reply_to, result_text, run_ok, start_kernel
+from support import QueuedBehind, answer, input_request, iopub_until, iopub_until_idle, reply_to, result_text, run_ok, start_kernel
 
 
 def kind(msg):
@@ -321,21 +321,16 @@ def test_exception_in_another_handler_is_an_error_reply(kernel):
     assert_alive(proc, kc)
 
 
-# The first cell waits (in the kernel) until the two executes sent after it
-# are queued behind it, so that "queued behind" does not depend on timing.
-WAIT_FOR_TWO_QUEUED = (
-    "deadline = time.monotonic() + 10\n"
-    "while kernel._services._lifecycle.shells.main.queue.qsize() < 2 and time.monotonic() < deadline:\n"
-    "    time.sleep(0.01)\n"
-)
-
-
 @pytest.mark.parametrize("stop_on_error", [True, False])
 def test_stop_on_error(kernel, stop_on_error):
     proc, kc = kernel
-    first = kc.execute(WAIT_FOR_TWO_QUEUED + "raise ValueError('first fails')", stop_on_error=stop_on_error)
+    # the first cell waits (in the kernel) until the two executes sent after
+    # it are queued behind it, so that "queued behind" does not depend on timing
+    behind = QueuedBehind(kc)
+    first = kc.execute(behind.WAIT + "raise ValueError('first fails')", stop_on_error=stop_on_error)
     second = kc.execute("kernel.stream('second ran')")
     third = kc.execute("kernel.stream('third ran')")
+    behind.release()
     r1 = reply_to(kc, first)
     assert r1["content"]["status"] == "error" and r1["content"]["ename"] == "ValueError"
     r2, r3 = reply_to(kc, second), reply_to(kc, third)
@@ -349,6 +344,7 @@ def test_stop_on_error(kernel, stop_on_error):
     else:
         assert r2["content"]["status"] == "ok" and r3["content"]["status"] == "ok"
         assert streams == ["second ran", "third ran"]
+    behind.close()
     # only the executes queued at the time were aborted
     assert_alive(proc, kc)
 

@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 
 import pytest
-from support import start_kernel
+from support import QueuedBehind, start_kernel
 
 import kernelkit
 from kernelkit.wire import PROTOCOL_VERSION
@@ -327,26 +327,19 @@ def test_set_next_input_payload(kc):
 
 
 # ------------------------------------------------------------ stop_on_error
-# The failing cell waits (bounded) until the two executes sent behind it are
-# queued in the kernel, so "arrived before the error" holds deterministically.
-WAIT_FOR_QUEUED = (
-    "import time as _t\n"
-    "_q = get_ipython().kernel._services._lifecycle.shells.main.queue\n"
-    "_deadline = _t.monotonic() + 10\n"
-    "while _q.qsize() < 2 and _t.monotonic() < _deadline:\n"
-    "    _t.sleep(0.001)\n"
-    "raise ValueError('first fails')\n"
-)
-
-
 def _three_back_to_back(kc, stop_on_error, marker):
+    # the failing cell waits (bounded) until the two executes sent behind it
+    # are queued in the kernel, so "arrived before the error" holds deterministically
+    behind = QueuedBehind(kc)
     ids = [
-        kc.execute(WAIT_FOR_QUEUED, stop_on_error=stop_on_error),
+        kc.execute(behind.WAIT + "raise ValueError('first fails')\n", stop_on_error=stop_on_error),
         kc.execute(f"{marker}_a = 1"),
         kc.execute(f"{marker}_b = 2"),
     ]
+    behind.release()
     replies = [get_reply(kc, i)["content"] for i in ids]
     msgs = iopub_until_idle(kc, ids[-1])
+    behind.close()
     return ids, replies, msgs
 
 
