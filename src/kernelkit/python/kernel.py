@@ -143,6 +143,8 @@ class PythonKernel(Kernel):
                 log.warning("cannot capture file descriptors 1 and 2: %s", e)
             else:
                 self._captures = [out, err]
+                for capture in self._captures:
+                    self.patches.captured_fd(capture.fd, capture.saved)
                 # the kernel's own log keeps going to the real stderr
                 real_stderr = os.fdopen(os.dup(err.saved), "w", buffering=1, encoding="utf-8", errors="replace")
                 self.patches.log_streams(real_stderr)

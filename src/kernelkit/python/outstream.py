@@ -160,14 +160,16 @@ class FdCapture:
         self._thread = threading.Thread(target=self._run, name=threads.name(f"fd{fd}-reader"), daemon=True)
         self._thread.start()
 
-    def _drain_locked(self) -> None:
+    def _drain_locked(self) -> bool:
+        """Move what the pipe holds into the stream; False once every write
+        end is closed (the fd was given back: python/patches.py)."""
         while True:
             try:
                 data = os.read(self._read_end, 65536)
             except BlockingIOError:
-                return
+                return True
             if not data:
-                return
+                return False
             text = self._decoder.decode(data)
             if text:
                 self.stream.write(text)
@@ -179,7 +181,8 @@ class FdCapture:
             except (OSError, ValueError):
                 return
             with self._lock:
-                self._drain_locked()
+                if not self._drain_locked():
+                    return
 
     def flush(self) -> None:
         with self._lock:  # also serialises the poll object (not thread-safe)

@@ -54,6 +54,11 @@ class Patches:
         self._set(sys, "stdout", stdout)
         self._set(sys, "stderr", stderr)
 
+    def captured_fd(self, fd: int, saved: int) -> None:
+        """``fd`` now writes into a pipe (outstream.FdCapture); ``saved`` is
+        what it was. (Undone, the pipe's reader sees its end and stops.)"""
+        self._undo.append(lambda: os.dup2(saved, fd))
+
     def log_streams(self, stream) -> None:
         import logging
 
