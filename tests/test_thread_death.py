@@ -48,3 +48,21 @@ def test_a_dying_kernel_thread_ends_the_process(kernel, which):
     assert "kernelkit: the " in stderr and where in stderr, stderr
     assert "Traceback" in stderr and what in stderr, stderr
     assert took < 1.0, f"the process took {took:.2f} s to exit"
+
+
+def test_the_python_kernel_says_why_too(tmp_path):
+    """The bundled Python kernel replaces sys.stderr and captures file
+    descriptor 2 for cell output; the dying words still reach the real stderr."""
+    import sys
+
+    from support import start_kernel
+
+    proc, kc = start_kernel(tmp_path, argv=[sys.executable, "-m", "kernelkit.python"])
+    try:
+        kc.execute("get_ipython().kernel._services._lifecycle.outbound.send('no-such-channel', [b'x'])")
+        assert proc.wait(10) == 1, proc.stderr
+        stderr = proc.stderr
+        assert "kernelkit: the thread kernelkit-io died" in stderr and "KeyError" in stderr, stderr
+    finally:
+        kc.stop_channels()
+        proc.kill()

@@ -16,6 +16,11 @@ from .. import threads
 
 EXIT_CODE = 1
 
+# a copy of file descriptor 2 as it was at install(): a kernel may replace
+# sys.stderr and capture the descriptor itself for cell output (the Python
+# kernel does), and the dying words must reach the process's real stderr
+_stderr_fd = None
+
 _previous_hook = None
 
 
@@ -23,8 +28,14 @@ def die(where: str, exc: BaseException) -> None:
     """Write ``exc``'s traceback and end the process now."""
     try:
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        sys.stderr.write(f"kernelkit: the {where} died; the kernel exits\n{''.join(lines)}")
-        sys.stderr.flush()
+        text = f"kernelkit: the {where} died; the kernel exits\n{''.join(lines)}"
+        if _stderr_fd is None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        else:
+            data = text.encode("utf-8", "replace")
+            while data:
+                data = data[os.write(_stderr_fd, data) :]
     finally:
         os._exit(EXIT_CODE)
 
@@ -38,7 +49,12 @@ def _hook(args) -> None:
 
 def install() -> None:
     """From now on, an exception that ends a kernelkit thread ends the process."""
-    global _previous_hook
+    global _previous_hook, _stderr_fd
+    if _stderr_fd is None:
+        try:
+            _stderr_fd = os.dup(2)
+        except OSError:  # no stderr at all
+            pass
     if threading.excepthook is not _hook:
         _previous_hook = threading.excepthook
         threading.excepthook = _hook
