@@ -117,14 +117,16 @@ def test_restart_with_a_port_taken_meanwhile(jupyter_dirs, managers, preferred_p
         kc.stop_channels()
 
 
+@pytest.mark.parametrize("random_ports_until_alive", [True, False], ids=["new-ports-asked", "ports-kept-asked"])
 @pytest.mark.parametrize("manager_class", [AsyncIOLoopKernelManager, IOLoopKernelManager])
-def test_autorestart_after_a_crash_keeps_clients(jupyter_dirs, manager_class):
+def test_autorestart_after_a_crash_keeps_clients(jupyter_dirs, manager_class, random_ports_until_alive):
     """jupyter_client's restarter brings the kernel back after os._exit(1),
     and the client made at the start runs the next cell, crash after crash."""
-    # random_ports_until_alive off: these crashes come within stable_start_time
-    # (10 s) of the start, when the restarter would otherwise ask for new ports
-    # on purpose (as for a kernel that never came up); a long-running kernel's crash keeps them
-    config = Config({"KernelRestarter": {"time_to_dead": 0.2, "restart_limit": 100, "random_ports_until_alive": False}})
+    # these crashes come within stable_start_time (10 s) of the start, when the
+    # restarter asks for new ports unless random_ports_until_alive is off: the
+    # kernel comes back on its ports either way (as ipykernel under LocalProvisioner)
+    config = Config({"KernelRestarter": {"time_to_dead": 0.2, "restart_limit": 100,
+                                         "random_ports_until_alive": random_ports_until_alive}})
     name = exec_spec(jupyter_dirs)
 
     async def main():

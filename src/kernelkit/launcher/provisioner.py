@@ -91,6 +91,22 @@ def _note_ports_not_kept(preferred, info) -> None:
                     "before the restart must reconnect", ", ".join(moved))
 
 
+def _keep_ports_across_restarts(km) -> None:
+    """The kernel picked its ports: none is one of jupyter_client's random picks.
+
+    The manager takes every port it did not know before the first start as
+    "random" and forgets those when its restarter asks for new ports
+    (``random_ports_until_alive``: a kernel that dies within ``stable_start_time``
+    of a start, about 10 s). The new kernel would then register fresh ports and
+    every client made before would hear nothing. LocalProvisioner avoids this by
+    picking the ports before the manager records them; a handshake kernel binds
+    its previous ports again, or a fresh one for a port that is taken, so
+    forgetting them gains nothing here.
+    """
+    if km is not None and getattr(km, "transport", "tcp") == "tcp":
+        km._random_port_names = []
+
+
 class HandshakeProvisioner(LocalProvisioner):
     dialect = CaselessStrEnum(["A", "B"], default_value="B", config=True, help="registration dialect: B (kernel_id, DEALER) or A (REQ, handshake_request)")
     registration_timeout = Float(DEFAULT_TIMEOUT, config=True, help="seconds to wait for the kernel to register")
@@ -228,6 +244,7 @@ class HandshakeProvisioner(LocalProvisioner):
             self.cwd = kwargs.get("cwd") or os.getcwd()
             self.connection_info = await launch.async_wait(self.registration_timeout)
             _note_ports_not_kept(launch.expected.registration.get("preferred_ports"), self.connection_info)
+            _keep_ports_across_restarts(self.parent)
         except BaseException:
             launch.abort()
             self.process = None
