@@ -88,8 +88,9 @@ def lab(tmp_path):
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
          f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
          # every crash here comes within stable_start_time (10 s) of the last one, when the
-         # restarter would count towards restart_limit (5) and ask for new ports on purpose
-         "--KernelRestarter.restart_limit=1000", "--KernelRestarter.random_ports_until_alive=False"],
+         # restarter counts towards restart_limit (5) and asks for new ports (which the
+         # provisioner does not take: the kernel comes back on its ports)
+         "--KernelRestarter.restart_limit=1000"],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

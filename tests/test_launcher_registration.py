@@ -112,6 +112,73 @@ def test_unknown_kernel_id_and_garbage_do_not_stop_the_service(service, ctx):
     assert expected.future.result(0)["hb_port"] == 31004
 
 
+# a local process without the key: 30 registrations naming an 8 MB kernel_id and
+# 30,000 garbage messages over 20 connections, none of whose answers it reads
+FLOODER = r"""
+import json, os, sys, zmq
+ctx = zmq.Context()
+socks = []
+for _ in range(20):
+    s = ctx.socket(zmq.DEALER)
+    s.sndhwm = 0
+    s.connect(f"tcp://127.0.0.1:{sys.argv[1]}")
+    socks.append(s)
+big = json.dumps({"kernel_id": "x" * (8 << 20)}).encode()
+for i in range(30):
+    socks[i % 20].send_multipart([b"<IDS|MSG>", b"00", big])
+for i in range(30000):
+    socks[i % 20].send_multipart([b"<IDS|MSG>", b"junk", os.urandom(16)])
+for s in socks:
+    s.close(linger=-1)
+ctx.term()
+"""
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_a_flood_without_the_key_costs_little_memory_and_few_log_lines(service, ctx, caplog):
+    """The registration socket is open to every local process: its memory and
+    log must not grow with what a peer sends (before: 30 x 8 MB cost 240 MB+,
+    echoed into the answers and the log, one log line per message)."""
+    import subprocess
+    import threading
+
+    caplog.set_level("WARNING", logger="kernelkit.launcher")
+    baseline, peak, done = _rss_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _rss_mb())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        flood = subprocess.Popen([sys.executable, "-c", FLOODER, str(service.port)])
+        # a launch meanwhile is served
+        expected = service.expect("k", dialect="B")
+        assert fake_kernel(ctx, expected, port_set(32000)) is None
+        assert flood.wait(60) == 0
+        # the last of the flood's messages, then one more launch
+        junk = ctx.socket(zmq.DEALER)
+        junk.linger = 0
+        junk.connect(f"tcp://127.0.0.1:{service.port}")
+        junk.send_multipart([DELIMITER, b"sig", b"{}"])
+        assert junk.poll(10000), "the service stopped answering"
+        junk.close()
+        expected = service.expect("k2", dialect="A")
+        assert fake_kernel(ctx, expected, port_set(32100)) is None
+    finally:
+        done.set()
+        sampler.join()
+    rejected = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert 1 <= len(rejected) <= 5, rejected
+    assert all(len(line) < 400 for line in rejected), max(rejected, key=len)[:400]
+    assert peak[0] - baseline < 100, f"the service grew {peak[0] - baseline:.0f} MB under the flood"
+
+
 @pytest.mark.parametrize("dialect", ["A", "B"])
 def test_verified_but_unusable_ports_fail_the_launch(service, ctx, dialect):
     expected = service.expect("k", dialect=dialect)

@@ -24,6 +24,13 @@ A request that no pending launch's key verifies is logged and answered with an
 unsigned ``error`` (so that kernel gives up at once instead of timing out); the
 launches keep waiting for their own kernels. A verified but unusable request
 (bad ports) is answered with a signed ``error`` and fails its launch.
+
+The socket is reachable by any local process without the key, so what a peer
+can make the launcher hold does not depend on its good will: a message over
+MAX_MESSAGE_BYTES disconnects the peer (libzmq drops it unread), at most
+REPLY_QUEUE answers wait for a peer that does not read them, the sender's data
+is quoted in logs and answers cut to QUOTE_CHARS, and rejections are logged at
+most once per LOG_INTERVAL per peer address, with a count of the rest.
 """
 
 import atexit
@@ -41,12 +48,25 @@ from ..startup.endpoints import endpoint, ipc_path
 from ..startup.files import PORT_KEYS, as_port
 from ..wire import DELIMITER, BadSignature, MissingSignature, Session, WireError, jsonutil
 from ..wire.signing import DEFAULT_SCHEME
+from ..logs import LogLimiter
 from . import remote
 
 log = logging.getLogger("kernelkit.launcher")
 
 LOOPBACK = "127.0.0.1"
 _RECEIPT_B = b"ACK"
+# a registration is a few hundred bytes (a full dialect A message with curve keys: ~1 kB)
+MAX_MESSAGE_BYTES = 64 * 1024
+# answers a peer has not read yet: one is all a kernel ever gets on a connection
+REPLY_QUEUE = 16
+QUOTE_CHARS = 80
+LOG_INTERVAL = 10.0
+
+
+def _quote(value) -> str:
+    """repr() of what a peer sent, cut to QUOTE_CHARS."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}... ({len(text)} chars)"
 
 
 class HandshakeError(RuntimeError):
@@ -101,7 +121,7 @@ def _ports(content: dict) -> dict:
     for name in PORT_KEYS:
         value = as_port(content.get(name))
         if not value:  # None, or 0: a registered port must be a real one
-            raise ValueError(f"{name} must be a port number, got {content.get(name)!r}")
+            raise ValueError(f"{name} must be a port number, got {_quote(content.get(name))}")
         ports[name] = value
     return ports
 
@@ -125,6 +145,9 @@ class RegistrationService:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.linger = 0
+        self._sock.maxmsgsize = MAX_MESSAGE_BYTES
+        self._sock.sndhwm = REPLY_QUEUE
+        self._rejections = LogLimiter(LOG_INTERVAL)
         # curve: a CURVE server; kernels find its public key in their registration info
         self.publickey = remote.make_curve_server(self._sock) if curve else None
         try:
@@ -297,7 +320,7 @@ class RegistrationService:
                 return self._refuse(envelope, expected, f"invalid handshake: {e}", dialect="B")
             receipt = expected.session.single_frame(_RECEIPT_B)
             return self._accept(envelope, expected, ports, receipt)
-        self._reject(envelope, f"no pending launch for kernel_id {kernel_id!r} whose key verifies the signature", dialect="B")
+        self._reject(envelope, f"no pending launch for kernel_id {_quote(kernel_id)} whose key verifies the signature", dialect="B")
 
     def _reported(self, expected: Expected, content: dict) -> dict:
         """The ports of a verified request; records where it came from and the
@@ -334,7 +357,8 @@ class RegistrationService:
 
     def _reject(self, envelope, why: str, dialect: str) -> None:
         """Nobody we wait for: answer unsigned (we cannot sign for an unknown key)."""
-        log.warning("registration rejected: %s", why)
+        peer = self._peer_address or "an unknown address"
+        self._rejections.warn(peer, f"registration rejected (from {peer}): {why}", log)
         content = {"status": "error", "error": why}
         if dialect == "A":
             reply = _UNSIGNED.frames("handshake_reply", content)
