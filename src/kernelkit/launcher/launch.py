@@ -14,7 +14,9 @@ import json
 import os
 import secrets
 import signal
+import logging
 import subprocess
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from ..wire.signing import DEFAULT_SCHEME
 from . import remote as remote_launch
 from .registration import LOOPBACK, HandshakeError, RegistrationService, remove_if_exists, shared_service
 
+log = logging.getLogger("kernelkit.launcher")
+
 DEFAULT_TIMEOUT = 30.0
 STDERR_TAIL_LINES = 20
 _WILDCARDS = remote_launch.WILDCARDS
@@ -39,13 +43,43 @@ def _new_key() -> str:
 
 
 def write_registration_file(data: dict, name: str, directory: str | None = None) -> str:
-    """Write ``data`` as JSON, readable by the owner only; returns the path."""
+    """Write ``data`` as JSON, readable by the owner only; returns the path.
+
+    In ``directory`` (the Jupyter runtime dir); where that cannot be written
+    (missing and not makeable, read-only, full), in the system's temporary
+    directory with a warning, as jupyter_client's KernelManager puts a
+    connection file it has no path for. HandshakeError names both when neither
+    can be written. A file that could not be written whole is removed.
+    """
     directory = directory or jupyter_runtime_dir()
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    text = json.dumps(data, indent=1)
     path = os.path.join(directory, f"kernelkit-registration-{name}.json")
-    with secure_write(path) as f:  # mode 0600 from creation: the key is never readable by others
-        json.dump(data, f, indent=1)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _write_whole(path, lambda: secure_write(path), text)  # 0600 from creation: the key is never readable by others
+        return path
+    except OSError as e:
+        problem = f"{directory}: {e.strerror or e}"
+    fallback = tempfile.gettempdir()
+    try:
+        fd, path = tempfile.mkstemp(prefix="kernelkit-registration-", suffix=".json")  # 0600, a name nobody can guess
+        _write_whole(path, lambda: os.fdopen(fd, "w", encoding="utf-8"), text)
+    except OSError as e:
+        raise HandshakeError(f"cannot write the registration file ({problem}; {fallback}: {e.strerror or e}): "
+                             f"free some space or set JUPYTER_RUNTIME_DIR to a writable directory") from None
+    log.warning("cannot write the registration file in the Jupyter runtime dir (%s); using %s", problem, path)
     return path
+
+
+def _write_whole(path: str, opener, text: str) -> None:
+    """Write ``text`` through ``opener()``; on failure (a full disk fails at the
+    close) remove what was made, so no empty or partial file is left."""
+    try:
+        with opener() as f:
+            f.write(text)
+    except BaseException:
+        remove_if_exists(path)
+        raise
 
 
 def kill_and_reap(proc: subprocess.Popen) -> None:
@@ -90,7 +124,11 @@ class PendingLaunch:
         self._own_service = None
         if transport == "ipc":
             # ip is the path prefix of the kernel's sockets (<ip>-<n>); the runtime dir is private (0700)
-            os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+            try:
+                os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise HandshakeError(f"cannot make the Jupyter runtime dir {runtime_dir} for ipc sockets: {e.strerror or e}: "
+                                     "set JUPYTER_RUNTIME_DIR to a writable directory") from None
             ip = ip or os.path.join(runtime_dir, f"kernelkit-{uuid.uuid4().hex[:12]}")  # short: sun_path holds 107 bytes
         elif ip is None:
             ip = remote_launch.BIND_ALL if remote else LOOPBACK
