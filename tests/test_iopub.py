@@ -493,3 +493,52 @@ def test_python_kernel_and_jupyter_client_with_a_stalled_subscriber(tmp_path):
         ctx.term()
         kc.stop_channels()
         proc.kill()
+
+
+def test_a_reader_loses_nothing_while_the_kernel_is_paused(kernel):
+    """The kernel's process is stopped mid-stream and continued (docker pause, a
+    cgroup freezer, a VM stall, a debugger attaching). The pause is not the
+    subscriber's stall: before, a kernel stopped while it held output counted the
+    pause as time without room, and at SIGCONT it dropped messages for a reader
+    that had made no room for less than STALLED_AFTER of the kernel's running time."""
+    import os
+    import signal
+
+    proc, kc = kernel
+    kc.iopub_channel.close()  # a subscriber that would not read: the one reader is ours
+    n, pause = 20_000, 6.0
+    # a reader that queues little: the kernel holds soon after it stops reading
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.rcvhwm = 10
+    sub.linger = 0
+    sub.subscribe(b"")
+    sub.connect(f"tcp://{kc.ip}:{kc.iopub_port}")
+    try:
+        assert sub.poll(10_000), "no welcome"
+        sub.recv_multipart()
+        msg_id = kc.execute(f"pad = 'x' * 3000\nfor i in range({n}): kernel.display_data({{'text/plain': str(i), 'text/x-pad': pad}})")
+        seen = 0
+        while True:
+            assert sub.poll(60_000), f"nothing for 60 s after {seen} displays"
+            _, msg = kc.session.feed_identities(sub.recv_multipart())
+            msg = kc.session.deserialize(msg)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "display_data":
+                assert int(msg["content"]["data"]["text/plain"]) == seen, f"lost {seen} to {msg['content']['data']['text/plain']}"
+                seen += 1
+                if seen == 1000:
+                    # The reader stops; 3 s later (iopub long full and held) the
+                    # kernel is stopped for 6 s; at its continuing the reader reads
+                    # on at full speed: under 3 s of the kernel's running time
+                    # without room, less than STALLED_AFTER.
+                    time.sleep(3)
+                    os.kill(proc.proc.pid, signal.SIGSTOP)
+                    time.sleep(pause)
+                    os.kill(proc.proc.pid, signal.SIGCONT)
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+    finally:
+        sub.close()
+    assert seen == n
+    assert "read nothing" not in proc.stderr, proc.stderr[-3000:]

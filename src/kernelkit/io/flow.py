@@ -8,7 +8,7 @@ every rule for giving up on one that reads nothing.
 | messages libzmq queues per iopub subscriber | 1,000 | the send fails (XPUB_NODROP): the message is held and retried every RETRY_MS, in order, while requests are still read | IOPUB_HWM |
 | bytes of zero-copy iopub messages libzmq holds | 64 MiB | the next one is held, as above; one larger message still goes | IOPUB_BYTES, ZERO_COPY |
 | replies queued per shell client | 100,000 | the reply is held and retried | SHELL_HWM |
-| iopub held, no subscriber makes room | 5 s, plus 1 s per 4 MiB of large messages among the last IOPUB_HWM sent, 30 s at most | one message goes without XPUB_NODROP: every full subscriber loses it and is left out until it has room; the others get everything | STALLED_AFTER, SLOW_READ, STALLED_MAX |
+| iopub held, no subscriber makes room | 5 s of the kernel's running time (a gap over RUN_STEP between retries counts as RUN_STEP: a stopped kernel's pause is not the subscriber's), plus 1 s per 4 MiB of large messages among the last IOPUB_HWM sent, 30 s at most | one message goes without XPUB_NODROP: every full subscriber loses it and is left out until it has room; the others get everything | STALLED_AFTER, SLOW_READ, STALLED_MAX, RUN_STEP |
 | tracked bytes at IOPUB_BYTES, none let go of | 5 s | the byte bound is waived until half of it is free | STALLED_AFTER |
 | a TCP subscriber's receive window shut | 30 s (= STALLED_MAX) | the system disconnects it (libzmq's TCP_MAXRT), freeing its queue; it reconnects and is welcomed again if it reads again | IOPUB_TCP_TIMEOUT, `--iopub-tcp-timeout`, `KERNELKIT_IOPUB_TCP_TIMEOUT` (0: never) |
 | a shell or stdin client leaves its replies unread | 5 s | its messages are dropped, logged, until one gets through | STALLED_AFTER |
@@ -83,6 +83,9 @@ MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
 # While a message is held, retry this often (ms). XPUB always reports
 # POLLOUT, so the retry has to be timed.
 RETRY_MS = 2
+# The most one retry adds to a hold's time (s): a longer gap between retries
+# is time the kernel did not run (see Hold).
+RUN_STEP = 0.02
 
 
 def socket_options(transport: str, iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT) -> dict:
@@ -104,22 +107,35 @@ def socket_options(transport: str, iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT)
 
 
 class Hold:
-    """How long the first message waiting to be sent has been held."""
+    """How long the first message waiting to be sent has been held, counting
+    only time the kernel ran.
 
-    __slots__ = ("since",)
+    A held message is retried every RETRY_MS, and each retry adds the time
+    since the last one, but at most RUN_STEP: a longer gap is time the process
+    did not run (stopped by SIGSTOP, a cgroup freezer or CPU quota, a debugger,
+    a VM stall) or its I/O thread did not get the GIL, and meanwhile no
+    subscriber could be sent anything nor make room. So a reader that keeps
+    reading is never judged stalled by a pause of the kernel (a 10 s SIGSTOP
+    used to count as 10 s without room: thousands of displays lost at SIGCONT).
+    """
+
+    __slots__ = ("held", "_last")
 
     def __init__(self):
-        self.since = None
+        self.held = 0.0
+        self._last = None
 
     def note(self) -> float:
-        """The message could not be sent; for how long now (s)."""
+        """The message could not be sent; for how long now (s of running time)."""
         now = time.monotonic()
-        if self.since is None:
-            self.since = now
-        return now - self.since
+        if self._last is not None:
+            self.held += min(now - self._last, RUN_STEP)
+        self._last = now
+        return self.held
 
     def clear(self) -> None:
-        self.since = None
+        self.held = 0.0
+        self._last = None
 
 
 def _size(frames) -> int:
