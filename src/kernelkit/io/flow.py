@@ -17,6 +17,8 @@ every rule for giving up on one that reads nothing.
 | messages ahead of a control reply in the FIFO | 256, or the FIFO's head held | control's lane is sent at once, ahead of its turn | CONTROL_OVERTAKES |
 | welcomes waiting while iopub is held | 1,000 | a new subscriber gets none | MAX_WELCOMES_HELD |
 | a subscription's topic | 256 bytes | refused, logged; a frame over MAX_SUBSCRIPTION_FRAME disconnects its peer inside libzmq | MAX_TOPIC |
+| distinct subscription topics, all subscribers together | 1,000 | a subscription to a new topic is refused (not applied: that subscriber gets nothing of it), logged; topics already held, and "" and the other prefixes of `kernel.<session>.` (what clients use), are still applied | MAX_TOPICS |
+| welcomes for one topic | one waiting at a time | a subscription to a topic whose welcome has not been sent yet adds none (the waiting one reaches it first) | - |
 
 Room is the only sign of a subscriber's progress libzmq gives: a pipe's
 reader reports what it has read every HWM/2 messages, so the high-water mark
@@ -80,6 +82,14 @@ MAX_WELCOMES_HELD = 1000
 MAX_TOPIC = 256
 # (the slack covers ZMTP 3.1's SUBSCRIBE command name)
 MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
+# Distinct topics applied to the trie (at most about 13 MB of it). Clients
+# subscribe to "" or a few kernel.<session>.<type> topics; anyone who reaches
+# the port can subscribe. XPUB does not say which subscriber a subscription
+# comes from, so the bound is on all of them together. (libzmq also records
+# every subscription a pipe sends, applied or not, to unsubscribe it when the
+# pipe ends: 200,000 distinct 50-byte topics cost 450 MB there, against 863 MB
+# before this bound, and no socket option limits it.)
+MAX_TOPICS = 1000
 # While a message is held, retry this often (ms). XPUB always reports
 # POLLOUT, so the retry has to be timed.
 RETRY_MS = 2
@@ -159,6 +169,10 @@ class Iopub:
         self._hwm = sock.sndhwm
         # iopub_welcome (and the first status), sent before anything else
         self.welcomes: deque = deque()
+        self._welcomes_waiting: set = set()  # the topics of those welcomes
+        # the topics applied, as libzmq's trie holds them (it says when the
+        # last subscriber of one has gone: an unsubscription)
+        self._topics: set = set()
         self._welcomed = False
         # (sequence number, size) of the large messages among the last _hwm
         # sent, and the sum of their sizes
@@ -194,13 +208,29 @@ class Iopub:
             except UnicodeDecodeError:
                 self._limiter.warn("iopub-topic", "iopub: ignored a subscription to a non-UTF-8 topic")
                 continue
+            raw = event[1:]
+            if event[0] == 0:
+                sock.setsockopt(zmq.UNSUBSCRIBE, raw)
+                self._topics.discard(raw)
+                continue
+            if raw not in self._topics and not self._own_prefix(raw):
+                if len(self._topics) >= MAX_TOPICS:
+                    self._limiter.warn("iopub-topics", f"iopub: refused a subscription: {MAX_TOPICS} topics are held already")
+                    continue
+                self._topics.add(raw)
             # XPUB_MANUAL: nothing reaches this subscriber until we apply it here
-            sock.setsockopt(zmq.SUBSCRIBE if event[0] == 1 else zmq.UNSUBSCRIBE, event[1:])
-            if event[0] == 1:
-                log.debug("iopub: welcoming a subscriber to %r", topic)
-                self._welcome(topic)
+            sock.setsockopt(zmq.SUBSCRIBE, raw)
+            log.debug("iopub: welcoming a subscriber to %r", topic)
+            self._welcome(topic)
+
+    def _own_prefix(self, topic: bytes) -> bool:
+        """A prefix of every topic this kernel publishes under ("" included):
+        never refused, so a flood of other topics cannot shut clients out."""
+        return self.session.iopub_topic("").startswith(topic)
 
     def _welcome(self, topic: str) -> None:
+        if topic in self._welcomes_waiting:
+            return  # the welcome waiting for this topic reaches this subscriber first
         if len(self.welcomes) >= MAX_WELCOMES_HELD:
             # (a subscription flood while iopub is held)
             self._limiter.warn("iopub-flood", f"iopub: {len(self.welcomes)} welcomes waiting to be sent; a new subscriber got none")
@@ -208,19 +238,22 @@ class Iopub:
         # welcomes go before anything still held, so each is the first
         # message its subscriber sees; among themselves, in arrival order
         identities = (topic.encode("utf-8"),) if topic else ()
-        self.welcomes.append(self.session.frames("iopub_welcome", {"subscription": topic}, identities=identities))
+        self.welcomes.append((topic, self.session.frames("iopub_welcome", {"subscription": topic}, identities=identities)))
+        self._welcomes_waiting.add(topic)
         if not self._welcomed:
             self._welcomed = True
             status = {"execution_state": "starting"}
-            self.welcomes.append(self.session.frames("status", status, identities=(self.session.iopub_topic("status"),)))
+            self.welcomes.append((None, self.session.frames("status", status, identities=(self.session.iopub_topic("status"),))))
 
     def send_welcomes(self) -> bool:
         """Send the waiting welcomes; False if one must be held."""
         welcomes = self.welcomes
         while welcomes:
-            if not self.publish(welcomes[0], 0):
+            topic, frames = welcomes[0]
+            if not self.publish(frames, 0):
                 return False
             welcomes.popleft()
+            self._welcomes_waiting.discard(topic)
         return True
 
     # -- publishing ---------------------------------------------------------------
