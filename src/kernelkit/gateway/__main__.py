@@ -9,6 +9,7 @@ Bad input is one line on stderr and exit code 1, with nothing left bound.
 """
 
 import argparse
+import functools
 import importlib
 import logging
 import os
@@ -41,16 +42,19 @@ def _env(*names, default=None):
 
 def _arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kernelkit.gateway", description=__doc__.split("\n\n")[0])
-    p.add_argument("--response-address", default=_env("RESPONSE_ADDRESS", "EG_RESPONSE_ADDRESS"), metavar="IP:PORT")
-    p.add_argument("--public-key", default=_env("PUBLIC_KEY", "EG_PUBLIC_KEY"), metavar="KEY")
-    p.add_argument("--kernel-id", default=_env("KERNEL_ID"), metavar="ID")
-    p.add_argument("--port-range", default=_env("PORT_RANGE", "EG_PORT_RANGE", default="0..0"), metavar="LOW..HIGH")
-    p.add_argument("--transport-encryption", default=_env("TRANSPORT_ENCRYPTION", default=""), metavar="auto|required")
-    p.add_argument("--kernel-class-name", default=_env("KERNEL_CLASS_NAME", default=IPYKERNEL_CLASS), metavar="MODULE:CLASS",
-                   help=f"a kernelkit.Kernel subclass (default: kernelkit's Python kernel, also for {IPYKERNEL_CLASS})")
+    # nargs="?": a provisioner's empty value (no transport encryption) vanishes
+    # when ssh joins the argv into one shell line; the flag then comes alone
+    option = functools.partial(p.add_argument, nargs="?", const="")
+    option("--response-address", default=_env("RESPONSE_ADDRESS", "EG_RESPONSE_ADDRESS"), metavar="IP:PORT")
+    option("--public-key", default=_env("PUBLIC_KEY", "EG_PUBLIC_KEY"), metavar="KEY")
+    option("--kernel-id", default=_env("KERNEL_ID"), metavar="ID")
+    option("--port-range", default=_env("PORT_RANGE", "EG_PORT_RANGE", default="0..0"), metavar="LOW..HIGH")
+    option("--transport-encryption", default=_env("TRANSPORT_ENCRYPTION", default=""), metavar="auto|required")
+    option("--kernel-class-name", default=_env("KERNEL_CLASS_NAME", default=IPYKERNEL_CLASS), metavar="MODULE:CLASS",
+           help=f"a kernelkit.Kernel subclass (default: kernelkit's Python kernel, also for {IPYKERNEL_CLASS})")
     # launch_ipykernel.py's Spark options: accepted, kernelkit makes no Spark context
-    p.add_argument("--spark-context-initialization-mode", default=_env("KERNEL_SPARK_CONTEXT_INIT_MODE", default="none"))
-    p.add_argument("--cluster-type", default="none")
+    option("--spark-context-initialization-mode", default=_env("KERNEL_SPARK_CONTEXT_INIT_MODE", default="none"))
+    option("--cluster-type", default="none")
     p.add_argument("--ip", default="0.0.0.0", help="where the kernel binds (default every interface)")
     p.add_argument("--response-timeout", type=float, default=os.environ.get("KERNELKIT_RESPONSE_TIMEOUT", str(DEFAULT_TIMEOUT)),
                    metavar="SECONDS", help=f"how long the response address may take to accept (default {DEFAULT_TIMEOUT:g})")

@@ -31,6 +31,9 @@ def bind_comm_socket(ip: str, port_range: tuple[int, int] | None) -> socket.sock
     last = None
     for port in candidates:
         sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
+        # as libzmq does for the kernel's ports: connections of the previous
+        # kernel in TIME_WAIT must not keep a restarted one off its range
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((ip, port))
             sock.listen(16)

@@ -1,0 +1,397 @@
+"""The notebook server's host in the gateway tests (test_gateway.py): runs in
+the client network namespace with gateway_provisioners' DistributedProvisioner,
+which starts kernels on the server namespace through a real sshd (paramiko),
+and prints what it observed as one JSON object; the tests assert on it.
+
+    python gateway_driver.py SCENARIO CONFIG_JSON
+
+CONFIG has ``server_ip``, ``client_ip``, ``server_ns``, ``key_file``,
+``host_key`` (the sshd's public host key), ``directory`` (scratch), ``mark``.
+Kernels are either kernelkit (``python -m kernelkit.gateway``) or the stock
+``launch_ipykernel.py`` of gateway_provisioners (``launcher: "stock"``).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+
+def _prepare_environment(cfg) -> None:
+    """What gateway_provisioners reads at import: where the response address
+    binds, who logs in over ssh (paramiko looks in ~/.ssh), where kernel logs go."""
+    home = os.path.join(cfg["directory"], f"home-{uuid.uuid4().hex[:6]}")
+    os.makedirs(f"{home}/.ssh", mode=0o700)
+    shutil.copy(cfg["key_file"], f"{home}/.ssh/id_ed25519")
+    with open(f"{home}/.ssh/known_hosts", "w") as f:
+        f.write(f"{cfg['server_ip']} {cfg['host_key']}\n")
+    os.environ.update({
+        "HOME": home,
+        "GP_RESPONSE_IP": cfg["client_ip"],
+        "GP_REMOTE_USER": "root",
+        "GP_UNAUTHORIZED_USERS": "nobody",  # (root is refused by default)
+        "GP_KERNEL_LOG_DIR": cfg["directory"],
+        "GP_MIN_PORT_RANGE_SIZE": "5",  # ranges of six ports: five channels and the comm port
+        "JUPYTER_PATH": os.path.join(home, "share"),
+        "JUPYTER_RUNTIME_DIR": os.path.join(home, "runtime"),
+    })
+
+
+def stock_scripts(cfg) -> str:
+    """launch_ipykernel.py with its assembled server_listener.py, as
+    ``jupyter-ssh-spec install`` lays them out."""
+    import gateway_provisioners
+
+    src = os.path.join(os.path.dirname(gateway_provisioners.__file__), "kernel-launchers")
+    dest = os.path.join(cfg["directory"], "stock-scripts")
+    os.makedirs(dest, exist_ok=True)
+    shutil.copy(f"{src}/python/scripts/launch_ipykernel.py", dest)
+    shutil.copy(f"{src}/shared/scripts/server_listener.py", dest)
+    return f"{dest}/launch_ipykernel.py"
+
+
+def write_spec(cfg, name, launcher="kernelkit", port_range="0..0", launch_timeout=30) -> str:
+    """A kernelspec as jupyter-ssh-spec writes it, for kernelkit or the stock launcher."""
+    head = [sys.executable, "-m", "kernelkit.gateway"] if launcher == "kernelkit" else [sys.executable, stock_scripts(cfg)]
+    spec = {
+        "argv": [*head, "--kernel-id", "{kernel_id}", "--port-range", "{port_range}",
+                 "--response-address", "{response_address}", "--public-key", "{public_key}",
+                 "--transport-encryption", "{transport_encryption}",
+                 "--kernel-class-name", "ipykernel.ipkernel.IPythonKernel"],
+        # exported in the remote shell: the marker finds this run's kernels;
+        # the stock launcher's own minimum range size is 1000
+        "env": {"KK28_MARK": cfg["mark"], "MIN_PORT_RANGE_SIZE": "5"},
+        "display_name": f"Python ({launcher}, ssh)",
+        "language": "python",
+        "interrupt_mode": "signal",
+        "metadata": {
+            "supported_encryption": ["curve"],
+            "kernel_provisioner": {"provisioner_name": "distributed-provisioner", "config": {
+                "remote_hosts": [cfg["server_ip"]], "port_range": port_range, "launch_timeout": launch_timeout}},
+        },
+    }
+    d = os.path.join(os.environ["JUPYTER_PATH"], "kernels", name)
+    os.makedirs(d, exist_ok=True)
+    with open(f"{d}/kernel.json", "w") as f:
+        json.dump(spec, f)
+    return name
+
+
+def kernel_pids(mark: str) -> list:
+    """Processes with the marker in their environment (the namespaces share
+    one pid space): the remote kernels of this run, and any helper of theirs."""
+    found = []
+    needle = f"KK28_MARK={mark}".encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    with open(f"/proc/{pid}/stat") as g:
+                        if g.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def wait_until(predicate, timeout=15.0, step=0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def run(kc, code, timeout=30, stdin_hook=None):
+    out = []
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=out.append, allow_stdin=stdin_hook is not None,
+                                   stdin_hook=stdin_hook)
+    text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+    return reply["content"], text.strip()
+
+
+def remote_facts(kc) -> dict:
+    _, text = run(kc, "import os\nprint(os.getpid(), os.readlink('/proc/self/ns/net'))")
+    pid, netns = text.split()
+    return {"pid": int(pid), "netns": netns}
+
+
+def is_served(info, timeout=2.0) -> bool:
+    from jupyter_client import BlockingKernelClient
+
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    try:
+        kc.shell_channel.socket.sndtimeo = int(timeout * 1000)
+        kc.kernel_info()
+        kc.get_shell_msg(timeout=timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        kc.stop_channels()
+
+
+def in_server(cfg, argv) -> list:
+    return ["ip", "netns", "exec", cfg["server_ns"], *argv]
+
+
+# holds TCP ports on the server (as another program would) until its stdin closes
+SQUATTER = ("import socket, sys\n"
+            "held = []\n"
+            "for port in sys.argv[1:]:\n"
+            "    s = socket.socket()\n"
+            "    s.bind(('0.0.0.0', int(port)))\n"
+            "    s.listen()\n"
+            "    held.append(s)\n"
+            "print('holding', flush=True)\n"
+            "sys.stdin.read()\n")
+
+# takes the ports a launcher has picked, as soon as they are picked: it reads
+# the connection file the stock launcher writes before its kernel binds (the
+# window between the helper's close and the kernel's bind), and binds its ports
+THIEF = ("import glob, json, os, select, socket, sys, time\n"
+         "pattern, held, done, start = sys.argv[1], [], False, time.time()\n"
+         "while not select.select([sys.stdin], [], [], 0.001)[0]:\n"
+         "    for path in [] if done else glob.glob(pattern):\n"
+         "        try:\n"
+         "            if os.path.getmtime(path) < start:\n"
+         "                continue\n"
+         "            info = json.load(open(path))\n"
+         "        except (OSError, ValueError):\n"
+         "            continue\n"
+         "        done = True\n"
+         "        for key in ('shell_port', 'iopub_port', 'stdin_port', 'control_port', 'hb_port'):\n"
+         "            s = socket.socket()\n"
+         "            try:\n"
+         "                s.bind(('0.0.0.0', info[key])); s.listen(); held.append(s)\n"
+         "            except OSError:\n"
+         "                s.close()\n"
+         "print(json.dumps([s.getsockname()[1] for s in held]), flush=True)\n")
+
+
+def free_range(cfg, size) -> tuple:
+    """``size`` consecutive ports that nothing on the server holds."""
+    base = 20000 + (os.getpid() % 1200) * 10  # below Linux's ephemeral ports
+    return base, base + size - 1
+
+
+def start_kernel(name, encryption="disabled", timeout=None):
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name=name, transport_encryption=encryption)
+    t0 = time.monotonic()
+    km.start_kernel()
+    return km, time.monotonic() - t0
+
+
+def try_start(name, ready_timeout=30, **kw) -> dict:
+    """Start, run one cell, shut down: what a user of this kernelspec gets."""
+    try:
+        km, seconds = start_kernel(name, **kw)
+    except Exception as e:
+        return {"started": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+    try:
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=ready_timeout)
+            result = run(kc, "print(6 * 7)")[1]
+        except Exception as e:
+            result = f"{type(e).__name__}: {e}"
+        finally:
+            kc.stop_channels()
+        ports = {k: v for k, v in km.get_connection_info().items() if k.endswith("_port")}
+        return {"started": True, "seconds": seconds, "result": result, "ports": ports,
+                "comm_port": km.provisioner.comm_port}
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+def scenario_session(cfg) -> dict:
+    """One kernelkit kernel through the DistributedProvisioner: everything a user does."""
+    facts = {"launcher_netns": os.readlink("/proc/self/ns/net")}
+    low, high = free_range(cfg, 6)
+    name = write_spec(cfg, "kk-gateway", port_range=f"{low}..{high}")
+    km, facts["launch_seconds"] = start_kernel(name, encryption="required")
+    try:
+        info = km.get_connection_info()
+        facts["ip"] = info["ip"]
+        facts["range"] = [low, high]
+        facts["ports"] = sorted([v for k, v in info.items() if k.endswith("_port")] + [km.provisioner.comm_port])
+        facts["curve"] = bool(info.get("curve_publickey")) and bool(info.get("curve_secretkey"))
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        facts["first"] = remote_facts(kc)
+        facts["execute"] = run(kc, "print(6 * 7)")
+        facts["input"] = run(kc, "name = input('who? ')\nprint('hello', name)", stdin_hook=lambda msg: kc.input("remote"))
+
+        msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+        while True:  # the cell runs once its first output arrives
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                break
+        t0 = time.monotonic()
+        km.interrupt_kernel()  # a signal, through the comm port
+        while True:
+            reply = kc.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        facts["interrupt"] = {"status": reply["content"]["status"], "ename": reply["content"].get("ename"),
+                              "seconds": time.monotonic() - t0}
+        facts["after_interrupt"] = run(kc, "print('still here')")
+
+        plain = {k: v for k, v in info.items() if not k.startswith("curve_")}
+        facts["plain_client_answered"] = is_served(plain)
+        facts["right_key_client_answered"] = is_served(info, timeout=10)
+
+        # restart: a new process (new ports: the launch protocol has no way to ask for the old ones)
+        km.restart_kernel(now=False)
+        facts["old_client_after_restart"] = is_served_by(kc)
+        kc.stop_channels()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        facts["restarted"] = remote_facts(kc)
+        facts["restarted_execute"] = run(kc, "print('again')")
+        facts["first_gone_after_restart"] = wait_until(lambda: not os.path.exists(f"/proc/{facts['first']['pid']}"))
+
+        # killed on the remote host: the provisioner's poll notices (its comm port is gone with it)
+        pid = facts["restarted"]["pid"]
+        os.kill(pid, 9)
+        t0 = time.monotonic()
+        facts["noticed_kill"] = wait_until(lambda: not km.is_alive(), timeout=20, step=0.2)
+        facts["noticed_kill_seconds"] = time.monotonic() - t0
+        facts["left_after_kill"] = kernel_pids(cfg["mark"])
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+        # a clean shutdown: the process ends and nothing of it stays
+        km, _ = start_kernel(name)
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        pid = remote_facts(kc)["pid"]
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+        facts["alive_after_shutdown"] = km.is_alive()
+        facts["gone_after_shutdown"] = wait_until(lambda: not kernel_pids(cfg["mark"]))
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+    return facts
+
+
+def is_served_by(kc, timeout=3.0) -> bool:
+    """Whether a client made before a restart still gets an answer."""
+    try:
+        msg_id = kc.kernel_info()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return True
+    except Exception:
+        pass
+    return False
+
+
+def scenario_many(cfg) -> dict:
+    """``count`` kernelkit kernels at once through the provisioner, one port range."""
+    import asyncio
+
+    from jupyter_client import AsyncKernelManager
+
+    low, high = free_range(cfg, 6 * cfg["count"] + 20)
+    name = write_spec(cfg, "kk-gateway-many", port_range=f"{low}..{high}", launch_timeout=90)
+
+    async def main():
+        kms = [AsyncKernelManager(kernel_name=name) for _ in range(cfg["count"])]
+        t0 = time.monotonic()
+        await asyncio.gather(*(km.start_kernel() for km in kms))
+        seconds = time.monotonic() - t0
+        results, ports = [], []
+        try:
+            for km in kms:
+                kc = km.client()
+                kc.start_channels()
+                try:
+                    await kc.wait_for_ready(timeout=30)
+                    reply = await kc.execute_interactive("print(2 + 3)", timeout=30, output_hook=lambda m: results.append(m["content"].get("text", "").strip()) if m["msg_type"] == "stream" else None)
+                finally:
+                    kc.stop_channels()
+                ports += [v for k, v in km.get_connection_info().items() if k.endswith("_port")]
+            pids = len(kernel_pids(cfg["mark"]))
+        finally:
+            await asyncio.gather(*(km.shutdown_kernel(now=False) for km in kms))
+        return {"seconds": seconds, "results": results, "pids": pids, "distinct_ports": len(set(ports)),
+                "in_range": all(low <= p <= high for p in ports),
+                "left_after_shutdown": wait_until(lambda: not kernel_pids(cfg["mark"])) and kernel_pids(cfg["mark"])}
+
+    return asyncio.run(main())
+
+
+def _hold(cfg, script, *args):
+    p = subprocess.Popen(in_server(cfg, [sys.executable, "-c", script, *map(str, args)]), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    return p
+
+
+def _release(p) -> str:
+    p.stdin.close()
+    out = p.stdout.read()
+    p.wait(10)
+    return out
+
+
+def scenario_ranges(cfg) -> dict:
+    """Tight port ranges: exactly the six ports a kernel needs, and a range
+    where other programs hold some ports (kernelkit and, where asked, stock)."""
+    out = {}
+    low, high = free_range(cfg, 6)
+    out["exact"] = try_start(write_spec(cfg, "kk-exact", port_range=f"{low}..{high}"))
+    out["exact"]["range"] = [low, high]
+    low, high = low + 100, low + 109
+    squatted = [low + 1, low + 4, low + 6, low + 8]
+    holder = _hold(cfg, SQUATTER, *squatted)
+    assert holder.stdout.readline().strip() == "holding"
+    try:
+        out["squatted"] = {launcher: [try_start(write_spec(cfg, f"sq-{launcher}", launcher=launcher,
+                                                           port_range=f"{low}..{high}", launch_timeout=cfg.get("launch_timeout", 20)))
+                                      for _ in range(cfg.get("tries", 1))]
+                           for launcher in cfg.get("launchers", ["kernelkit"])}
+    finally:
+        _release(holder)
+    out["squatted_range"], out["squatted_ports"] = [low, high], squatted
+    return out
+
+
+def scenario_race(cfg) -> dict:
+    """A program that takes the ports a launcher picked, in the window before
+    the kernel binds them: stock launch_ipykernel.py, then kernelkit."""
+    out = {}
+    for launcher in ("stock", "kernelkit"):
+        name = write_spec(cfg, f"race-{launcher}", launcher=launcher, launch_timeout=cfg.get("launch_timeout", 15))
+        # the stock launcher's connection file: tempfile.mkstemp(prefix="kernel-<id>_") in the server's /tmp
+        thief = _hold(cfg, THIEF, "/tmp/kernel-*_*.json", 60)
+        try:
+            out[launcher] = try_start(name, ready_timeout=10)
+        finally:
+            out[launcher]["stolen"] = json.loads(_release(thief).splitlines()[0])
+        out[launcher]["left"] = wait_until(lambda: not kernel_pids(cfg["mark"])) and kernel_pids(cfg["mark"])
+    return out
+
+
+if __name__ == "__main__":
+    scenario, config = sys.argv[1], json.loads(sys.argv[2])
+    config.setdefault("mark", uuid.uuid4().hex)
+    _prepare_environment(config)
+    print(json.dumps(globals()[f"scenario_{scenario}"](config)))

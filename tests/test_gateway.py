@@ -1,0 +1,183 @@
+"""kernelkit kernels started by gateway_provisioners, for real: its
+DistributedProvisioner (the ssh one) in one network namespace starts
+``python -m kernelkit.gateway`` on the other through a real sshd, with the
+launch protocol its Kubernetes, Docker and YARN provisioners use too: the
+response address, the RSA/AES payload, the port range, the comm port.
+tests/gateway_driver.py is the notebook server's side; tests/netns.py makes
+the two hosts. The bad-input cases run the module on this host."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from netns import make_two_hosts, remove_two_hosts, run_in_client, why_not_available
+from support import HERE
+
+DRIVER = str(HERE / "gateway_driver.py")
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory):
+    reason = why_not_available()
+    if reason:
+        pytest.skip(f"gateway kernels over ssh: {reason}")
+    hosts = make_two_hosts(tmp_path_factory.mktemp("gateway-hosts"))
+    try:
+        yield hosts
+    finally:
+        remove_two_hosts(hosts)
+
+
+def drive(hosts, scenario, timeout=170, **cfg) -> dict:
+    with open(f"{hosts.directory}/host_key.pub") as f:
+        host_key = " ".join(f.read().split()[:2])
+    cfg = {"server_ip": hosts.server_ip, "client_ip": hosts.client_ip, "server_ns": hosts.server_ns,
+           "key_file": hosts.key_file, "host_key": host_key, "directory": hosts.directory, **cfg}
+    done = run_in_client(hosts, DRIVER, scenario, json.dumps(cfg), timeout=timeout)
+    assert done.returncode == 0, f"driver failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(200)
+def test_a_kernel_started_by_the_distributed_provisioner(two_hosts):
+    facts = drive(two_hosts, "session")
+    # on the other host, found there by the provisioner, in the range it gave
+    assert facts["first"]["netns"] != facts["launcher_netns"]
+    assert facts["ip"] == two_hosts.server_ip
+    low, high = facts["range"]
+    assert facts["ports"] == list(range(low, high + 1)), "five channels and the comm port, all in the six-port range"
+    assert facts["curve"]
+    assert facts["execute"][0]["status"] == "ok" and facts["execute"][1] == "42"
+    assert facts["input"][0]["status"] == "ok" and facts["input"][1] == "hello remote"
+    # interrupt: the provisioner's SIGINT through the comm port
+    assert facts["interrupt"]["status"] == "error" and facts["interrupt"]["ename"] == "KeyboardInterrupt"
+    assert facts["interrupt"]["seconds"] < 10
+    assert facts["after_interrupt"][1] == "still here"
+    # transport encryption asked for: only a client with the kernel's keys is served
+    assert facts["right_key_client_answered"] and not facts["plain_client_answered"]
+    # restart: a new process on the same host; the old one gone
+    assert facts["restarted"]["netns"] == facts["first"]["netns"]
+    assert facts["restarted"]["pid"] != facts["first"]["pid"]
+    assert facts["restarted_execute"][1] == "again"
+    assert facts["first_gone_after_restart"]
+    # killed on the remote host: the provisioner's poll notices, nothing stays
+    assert facts["noticed_kill"], facts
+    assert facts["left_after_kill"] == []
+    assert not facts["alive_after_shutdown"] and facts["gone_after_shutdown"]
+
+
+@pytest.mark.timeout(240)
+def test_twenty_kernels_at_once_in_one_port_range(two_hosts):
+    facts = drive(two_hosts, "many", timeout=230, count=20)
+    assert facts["results"] == ["5"] * 20
+    assert facts["pids"] == 20, "one process per kernel: no helper process beside it"
+    assert facts["distinct_ports"] == 100 and facts["in_range"]
+    assert facts["left_after_shutdown"] == []
+
+
+@pytest.mark.timeout(200)
+def test_tight_and_squatted_port_ranges(two_hosts):
+    facts = drive(two_hosts, "ranges", tries=3)
+    exact = facts["exact"]
+    low, high = exact["range"]
+    assert exact["started"] and exact["result"] == "42", exact
+    assert sorted([*exact["ports"].values(), exact["comm_port"]]) == list(range(low, high + 1))
+    low, high = facts["squatted_range"]
+    free = set(range(low, high + 1)) - set(facts["squatted_ports"])
+    for attempt in facts["squatted"]["kernelkit"]:
+        assert attempt["started"] and attempt["result"] == "42", attempt
+        assert {*attempt["ports"].values(), attempt["comm_port"]} == free
+
+
+@pytest.mark.timeout(200)
+def test_ports_taken_between_pick_and_bind_fail_the_stock_launcher_not_kernelkit(two_hosts):
+    facts = drive(two_hosts, "race", launch_timeout=15)
+    stock, kk = facts["stock"], facts["kernelkit"]
+    # the stock launcher picks, closes, writes, then its kernel binds: the thief got in between
+    assert stock["stolen"], stock
+    assert stock.get("result") != "42", stock
+    # kernelkit binds once: nothing to steal, the kernel runs
+    assert kk["stolen"] == [] and kk["result"] == "42", kk
+    assert kk["left"] == []
+
+
+# ---------------------------------------------------------------- bad input
+
+def _public_key() -> str:
+    from Cryptodome.PublicKey import RSA
+
+    pem = RSA.generate(1024).publickey().export_key("PEM").decode()
+    return "".join(pem.splitlines()[1:-1])
+
+
+def _free_range(size):
+    """``size`` consecutive free ports on this host."""
+    for base in range(41000, 47000, 50):
+        socks = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("0.0.0.0", port))
+            return base, base + size - 1
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free range")
+
+
+def _all_free(low, high) -> bool:
+    socks = []
+    try:
+        for port in range(low, high + 1):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("0.0.0.0", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _refused_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    return port
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", ["malformed_address", "too_small", "inverted", "bad_key", "refused", "unreachable", "no_kernel_id"])
+def test_bad_input_is_one_line_exit_1_and_nothing_bound(case):
+    low, high = _free_range(8)
+    args = {"--response-address": f"127.0.0.1:{_refused_port()}", "--public-key": _public_key(),
+            "--kernel-id": "k1", "--port-range": f"{low}..{high}", "--response-timeout": "2"}
+    expect = {
+        "malformed_address": ("--response-address", "127.0.0.1", "expected IP:PORT"),
+        "too_small": ("--port-range", f"{low}..{low + 4}", "holds 5 ports; a kernel needs 6"),
+        "inverted": ("--port-range", f"{high}..{low}", "inverted"),
+        "bad_key": ("--public-key", "bm90IGEga2V5", "not an RSA public key"),
+        "refused": (None, None, "Connection refused"),
+        # TEST-NET-1 (RFC 5737): refused or unanswered, as the network has it
+        "unreachable": ("--response-address", "192.0.2.1:8877", "192.0.2.1:8877"),
+        "no_kernel_id": ("--kernel-id", "", "--kernel-id is required"),
+    }[case]
+    flag, value, message = expect
+    if flag:
+        args[flag] = value
+    env = {k: v for k, v in os.environ.items() if k not in ("KERNEL_ID", "PUBLIC_KEY", "RESPONSE_ADDRESS", "PORT_RANGE")}
+    done = subprocess.run([sys.executable, "-m", "kernelkit.gateway", *[x for kv in args.items() for x in kv]],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kernel did not start: ") and message in lines[0], done.stderr
+    assert _all_free(low, high), "a port of the range is still bound"
