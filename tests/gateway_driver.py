@@ -390,6 +390,148 @@ def scenario_race(cfg) -> dict:
     return out
 
 
+def restart_facts(name) -> dict:
+    """What a client made before a restart gets, and how long the restart takes."""
+    km, _ = start_kernel(name)
+    try:
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        before = {k: v for k, v in km.get_connection_info().items() if k.endswith("_port")}
+        t0 = time.monotonic()
+        km.restart_kernel(now=False)
+        seconds = time.monotonic() - t0
+        after = {k: v for k, v in km.get_connection_info().items() if k.endswith("_port")}
+        old_served = is_served_by(kc)
+        kc.stop_channels()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        new_result = run(kc, "print(6 * 7)")[1]
+        kc.stop_channels()
+        return {"seconds": seconds, "same_ports": before == after, "old_client_served": old_served, "new_client": new_result}
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+def scenario_bench(cfg) -> dict:
+    """bench/bench_gateway.py: kernelkit and the stock launcher, side by side."""
+    out = {}
+    for launcher in ("kernelkit", "stock"):
+        name = write_spec(cfg, f"bench-{launcher}", launcher=launcher, launch_timeout=cfg["launch_timeout"])
+        runs = [try_start(name, ready_timeout=cfg["launch_timeout"]) for _ in range(cfg["launches"])]
+        out[launcher] = {"launch": runs, "restart": restart_facts(name)}
+    squat = scenario_ranges({**cfg, "launchers": ["kernelkit", "stock"], "tries": cfg["squat_tries"]})
+    race = scenario_race(cfg)
+    for launcher in ("kernelkit", "stock"):
+        out[launcher]["squatted"] = squat["squatted"][launcher]
+        out[launcher]["race"] = race[launcher]
+    out["squatted_range"], out["squatted_ports"] = squat["squatted_range"], squat["squatted_ports"]
+    return out
+
+
+def scenario_server(cfg) -> dict:
+    """A jupyter_server whose kernelspec uses the DistributedProvisioner: the
+    kernels REST API and the channels websocket, as JupyterLab uses them."""
+    import asyncio
+    import socket
+
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    name = write_spec(cfg, "kk-gateway-server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = uuid.uuid4().hex
+    root = os.path.join(os.environ["HOME"], "notebooks")
+    os.makedirs(root, exist_ok=True)
+    server = subprocess.Popen([sys.executable, "-m", "jupyter_server", f"--port={port}", "--ip=127.0.0.1", "--no-browser", "--allow-root",
+                               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(cfg["directory"], "server.log"), "w"))
+    base, http = f"http://127.0.0.1:{port}", AsyncHTTPClient()
+
+    async def call(method, path, body=None):
+        req = HTTPRequest(f"{base}{path}", method=method, headers={"Authorization": f"token {token}"},
+                          body=None if body is None else json.dumps(body), allow_nonstandard_methods=True, request_timeout=60)
+        resp = await http.fetch(req, raise_error=False)
+        return resp.code, (json.loads(resp.body) if resp.body else None)
+
+    def message(msg_type, content, channel="shell"):
+        return {"header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "u", "session": session,
+                           "date": "", "version": "5.3"}, "parent_header": {}, "metadata": {}, "content": content,
+                "channel": channel}
+
+    session = uuid.uuid4().hex
+
+    async def execute(ws, code, on_input=None, then=None):
+        msg = message("execute_request", {"code": code, "silent": False, "allow_stdin": on_input is not None})
+        await ws.write_message(json.dumps(msg))
+        text, streaming, reply, idle = [], False, None, False
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.read_message(), 60))
+            if m.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            if m["msg_type"] == "stream":
+                text.append(m["content"]["text"])
+                if then and not streaming:
+                    streaming = True
+                    await then()
+            elif m["msg_type"] == "input_request":
+                await ws.write_message(json.dumps(message("input_reply", {"value": on_input}, "stdin")))
+            elif m["msg_type"] == "execute_reply":
+                reply = m["content"]
+            elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                idle = True
+            # shell and iopub reach the websocket in either order: the output is complete at idle
+            if reply is not None and idle:
+                return reply["status"], reply.get("ename"), "".join(text).strip()
+
+    async def main():
+        facts = {}
+        for _ in range(300):
+            try:
+                if (await call("GET", "/api/status"))[0] == 200:
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+        code, kernel = await call("POST", "/api/kernels", {"name": name})
+        facts["created"] = code
+        kid = kernel["id"]
+        ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{port}/api/kernels/{kid}/channels?session_id={session}",
+                                                 headers={"Authorization": f"token {token}"}))
+        facts["pid"] = await execute(ws, "import os; print(os.getpid(), os.readlink('/proc/self/ns/net'))")
+        facts["execute"] = await execute(ws, "print(6 * 7)")
+        facts["input"] = await execute(ws, "print('hello', input('who? '))", on_input="server")
+
+        async def interrupt():
+            facts["interrupt_code"] = (await call("POST", f"/api/kernels/{kid}/interrupt"))[0]
+        facts["interrupt"] = await execute(ws, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)", then=interrupt)
+        facts["restart_code"] = (await call("POST", f"/api/kernels/{kid}/restart"))[0]
+        # new ports after a restart: the websocket made before hears nothing
+        # (the server's streams still point at the old ports); JupyterLab
+        # reconnects its websocket after a restart for this reason, so do we
+        try:
+            facts["old_websocket_after_restart"] = await asyncio.wait_for(execute(ws, "print('old')"), 5)
+        except asyncio.TimeoutError:
+            facts["old_websocket_after_restart"] = None
+        ws.close()
+        ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{port}/api/kernels/{kid}/channels?session_id={session}",
+                                                 headers={"Authorization": f"token {token}"}))
+        facts["after_restart"] = await execute(ws, "import os; print(os.getpid())")
+        facts["delete_code"] = (await call("DELETE", f"/api/kernels/{kid}"))[0]
+        ws.close()
+        facts["left_after_delete"] = wait_until(lambda: not kernel_pids(cfg["mark"])) and kernel_pids(cfg["mark"])
+        return facts
+
+    try:
+        return asyncio.run(main())
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 if __name__ == "__main__":
     scenario, config = sys.argv[1], json.loads(sys.argv[2])
     config.setdefault("mark", uuid.uuid4().hex)

@@ -181,3 +181,21 @@ def test_bad_input_is_one_line_exit_1_and_nothing_bound(case):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kernel did not start: ") and message in lines[0], done.stderr
     assert _all_free(low, high), "a port of the range is still bound"
+
+
+@pytest.mark.timeout(200)
+def test_a_jupyter_server_runs_kernelkit_through_the_distributed_provisioner(two_hosts):
+    facts = drive(two_hosts, "server")
+    assert facts["created"] == 201
+    status, _, text = facts["pid"]
+    pid, netns = text.split()
+    assert status == "ok" and netns != os.readlink("/proc/self/ns/net")
+    assert facts["execute"] == ["ok", None, "42"]
+    assert facts["input"] == ["ok", None, "hello server"]
+    assert facts["interrupt_code"] == 204 and facts["interrupt"][:2] == ["error", "KeyboardInterrupt"]
+    # restart: new ports, so a websocket made before hears nothing (as with the
+    # stock launcher); the one JupyterLab opens after a restart runs the next cell
+    assert facts["restart_code"] == 200
+    assert facts["old_websocket_after_restart"] is None
+    assert facts["after_restart"][0] == "ok" and facts["after_restart"][2] != pid
+    assert facts["delete_code"] == 204 and facts["left_after_delete"] == []
