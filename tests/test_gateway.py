@@ -199,3 +199,72 @@ def test_a_jupyter_server_runs_kernelkit_through_the_distributed_provisioner(two
     assert facts["old_websocket_after_restart"] is None
     assert facts["after_restart"][0] == "ok" and facts["after_restart"][2] != pid
     assert facts["delete_code"] == 204 and facts["left_after_delete"] == []
+
+
+@pytest.mark.timeout(120)
+def test_a_container_entry_command_reads_the_environment(tmp_path):
+    """What a Kubernetes or Docker provisioner's pod runs: ``python -m
+    kernelkit.gateway`` with no arguments, the launch values in the
+    environment. The answer is decrypted by gateway_provisioners' own
+    ResponseManager code; the comm port then takes a liveness poll and a
+    shutdown, and the kernel ends with its range free again."""
+    import logging
+    from types import SimpleNamespace
+
+    from Cryptodome.PublicKey import RSA
+    from gateway_provisioners.response_manager import ResponseManager
+    from jupyter_client import BlockingKernelClient
+
+    private = RSA.generate(1024)
+    public = "".join(private.publickey().export_key("PEM").decode().splitlines()[1:-1])
+    low, high = _free_range(6)
+    response = socket.socket()
+    response.bind(("127.0.0.1", 0))
+    response.listen()
+    env = {**os.environ, "KERNEL_ID": "pod-kernel", "RESPONSE_ADDRESS": f"127.0.0.1:{response.getsockname()[1]}",
+           "PUBLIC_KEY": public, "PORT_RANGE": f"{low}..{high}", "TRANSPORT_ENCRYPTION": "required",
+           "KERNEL_CLASS_NAME": "ipykernel.ipkernel.IPythonKernel"}
+    proc = subprocess.Popen([sys.executable, "-m", "kernelkit.gateway"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        response.settimeout(60)
+        conn, _ = response.accept()
+        with conn:
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+        manager = SimpleNamespace(_private_key=private, log=logging.getLogger("test"), _response_registry={})
+        info = ResponseManager._decode_payload(manager, data.decode())
+        assert info["kernel_id"] == "pod-kernel" and info["pid"] == proc.pid
+        ports = sorted([info[f"{c}_port"] for c in ("shell", "iopub", "stdin", "control", "hb")] + [info["comm_port"]])
+        assert ports == list(range(low, high + 1))
+        assert len(info["curve_publickey"]) == 40 and len(info["curve_secretkey"]) == 40
+
+        kc = BlockingKernelClient()
+        kc.load_connection_info({**info, "ip": "127.0.0.1"})
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=30)
+            out = []
+            reply = kc.execute_interactive("print(6 * 7)", timeout=30, output_hook=out.append)
+            assert reply["content"]["status"] == "ok"
+            assert "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream").strip() == "42"
+        finally:
+            kc.stop_channels()
+
+        def comm(request):
+            with socket.create_connection(("127.0.0.1", info["comm_port"]), timeout=5) as s:
+                s.sendall(json.dumps(request).encode())
+
+        comm({"signum": 0})  # the liveness poll: accepted, nothing happens
+        comm("not an object")  # tolerated: a log line
+        assert proc.poll() is None
+        comm({"shutdown": 1})
+        assert proc.wait(timeout=15) == 0
+        assert _all_free(low, high)
+        with pytest.raises(ConnectionRefusedError):
+            comm({"signum": 0})
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        response.close()
