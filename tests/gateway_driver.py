@@ -157,13 +157,11 @@ SQUATTER = ("import socket, sys\n"
 # takes the ports a launcher has picked, as soon as they are picked: it reads
 # the connection file the stock launcher writes before its kernel binds (the
 # window between the helper's close and the kernel's bind), and binds its ports
-THIEF = ("import glob, json, os, select, socket, sys, time\n"
-         "pattern, held, done, start = sys.argv[1], [], False, time.time()\n"
+THIEF = ("import glob, json, select, socket, sys\n"
+         "pattern, held, done = sys.argv[1], [], False\n"
          "while not select.select([sys.stdin], [], [], 0.001)[0]:\n"
          "    for path in [] if done else glob.glob(pattern):\n"
          "        try:\n"
-         "            if os.path.getmtime(path) < start:\n"
-         "                continue\n"
          "            info = json.load(open(path))\n"
          "        except (OSError, ValueError):\n"
          "            continue\n"
@@ -183,12 +181,12 @@ def free_range(cfg, size) -> tuple:
     return base, base + size - 1
 
 
-def start_kernel(name, encryption="disabled", timeout=None):
+def start_kernel(name, encryption="disabled", kernel_id=None):
     from jupyter_client import KernelManager
 
     km = KernelManager(kernel_name=name, transport_encryption=encryption)
     t0 = time.monotonic()
-    km.start_kernel()
+    km.start_kernel(**({"kernel_id": kernel_id} if kernel_id else {}))
     return km, time.monotonic() - t0
 
 
@@ -381,9 +379,10 @@ def scenario_race(cfg) -> dict:
     for launcher in ("stock", "kernelkit"):
         name = write_spec(cfg, f"race-{launcher}", launcher=launcher, launch_timeout=cfg.get("launch_timeout", 15))
         # the stock launcher's connection file: tempfile.mkstemp(prefix="kernel-<id>_") in the server's /tmp
-        thief = _hold(cfg, THIEF, "/tmp/kernel-*_*.json", 60)
+        kernel_id = str(uuid.uuid4())
+        thief = _hold(cfg, THIEF, f"/tmp/kernel-{kernel_id}_*.json")
         try:
-            out[launcher] = try_start(name, ready_timeout=10)
+            out[launcher] = try_start(name, ready_timeout=10, kernel_id=kernel_id)
         finally:
             out[launcher]["stolen"] = json.loads(_release(thief).splitlines()[0])
         out[launcher]["left"] = wait_until(lambda: not kernel_pids(cfg["mark"])) and kernel_pids(cfg["mark"])
