@@ -19,6 +19,11 @@ import sys
 import time
 import uuid
 
+# (this script runs from tests/)
+from remote_driver import _zombie, remote_facts, run, user_session
+from remote_driver import kernel_pids as marked_pids
+from support import is_served
+
 
 def _prepare_environment(cfg) -> None:
     """What gateway_provisioners reads at import: where the response address
@@ -63,7 +68,7 @@ def write_spec(cfg, name, launcher="kernelkit", port_range="0..0", launch_timeou
                  "--kernel-class-name", "ipykernel.ipkernel.IPythonKernel"],
         # exported in the remote shell: the marker finds this run's kernels;
         # the stock launcher's own minimum range size is 1000
-        "env": {"KK28_MARK": cfg["mark"], "MIN_PORT_RANGE_SIZE": "5"},
+        "env": {"KK17_MARK": cfg["mark"], "MIN_PORT_RANGE_SIZE": "5"},
         "display_name": f"Python ({launcher}, ssh)",
         "language": "python",
         "interrupt_mode": "signal",
@@ -81,22 +86,8 @@ def write_spec(cfg, name, launcher="kernelkit", port_range="0..0", launch_timeou
 
 
 def kernel_pids(mark: str) -> list:
-    """Processes with the marker in their environment (the namespaces share
-    one pid space): the remote kernels of this run, and any helper of theirs."""
-    found = []
-    needle = f"KK28_MARK={mark}".encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    with open(f"/proc/{pid}/stat") as g:
-                        if g.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            found.append(int(pid))
-        except OSError:
-            pass
-    return found
+    """This run's remote kernels (and any helper of theirs) still running."""
+    return [pid for pid in marked_pids(mark) if not _zombie(pid)]
 
 
 def wait_until(predicate, timeout=15.0, step=0.05) -> bool:
@@ -106,37 +97,6 @@ def wait_until(predicate, timeout=15.0, step=0.05) -> bool:
             return True
         time.sleep(step)
     return predicate()
-
-
-def run(kc, code, timeout=30, stdin_hook=None):
-    out = []
-    reply = kc.execute_interactive(code, timeout=timeout, output_hook=out.append, allow_stdin=stdin_hook is not None,
-                                   stdin_hook=stdin_hook)
-    text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
-    return reply["content"], text.strip()
-
-
-def remote_facts(kc) -> dict:
-    _, text = run(kc, "import os\nprint(os.getpid(), os.readlink('/proc/self/ns/net'))")
-    pid, netns = text.split()
-    return {"pid": int(pid), "netns": netns}
-
-
-def is_served(info, timeout=2.0) -> bool:
-    from jupyter_client import BlockingKernelClient
-
-    kc = BlockingKernelClient()
-    kc.load_connection_info(info)
-    kc.start_channels()
-    try:
-        kc.shell_channel.socket.sndtimeo = int(timeout * 1000)
-        kc.kernel_info()
-        kc.get_shell_msg(timeout=timeout)
-        return True
-    except Exception:
-        return False
-    finally:
-        kc.stop_channels()
 
 
 def in_server(cfg, argv) -> list:
@@ -225,27 +185,7 @@ def scenario_session(cfg) -> dict:
         facts["range"] = [low, high]
         facts["ports"] = sorted([v for k, v in info.items() if k.endswith("_port")] + [km.provisioner.comm_port])
         facts["curve"] = bool(info.get("curve_publickey")) and bool(info.get("curve_secretkey"))
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=30)
-        facts["first"] = remote_facts(kc)
-        facts["execute"] = run(kc, "print(6 * 7)")
-        facts["input"] = run(kc, "name = input('who? ')\nprint('hello', name)", stdin_hook=lambda msg: kc.input("remote"))
-
-        msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
-        while True:  # the cell runs once its first output arrives
-            msg = kc.get_iopub_msg(timeout=30)
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                break
-        t0 = time.monotonic()
-        km.interrupt_kernel()  # a signal, through the comm port
-        while True:
-            reply = kc.get_shell_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        facts["interrupt"] = {"status": reply["content"]["status"], "ename": reply["content"].get("ename"),
-                              "seconds": time.monotonic() - t0}
-        facts["after_interrupt"] = run(kc, "print('still here')")
+        kc = user_session(km, facts)  # (the interrupt: a signal, through the comm port)
 
         plain = {k: v for k, v in info.items() if not k.startswith("curve_")}
         facts["plain_client_answered"] = is_served(plain)
@@ -323,7 +263,7 @@ def scenario_many(cfg) -> dict:
                 kc.start_channels()
                 try:
                     await kc.wait_for_ready(timeout=30)
-                    reply = await kc.execute_interactive("print(2 + 3)", timeout=30, output_hook=lambda m: results.append(m["content"].get("text", "").strip()) if m["msg_type"] == "stream" else None)
+                    await kc.execute_interactive("print(2 + 3)", timeout=30, output_hook=lambda m: results.append(m["content"].get("text", "").strip()) if m["msg_type"] == "stream" else None)
                 finally:
                     kc.stop_channels()
                 ports += [v for k, v in km.get_connection_info().items() if k.endswith("_port")]

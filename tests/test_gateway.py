@@ -14,22 +14,10 @@ import sys
 
 import pytest
 
-from netns import make_two_hosts, remove_two_hosts, run_in_client, why_not_available
+from netns import run_in_client
 from support import HERE
 
 DRIVER = str(HERE / "gateway_driver.py")
-
-
-@pytest.fixture(scope="module")
-def two_hosts(tmp_path_factory):
-    reason = why_not_available()
-    if reason:
-        pytest.skip(f"gateway kernels over ssh: {reason}")
-    hosts = make_two_hosts(tmp_path_factory.mktemp("gateway-hosts"))
-    try:
-        yield hosts
-    finally:
-        remove_two_hosts(hosts)
 
 
 def drive(hosts, scenario, timeout=170, **cfg) -> dict:
@@ -156,7 +144,7 @@ def _refused_port() -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("case", ["malformed_address", "too_small", "inverted", "bad_key", "refused", "unreachable", "no_kernel_id"])
+@pytest.mark.parametrize("case", ["malformed_address", "too_small", "inverted", "bad_key", "refused", "unreachable", "no_kernel_id", "range_full"])
 def test_bad_input_is_one_line_exit_1_and_nothing_bound(case):
     low, high = _free_range(8)
     args = {"--response-address": f"127.0.0.1:{_refused_port()}", "--public-key": _public_key(),
@@ -170,13 +158,22 @@ def test_bad_input_is_one_line_exit_1_and_nothing_bound(case):
         # TEST-NET-1 (RFC 5737): refused or unanswered, as the network has it
         "unreachable": ("--response-address", "192.0.2.1:8877", "192.0.2.1:8877"),
         "no_kernel_id": ("--kernel-id", "", "--kernel-id is required"),
+        # six ports, one held by another program: the kernel binds five, then finds none left
+        "range_full": ("--port-range", f"{low}..{low + 5}", f"no free port left in {low}..{low + 5}"),
     }[case]
     flag, value, message = expect
     if flag:
         args[flag] = value
     env = {k: v for k, v in os.environ.items() if k not in ("KERNEL_ID", "PUBLIC_KEY", "RESPONSE_ADDRESS", "PORT_RANGE")}
-    done = subprocess.run([sys.executable, "-m", "kernelkit.gateway", *[x for kv in args.items() for x in kv]],
-                          capture_output=True, text=True, timeout=60, env=env)
+    held = socket.socket()
+    if case == "range_full":
+        held.bind(("0.0.0.0", low + 3))
+        held.listen()
+    try:
+        done = subprocess.run([sys.executable, "-m", "kernelkit.gateway", *[x for kv in args.items() for x in kv]],
+                              capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        held.close()
     assert done.returncode == 1, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kernel did not start: ") and message in lines[0], done.stderr

@@ -11,6 +11,7 @@ Bad input is one line on stderr and exit code 1, with nothing left bound.
 import argparse
 import functools
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -21,7 +22,6 @@ import zmq
 from ..kernel.app import KernelApp
 from ..kernel.base import Kernel
 from ..startup import ConnectionInfo, StartupError
-from ..startup.bind import IOPUB_TCP_TIMEOUT
 from ..startup.handshake import DEFAULT_TIMEOUT
 
 log = logging.getLogger("kernelkit.gateway")
@@ -159,6 +159,8 @@ def prepare(argv=None):
             raise StartupError(f"--{flag.replace('_', '-')} is required (or set {flag.upper()})")
     address = parse_response_address(args.response_address)
     port_range = parse_port_range(args.port_range)
+    if importlib.util.find_spec("Cryptodome") is None:
+        raise StartupError("the launch protocol's encryption needs pycryptodomex: pip install 'kernelkit[gateway]'")
     from .payload import load_public_key
 
     public_key = load_public_key(args.public_key)
@@ -175,8 +177,8 @@ def prepare(argv=None):
     launch = GatewayLaunch(args, address, port_range, public_key, conn)
     # the provisioner decides when this kernel ends (comm port, shutdown), not
     # the process that started it: over ssh that is a shell that exits at once
-    app = KernelApp(kernel_class, conn, f"kernel {args.kernel_id}", iopub_tcp_timeout=IOPUB_TCP_TIMEOUT,
-                    port_range=port_range, announce=launch.announce, watch_parent=False)
+    app = KernelApp(kernel_class, conn, f"kernel {args.kernel_id}", port_range=port_range, announce=launch.announce,
+                    watch_parent=False)
     return app, launch
 
 
