@@ -63,3 +63,19 @@ def browser():
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory):
+    """Two hosts joined by a network, sshd on one (tests/netns.py), for a
+    test module; skipped where they cannot be had."""
+    from netns import make_two_hosts, remove_two_hosts, why_not_available
+
+    reason = why_not_available()
+    if reason:
+        pytest.skip(f"two hosts over ssh: {reason}")
+    hosts = make_two_hosts(tmp_path_factory.mktemp("two-hosts"))
+    try:
+        yield hosts
+    finally:
+        remove_two_hosts(hosts)

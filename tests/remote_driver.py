@@ -75,6 +75,37 @@ def remote_facts(kc) -> dict:
     return {"pid": int(pid), "netns": netns}
 
 
+def user_session(km, facts: dict):
+    """What a user does with a new kernel: run, answer input(), interrupt a
+    cell and run another. Records it in ``facts``; returns the client."""
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    facts["first"] = remote_facts(kc)
+    facts["execute"] = run(kc, "print(6 * 7)")
+    facts["input"] = run(kc, "name = input('who? ')\nprint('hello', name)", stdin_hook=lambda msg: kc.input("remote"))
+    facts["interrupt"] = interrupted_cell(kc, km)
+    facts["after_interrupt"] = run(kc, "print('still here')")
+    return kc
+
+
+def interrupted_cell(kc, km) -> dict:
+    """Interrupt a sleeping cell once it runs: its reply, and how long the interrupt took."""
+    msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    # the cell runs once its first output arrives
+    while True:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            break
+    t0 = time.monotonic()
+    km.interrupt_kernel()
+    while True:
+        reply = kc.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    return {"status": reply["content"]["status"], "ename": reply["content"].get("ename"), "seconds": time.monotonic() - t0}
+
+
 def scenario_session(cfg) -> dict:
     """The bundled Python kernel through the provisioner: everything a user does."""
     facts = {"launcher_netns": os.readlink("/proc/self/ns/net")}
@@ -85,28 +116,7 @@ def scenario_session(cfg) -> dict:
         facts["ip"] = info["ip"]
         facts["curve"] = bool(info.get("curve_publickey")) and bool(info.get("curve_secretkey"))
         facts["interrupt_mode"] = km.kernel_spec.interrupt_mode
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=30)
-        facts["first"] = remote_facts(kc)
-        facts["execute"] = run(kc, "print(6 * 7)")
-        facts["input"] = run(kc, "name = input('who? ')\nprint('hello', name)", stdin_hook=lambda msg: kc.input("remote"))
-
-        msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
-        # the cell runs once its first output arrives
-        while True:
-            msg = kc.get_iopub_msg(timeout=30)
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                break
-        t0 = time.monotonic()
-        km.interrupt_kernel()
-        while True:
-            reply = kc.get_shell_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        facts["interrupt"] = {"status": reply["content"]["status"], "ename": reply["content"].get("ename"),
-                              "seconds": time.monotonic() - t0}
-        facts["after_interrupt"] = run(kc, "print('still here')")
+        kc = user_session(km, facts)
 
         plain = {k: v for k, v in info.items() if not k.startswith("curve_")}
         pub, sec = zmq.curve_keypair()

@@ -13,25 +13,13 @@ import uuid
 import pytest
 import zmq
 
-from netns import make_two_hosts, remove_two_hosts, run_in_client, why_not_available
+from netns import run_in_client
 from support import HERE
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE support")
 
 DRIVER = str(HERE / "remote_driver.py")
 EXEC_KERNEL_PATH = str(HERE / "kernels" / "exec_kernel.py")
-
-
-@pytest.fixture(scope="module")
-def two_hosts(tmp_path_factory):
-    reason = why_not_available()
-    if reason:
-        pytest.skip(f"remote kernels over ssh: {reason}")
-    hosts = make_two_hosts(tmp_path_factory.mktemp("two-hosts"))
-    try:
-        yield hosts
-    finally:
-        remove_two_hosts(hosts)
 
 
 def drive(hosts, scenario, timeout=150, env=None, **cfg) -> dict:

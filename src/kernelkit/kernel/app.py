@@ -67,8 +67,18 @@ class KernelApp:
         label: str,
         registration_timeout: float = RECEIPT_TIMEOUT,
         iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT,
+        port_range: tuple[int, int] | None = None,
+        announce=None,
+        watch_parent: bool = True,
     ):
         self.kernel_class = kernel_class
+        # (low, high): picked ports come from this range (a cluster's firewall rules)
+        self.port_range = port_range
+        # announce(ports): tells a launcher other than a registration file's
+        # where the kernel is (kernelkit.gateway); StartupError if it cannot
+        self.announce = announce
+        # False: something other than the parent process decides when the kernel ends
+        self.watch_parent = watch_parent
         self.info = info
         self.label = label
         self.registration_timeout = registration_timeout
@@ -95,10 +105,15 @@ class KernelApp:
                 make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
             options = flow.socket_options(conn.transport, self.iopub_tcp_timeout)
-            sockets, self.ports = bind_sockets(self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, options)
-            if reg is not None:
+            sockets, self.ports = bind_sockets(
+                self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, options, self.port_range,
+            )
+            if reg is not None or self.announce is not None:
                 try:
-                    register(self.ctx, self.session, reg, self.ports, self.registration_timeout)
+                    if reg is not None:
+                        register(self.ctx, self.session, reg, self.ports, self.registration_timeout)
+                    else:
+                        self.announce(self.ports)
                 except BaseException:
                     for s in sockets.values():
                         s.close(linger=0)
@@ -128,7 +143,8 @@ class KernelApp:
             # the gate's watcher also sees a SIGTERM that lands just before a
             # blocking call, which would delay this handler until the call returns
             self.gate.on_terminate = lambda: self.end_now("SIGTERM")
-        ParentWatch(lambda reason: self.end_now(reason, exit_code=1)).start()
+        if self.watch_parent:
+            ParentWatch(lambda reason: self.end_now(reason, exit_code=1)).start()
         try:
             kernel = self.kernel_class()
             lifecycle.attach(kernel)  # calls kernel.start()

@@ -3,6 +3,7 @@
 import errno
 import logging
 import os
+import random
 
 import zmq
 
@@ -92,6 +93,26 @@ def _bind_one(sock, channel: str, conn: ConnectionInfo, port: int, label: str) -
     return int(bound.rsplit(":", 1)[1])
 
 
+def range_order(port_range: tuple[int, int]) -> list:
+    """Every port of ``(low, high)`` (both included), starting at a random one:
+    kernels started at once on one host try different ports first."""
+    low, high = port_range
+    ports = list(range(low, high + 1))
+    start = random.randrange(len(ports))
+    return ports[start:] + ports[:start]
+
+
+def _bind_in_range(sock, channel: str, conn: ConnectionInfo, port_range: tuple[int, int], label: str) -> int:
+    """Bind the first free port of ``port_range``: one bind per port tried, the
+    socket keeps the one that succeeds (nothing is closed and bound again)."""
+    for port in range_order(port_range):
+        try:
+            return _bind_one(sock, channel, conn, port, label)
+        except _InUse:
+            continue
+    raise StartupError(f"{label}: no free port left in {port_range[0]}..{port_range[1]} for {channel}; widen the port range")
+
+
 def bind_sockets(
     ctx: zmq.Context,
     hb_ctx: zmq.Context,
@@ -99,13 +120,15 @@ def bind_sockets(
     label: str = "connection file",
     preferred=None,
     options=None,
+    port_range: tuple[int, int] | None = None,
 ):
     """Bind shell, control, stdin, iopub (in ``ctx``) and hb (in ``hb_ctx``).
 
     Returns ``(sockets, ports)``; ports of 0 in ``conn`` are picked at bind
     time, so nothing can take them between picking and binding, except where
-    ``preferred`` (channel -> port) names one to bind first if it is free. On
-    failure every socket made so far is closed before StartupError propagates.
+    ``preferred`` (channel -> port) names one to bind first if it is free.
+    With ``port_range`` (tcp), picked ports come from that range. On failure
+    every socket made so far is closed before StartupError propagates.
     ``options``: ``channel -> {zmq option: value}`` to set before binding (the
     kernel's flow control, io/flow.py ``socket_options``).
     """
@@ -121,6 +144,8 @@ def bind_sockets(
             bound = None
             if not port and channel in preferred:
                 bound = _bind_preferred(sock, channel, conn, preferred[channel], label)
+            if bound is None and not port and port_range and conn.transport == "tcp":
+                bound = _bind_in_range(sock, channel, conn, port_range, label)
             ports[channel] = bound if bound is not None else _bind_one(sock, channel, conn, port, label)
     except BaseException:
         for sock in sockets.values():

@@ -39,6 +39,18 @@ class ConnectionInfo:
     curve_publickey: bytes | None = None
     curve_secretkey: bytes | None = None
 
+    def as_dict(self) -> dict:
+        """The classic connection-file dict for these ports (what kernelkit.gateway reports)."""
+        d = {
+            "transport": self.transport,
+            "ip": self.ip,
+            "key": self.key.decode("utf-8"),
+            "signature_scheme": self.signature_scheme,
+            "kernel_name": self.kernel_name,
+        }
+        d.update({f"{c}_port": p for c, p in self.ports.items()})
+        return d
+
 
 @dataclass
 class RegistrationInfo:
