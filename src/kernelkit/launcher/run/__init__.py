@@ -191,7 +191,7 @@ def _final_lines(r: Result, terminal) -> None:
         terminal.always(f"{PROG}: {r.reason}")
         return
     if r.exit == 130:
-        terminal.always(f"{PROG}: {r.reason.split(':')[0] if r.reason.startswith('interrupted') else 'stopped'} in {r.failed_cell}")
+        terminal.always(f"{PROG}: {'interrupted' if r.reason.startswith('interrupted') else 'stopped'} in {r.failed_cell}")
     elif r.exit:
         terminal.always(f"{PROG}: {terminal.red(r.failed_cell + ' failed')}: {r.reason}")
     where = f"to {r.output}" if r.output else "(not saved: --no-save)"
@@ -206,6 +206,10 @@ def main(argv=None) -> int:
     from . import report
 
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    # nbformat imports jsonschema, which builds a grammar for rfc3987_syntax when that is
+    # installed (JupyterLab's dependencies bring it): 2 to 7 s on every run, for an "iri"
+    # format no notebook schema uses. Our process only; kernels are not affected.
+    sys.modules.setdefault("rfc3987_syntax", None)
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     # jupyter_client's launcher logs a failed Popen at length; we say it in one line
     logging.getLogger("traitlets").setLevel(logging.CRITICAL)

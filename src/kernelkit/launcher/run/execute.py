@@ -8,6 +8,7 @@ metadata saying which cell failed; the notebook is saved up to there.
 """
 
 import asyncio
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ def _client_class():
             self.numbers = {index: n for n, index in enumerate(to_run, 1)}
             self.current = None  # index of the running cell
             self.ran = 0
+            self.cell_timeout = None
 
         def cell_label(self, index) -> str:
             cell_id = self.nb.cells[index].get("id")
@@ -99,6 +101,10 @@ def _client_class():
                 parameters.cell_ended(cell, time.perf_counter() - start, failed)
                 if not failed:
                     self.terminal.progress(f"[{n}/{total}] done in {time.perf_counter() - start:.2f} s")
+
+        def _get_timeout(self, cell):
+            # nbclient's own trait holds whole seconds only
+            return self.cell_timeout
 
         def process_message(self, msg, cell, cell_index):
             self.terminal.cell_message(msg)
@@ -154,9 +160,10 @@ class NotebookRun:
         result = Result(self.path, None)
         self.km = km = self.kernel.manager()
         self.client = client = _client_class()(
-            nb, km, self.terminal, timeout=opts.timeout, startup_timeout=int(opts.startup_timeout),
-            allow_errors=opts.allow_errors, log=quiet_log(),
+            nb, km, self.terminal, startup_timeout=math.ceil(opts.startup_timeout), allow_errors=opts.allow_errors,
+            log=quiet_log(),
         )
+        client.cell_timeout = opts.timeout
         started = time.perf_counter()
         self.terminal.progress(f"{PROG}: {self.path}: {plural(len(client.numbers), 'code cell')} on {km.kernel_spec.display_name}")
         answerer = None
@@ -231,6 +238,6 @@ class NotebookRun:
         elif self.interrupts:
             result.exit, result.reason = 130, "interrupted (Ctrl-C)"
         else:
-            result.reason = f"{e.ename}: {e.evalue}"
+            result.reason = f"{e.ename or 'error'}: {e.evalue}"  # bash_kernel's errors have no ename
         errors = [o for o in self.nb.cells[index].outputs if o.get("output_type") == "error"]
         result.details = strip_ansi(error_text(errors[-1])) if errors else result.reason
