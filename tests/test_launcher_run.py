@@ -472,6 +472,15 @@ def test_kernel_that_does_not_start_is_one_line(tmp_path, env, case):
     assert not os.path.exists(tmp_path / "n.out.ipynb")
 
 
+def test_installed_kernel_whose_program_is_missing_is_one_line(tmp_path, env):
+    _kernelspec(tmp_path, "gone", {"argv": ["/nonexistent/kernel", "-f", "{connection_file}"], "display_name": "Gone", "language": "python"})
+    nb = notebook(tmp_path / "n.ipynb", "1", kernelspec={"name": "gone", "language": "python", "display_name": "Gone"})
+    p = kernelkit_run([nb], env)
+    assert p.returncode == 2
+    assert errors(p)[-1] == "kernelkit run: the kernel did not start: cannot start /nonexistent/kernel: No such file or directory"
+    assert not os.path.exists(tmp_path / "n.out.ipynb")
+
+
 @pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_interrupts_the_cell_then_stops(tmp_path, env, presses):
     nb = notebook(tmp_path / "long.ipynb", "x = 1", "kernel.stream('running\\n'); time.sleep(60)" if presses == 1

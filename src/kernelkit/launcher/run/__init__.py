@@ -132,8 +132,6 @@ def _prepare(args, terminal) -> list:
         kernel = choose_kernel(path, nb, args.kernel, args.kernel_cmd, args.dialect, args.startup_timeout, installed)
         try:
             parameters.record(nb, options.params, kernel.name, kernel.language, path, None if args.no_save else output)
-        except UsageError:
-            raise
         except Exception as e:  # papermill: no translator for this language, a value it cannot write
             raise UsageError(f"{path}: cannot inject the parameters: {e}") from None
         runs.append(NotebookRun(path, nb, output, kernel, options, terminal))
@@ -152,7 +150,7 @@ async def _run_all(runs, jobs: int, terminal, several: bool) -> list:
             async with slots:
                 result = await run.run()
         except asyncio.CancelledError:  # stopped before it began
-            return Result(run.path, None, exit=130, reason="not run (stopped)")
+            return Result(run.path, None, exit=130, reason="not run (stopped)", ename="RunStopped")
         if several:
             _notebook_line(result, terminal)
         return result

@@ -40,6 +40,7 @@ class Result:
     cells: int = 0  # code cells that ran
     failed_cell: str = ""  # "cell 2 (id 5c1f...)"
     reason: str = ""  # one line: "ZeroDivisionError: division by zero"
+    ename: str = ""  # the error's name: "ZeroDivisionError", "CellTimeoutError" ...
     details: str = ""  # the traceback, without colours
 
     @property
@@ -176,6 +177,8 @@ class NotebookRun:
                     nb.metadata["language_info"] = info["content"]["language_info"]
             except HandshakeError as e:
                 return self._not_started(result, e.summary)
+            except OSError as e:  # a kernelspec's program that is not there (jupyter_client's own launcher)
+                return self._not_started(result, f"cannot start {e.filename or 'the kernel'}: {e.strerror or e}")
             except (RuntimeError, TimeoutError) as e:  # e.g. "Kernel didn't respond in N seconds"
                 return self._not_started(result, (str(e).strip() or type(e).__name__).splitlines()[0])
             except asyncio.CancelledError:
@@ -218,12 +221,14 @@ class NotebookRun:
 
     def _not_started(self, result, why, status=2) -> Result:
         result.exit, result.reason = status, f"the kernel did not start: {why}" if status == 2 else why
+        result.ename = "KernelNotStarted" if status == 2 else "RunStopped"
         return result
 
     def _failed(self, result, ename, evalue, status=1) -> None:
         """A failure the kernel could not report itself: an error output in the running cell."""
         index = self.client.current
-        result.exit, result.reason, result.details = status, f"{ename}: {evalue}", f"{ename}: {evalue}"
+        result.exit, result.ename, result.reason = status, ename, f"{ename}: {evalue}"
+        result.details = result.reason
         if index is None:
             return
         result.failed_cell = self.client.cell_label(index)
@@ -232,12 +237,14 @@ class NotebookRun:
     def _cell_error(self, result, e) -> None:
         index = self.client.current
         result.exit, result.failed_cell = 1, self.client.cell_label(index)
+        result.ename = e.ename or "error"  # bash_kernel's errors have no ename
         if self.unanswered is not None:
+            result.ename = "InputNotAnswered"
             result.reason = (f"input() asked for more answers than given ({len(self.options.answers)}; "
                              f"prompt {self.unanswered!r}): add --input TEXT or a line to --stdin-file")
         elif self.interrupts:
             result.exit, result.reason = 130, "interrupted (Ctrl-C)"
         else:
-            result.reason = f"{e.ename or 'error'}: {e.evalue}"  # bash_kernel's errors have no ename
+            result.reason = f"{result.ename}: {e.evalue}"
         errors = [o for o in self.nb.cells[index].outputs if o.get("output_type") == "error"]
         result.details = strip_ansi(error_text(errors[-1])) if errors else result.reason

@@ -24,10 +24,8 @@ def summary_table(results, terminal) -> list:
 
 
 def counts(results) -> str:
-    by_status = {}
-    for r in results:
-        by_status[r.status] = by_status.get(r.status, 0) + 1
-    parts = ", ".join(f"{n} {status}" for status, n in by_status.items())
+    statuses = [r.status for r in results]
+    parts = ", ".join(f"{statuses.count(s)} {s}" for s in ("ok", "failed", "not started", "stopped") if s in statuses)
     return f"{plural(len(results), 'notebook')}: {parts}"
 
 
@@ -41,9 +39,8 @@ def write_junit(results, path: str, seconds: float) -> None:
     for r in results:
         case = ET.SubElement(suite, "testcase", classname="kernelkit.run", name=r.path, time=f"{r.seconds:.3f}")
         if r.exit:
-            kind = r.reason.split(":", 1)[0] if ":" in r.reason else r.status
             tag = "failure" if r.exit == 1 else "error"
-            ET.SubElement(case, tag, message=r.line(), type=kind).text = r.details or r.line()
+            ET.SubElement(case, tag, message=r.line(), type=r.ename).text = r.details or r.line()
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
