@@ -259,8 +259,11 @@ def test_parameters_are_typed_and_injected_as_papermill_does(tmp_path, env):
 def test_earlier_injected_cell_is_replaced_and_without_a_parameters_cell_it_goes_first(tmp_path, env):
     nb = notebook(tmp_path / "p.ipynb", "a = 1", "kernel.stream(repr(a))", tags={0: ["parameters"]})
     assert kernelkit_run([nb, "-o", str(tmp_path / "once.ipynb"), "-p", "a", "2"], env).returncode == 0
-    p = kernelkit_run([str(tmp_path / "once.ipynb"), "-o", str(tmp_path / "twice.ipynb"), "-p", "a", "3"], env)
+    p = kernelkit_run([str(tmp_path / "once.ipynb"), "-o", str(tmp_path / "twice.ipynb"), "-p", "a", "3", "-p", "typo", "1"], env)
     assert p.returncode == 0 and p.stdout == "3"
+    # papermill warns about a name the parameters cell does not set: so do we
+    assert errors(p)[0] == (f"kernelkit run: {tmp_path / 'once.ipynb'}: its parameters cell does not set typo "
+                            "(injected all the same, as papermill does)")
     twice = read(tmp_path / "twice.ipynb")
     assert sum("injected-parameters" in c.metadata.get("tags", []) for c in twice.cells) == 1
     untagged = notebook(tmp_path / "u.ipynb", "kernel.stream(repr(a))")

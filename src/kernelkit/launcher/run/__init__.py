@@ -131,9 +131,11 @@ def _prepare(args, terminal) -> list:
         nb = read_notebook(path)
         kernel = choose_kernel(path, nb, args.kernel, args.kernel_cmd, args.dialect, args.startup_timeout, installed)
         try:
-            parameters.record(nb, options.params, kernel.name, kernel.language, path, None if args.no_save else output)
+            unknown = parameters.record(nb, options.params, kernel.name, kernel.language, path, None if args.no_save else output)
         except Exception as e:  # papermill: no translator for this language, a value it cannot write
             raise UsageError(f"{path}: cannot inject the parameters: {e}") from None
+        if unknown:
+            terminal.info(f"{PROG}: {path}: its parameters cell does not set {', '.join(unknown)} (injected all the same, as papermill does)")
         runs.append(NotebookRun(path, nb, output, kernel, options, terminal))
     return runs
 
@@ -211,6 +213,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     # jupyter_client's launcher logs a failed Popen at length; we say it in one line
     logging.getLogger("traitlets").setLevel(logging.CRITICAL)
+    # papermill logs that a language's parameters cell cannot be read; we just do not warn then
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     several = len(args.notebooks) > 1
     terminal = Terminal(args.color, args.quiet, cells=not several)
     try:

@@ -66,8 +66,10 @@ def _check_name(name: str, flag: str) -> str:
     return name
 
 
-def record(nb, params: dict, kernel_name: str, language: str, input_path: str, output_path) -> None:
-    """Inject the parameters (when there are any) and start ``metadata.papermill``.
+def record(nb, params: dict, kernel_name: str, language: str, input_path: str, output_path) -> list:
+    """Inject the parameters (when there are any) and start ``metadata.papermill``;
+    return the names given that the ``parameters`` cell does not set (papermill
+    warns about them: typos), when papermill can read that cell.
 
     Without parameters papermill is not imported; the metadata still says what ran
     (papermill's keys, its version only when it is installed).
@@ -80,13 +82,18 @@ def record(nb, params: dict, kernel_name: str, language: str, input_path: str, o
         nb.metadata["papermill"] = meta  # (nbformat stores a copy)
     for cell in nb.cells:  # papermill gives every cell a list of tags (its injection looks for them)
         cell.metadata.setdefault("tags", [])
+    unknown = []
     if params:
+        from papermill.inspection import _infer_parameters
         from papermill.parameterize import parameterize_notebook
 
+        known = {p.name for p in _infer_parameters(nb, name=kernel_name, language=language or None)}
+        unknown = [name for name in params if known and name not in known]
         injected = parameterize_notebook(nb, params, kernel_name=kernel_name, language=language or None)
         nb.cells = injected.cells
         nb.metadata = injected.metadata
     nb.metadata["papermill"].update(input_path=input_path, output_path=output_path)
+    return unknown
 
 
 def _papermill_version():
