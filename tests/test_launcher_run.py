@@ -436,6 +436,7 @@ BAD = {
     "yaml-invalid": (lambda t, g: [g, "-y", "a: [1"], "-y: not valid YAML"),
     "yaml-not-a-mapping": (lambda t, g: [g, "-y", "[1, 2]"], "-y: parameters must be a YAML mapping (NAME: VALUE), not a list"),
     "several-outputs-to-a-file": (lambda t, g: [g, g, "-o", str(t / "o.ipynb")], "with several notebooks, -o must be an existing directory"),
+    "same-notebook-twice": (lambda t, g: [g, g], "good.ipynb and "),
     "cwd-missing": (lambda t, g: [g, "--cwd", str(t / "nowhere")], "nowhere: no such directory"),
     "jobs-0": (lambda t, g: [g, "-j", "0"], "argument -j/--jobs: '0': give a positive whole number"),
     "stdin-file-missing": (lambda t, g: [g, "--stdin-file", str(t / "answers")], "answers: cannot read it"),

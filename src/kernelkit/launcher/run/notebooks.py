@@ -63,19 +63,21 @@ def output_paths(notebooks: list, output) -> list:
         for nb, out in zip(notebooks, paths):
             if os.path.exists(nb) and os.path.exists(out) and os.path.samefile(nb, out):
                 raise UsageError(f"-o {output}: would overwrite the input {nb} (name the output file instead)")
-        seen = {}
-        for nb, out in zip(notebooks, paths):
-            if out in seen:
-                raise UsageError(f"-o {output}: {seen[out]} and {nb} would both be written to {out}")
-            seen[out] = nb
-        return paths
-    if output:
+    elif output:
         if len(notebooks) > 1:
             raise UsageError(f"-o {output}: with several notebooks, -o must be an existing directory")
         if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
             raise UsageError(f"cannot write {output}: no such directory")
-        return [output]
-    return [_beside(nb) for nb in notebooks]
+        paths = [output]
+    else:
+        paths = [_beside(nb) for nb in notebooks]
+    seen = {}
+    for nb, out in zip(notebooks, paths):
+        key = os.path.abspath(out)
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {nb} would both be written to {out}")
+        seen[key] = nb
+    return paths
 
 
 def _beside(path: str) -> str:
