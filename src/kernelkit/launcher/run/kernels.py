@@ -3,8 +3,8 @@
 The notebook's own kernel (``metadata.kernelspec.name``) when it is installed,
 started as its kernelspec says (through the handshake when its spec selects the
 ``kernelkit-handshake`` provisioner); ``--kernel NAME`` overrides it. The name
-``kernelkit`` is always available: the bundled Python kernel with this Python,
-started through the handshake, installed or not. A kernel that is not installed
+``kernelkit`` is always available: its installed kernelspec, else the bundled
+Python kernel with this Python, started through the handshake. A kernel that is not installed
 is an error naming it and what is installed; a Python notebook runs on the
 bundled kernel only when asked (``--kernel kernelkit``).
 """
