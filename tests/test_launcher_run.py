@@ -284,6 +284,8 @@ def test_input_answers_in_order(tmp_path, env):
     p = kernelkit_run([nb, "--stdin-file", str(tmp_path / "answers.txt"), "-q"], env)
     assert p.returncode == 0 and p.stdout == "" and p.stderr == ""
     assert read(tmp_path / "ask.out.ipynb").cells[1].outputs[-1].text.endswith("x|y\n")
+    p = kernelkit_run([nb, "--stdin-file", "-", "-q"], env, input="from\nstdin\n")
+    assert p.returncode == 0 and read(tmp_path / "ask.out.ipynb").cells[1].outputs[-1].text.endswith("from|stdin\n")
     p = kernelkit_run([nb, "--input", "only one"], env)
     assert p.returncode == 1
     assert errors(p)[-2].endswith("failed: input() asked for more answers than given (1; prompt 'second: '): "
