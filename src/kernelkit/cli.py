@@ -11,7 +11,7 @@ from . import __version__
 
 SUBCOMMANDS = {
     # name: (module with main(argv) -> int, one-line help)
-    "run": ("kernelkit.launcher.run", "execute a notebook through the handshake"),
+    "run": ("kernelkit.launcher.run", "execute notebooks, each on its own kernel (papermill parameters, -j N)"),
     "install": ("kernelkit.python.install", "install the kernelkit Python kernelspec"),
     "uninstall": ("kernelkit.python.install", "remove the kernelkit Python kernelspec"),
 }

@@ -6,9 +6,9 @@
   argv or a kernelspec and wait until it registered its ports.
 - :class:`HandshakeProvisioner` (``kernelkit.launcher.provisioner``): the
   jupyter_client provisioner ``kernelkit-handshake``.
-- ``kernelkit run`` (``kernelkit.launcher.run``): execute a notebook.
+- ``kernelkit run`` (``kernelkit.launcher.run``): execute notebooks, each on its own kernel.
 
-Needs the ``launcher`` extra (jupyter_client; nbclient for ``kernelkit run``).
+Needs the ``launcher`` extra (jupyter_client; nbclient and papermill for ``kernelkit run``).
 """
 
 from .launch import LaunchedKernel, PendingLaunch, async_launch_kernel, launch_kernel
