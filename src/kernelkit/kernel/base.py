@@ -37,7 +37,11 @@ class Kernel:
     banner = ""
     help_links: list = []
     protocol_version = PROTOCOL_VERSION
-    supported_features: tuple = ("iopub_welcome", "kernel subshells")
+    #: What ``kernel_info`` lists. Subshells (JEP 91) are the kernel's choice:
+    #: add ``"kernel subshells"`` only if the kernel's handlers may run on
+    #: several threads at once (its state is thread-safe). Without it the
+    #: subshell requests get an error reply saying subshells are not supported.
+    supported_features: tuple = ("iopub_welcome",)
 
     #: ``msg_type -> method name``: the requests this kernel handles besides
     #: the lifecycle's own (execute, kernel_info, interrupt, shutdown,

@@ -25,6 +25,10 @@ class SubshellDeleted(RequestError, RuntimeError):
     """The subshell was deleted before this queued request started."""
 
 
+class SubshellsNotSupported(RequestError):
+    """A subshell request to a kernel that does not offer subshells."""
+
+
 def describe_exception(exc: BaseException) -> dict:
     """``ename``, ``evalue`` and ``traceback`` of an error reply or message."""
     if isinstance(exc, ExecutionError):

@@ -32,12 +32,15 @@ from ..io import CONTROL, SHELL, STDIN, LogLimiter
 from ..wire.errors import InvalidContent
 from ..wire.requests import validate
 from .base import Kernel
-from .errors import RequestError, SubshellDeleted, UnknownSubshell, describe_exception
+from .errors import RequestError, SubshellDeleted, SubshellsNotSupported, UnknownSubshell, describe_exception
 from .request import Request
 from .services import Services
 from .shells import STOP, Shells, ShellQueue
 
 log = logging.getLogger("kernelkit.kernel")
+
+# the supported_features entry by which a kernel offers subshells
+SUBSHELLS = "kernel subshells"
 
 
 class Lifecycle:
@@ -290,18 +293,25 @@ class Lifecycle:
         """Stop once ``req`` is answered and its idle sent."""
         self._stop_after = req
 
+    def _offers_subshells(self) -> None:
+        if SUBSHELLS not in self.kernel.supported_features:
+            raise SubshellsNotSupported(f"this kernel ({self.kernel.implementation}) does not support subshells")
+
     def _create_subshell(self, req: Request) -> dict:
+        self._offers_subshells()
         return {"subshell_id": self.shells.create(self.run_shell).subshell_id}
 
     def _delete_subshell(self, req: Request) -> dict:
         """Stop routing to the subshell at once; answer what is queued in it
         with an error; let its running request finish; then its thread ends."""
+        self._offers_subshells()
         shell = self.shells.remove(req.content.get("subshell_id"))
         self._refuse_queued(shell)
         shell.queue.put(STOP)
         return {}
 
     def _list_subshells(self, req: Request) -> dict:
+        self._offers_subshells()
         return {"subshell_id": self.shells.subshell_ids()}
 
     def _refuse_queued(self, shell: ShellQueue) -> None:
