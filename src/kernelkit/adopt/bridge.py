@@ -79,6 +79,21 @@ class AdoptedKernel(Kernel):
             return
         install_comms(self)
 
+    def write_stream(self, content) -> bool:
+        """A ``stream`` message the kernel sends: batched with print()'s
+        output of the same name (a line-by-line kernel's output becomes a
+        few large messages, in order with what it prints). False: not a
+        plain stdout/stderr stream, to be published as it is."""
+        if not isinstance(content, dict) or content.keys() != {"name", "text"} or not isinstance(content["text"], str):
+            return False
+        out = self._stdout if content["name"] == "stdout" else self._stderr if content["name"] == "stderr" else None
+        if out is None:
+            return False
+        # (the class's write: metakernel replaces sys.stdout.write with its
+        # own, which sends a stream message, which would come back here)
+        type(out).write(out, content["text"])
+        return True
+
     def flush_output(self) -> None:
         if self._stdout is not None:
             self._stdout.flush()

@@ -113,8 +113,10 @@ class Kernel(SingletonConfigurable):
     def send_response(self, stream, msg_or_type, content=None, ident=None, buffers=None, track=False, header=None,
                       metadata=None, channel=None):
         """Publish on iopub, parented to the request being handled."""
-        if isinstance(msg_or_type, str) and stream is self.iopub_socket:
-            self._kk.publish(msg_or_type, content or {}, metadata, buffers)  # (the common case, direct)
+        if isinstance(msg_or_type, str) and stream is self.iopub_socket:  # (the common case, direct)
+            if msg_or_type == "stream" and not metadata and not buffers and self._kk.write_stream(content):
+                return {"msg_type": msg_or_type, "content": content, "metadata": {}}
+            self._kk.publish(msg_or_type, content or {}, metadata, buffers)
             return {"msg_type": msg_or_type, "content": content or {}, "metadata": metadata or {}}
         return self.session.send(stream, msg_or_type, content, self.get_parent(channel), ident, buffers, track, header, metadata)
 
