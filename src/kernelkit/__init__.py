@@ -4,6 +4,6 @@ The kernel core (this package minus ``launcher``) depends on pyzmq only.
 """
 
 from ._version import __version__
-from .kernel.base import Kernel, Request, handler
+from .kernel.base import ExecutionError, Kernel, Request, StdinNotAllowed, handler
 
-__all__ = ["Kernel", "Request", "__version__", "handler"]
+__all__ = ["ExecutionError", "Kernel", "Request", "StdinNotAllowed", "__version__", "handler"]

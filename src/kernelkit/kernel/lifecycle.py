@@ -32,7 +32,7 @@ from ..io import CONTROL, SHELL, STDIN, LogLimiter
 from ..wire.errors import InvalidContent
 from ..wire.requests import validate
 from .base import Kernel
-from .errors import RequestError, SubshellDeleted, SubshellsNotSupported, UnknownSubshell, describe_exception
+from .errors import RequestError, SubshellDeleted, SubshellsNotSupported, UnknownSubshell, describe_exception, wrong_return
 from .request import Request
 from .services import Services
 from .shells import STOP, Shells, ShellQueue
@@ -207,6 +207,9 @@ class Lifecycle:
         self._local.request = req
         try:
             content = handler(req)
+            if content is not None and not isinstance(content, dict):
+                # (the base class's wrappers are named _<method>_request)
+                raise wrong_return(self.kernel, handler.__name__.lstrip("_").removesuffix("_request"), content)
         except (Exception, KeyboardInterrupt) as e:
             if isinstance(e, RequestError):
                 log.info("%s: %s", req.msg_type, e)
@@ -256,6 +259,8 @@ class Lifecycle:
                 self.gate.arm(req)  # (raises if interrupted since it was announced)
                 began = True
                 extra = self.kernel.execute(c["code"], req)
+                if extra is not None and not isinstance(extra, dict):
+                    raise wrong_return(self.kernel, "execute", extra)
             finally:
                 self.gate.disarm()
         except (Exception, KeyboardInterrupt) as e:
