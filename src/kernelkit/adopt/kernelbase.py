@@ -34,6 +34,23 @@ def not_provided(owner: str, name: str) -> NotProvided:
     )
 
 
+class _Standalone:
+    """Stands for the kernelkit kernel when the ipykernel-style kernel is made
+    outside ``IPKernelApp``: a count, no request, no input."""
+
+    publish = None
+    current_request = None
+
+    def __init__(self):
+        self.execution_count = 0
+
+    def parent_message(self) -> dict:
+        return {}
+
+    def input(self, prompt, password=False):
+        raise StdinNotAllowed("no frontend: this kernel was not started by IPKernelApp")
+
+
 # the kernelkit kernel an instance being made is bound to (set by the bridge
 # around the construction: a subclass's __init__ need not pass it on)
 _binding = threading.local()
@@ -52,15 +69,20 @@ class Kernel(SingletonConfigurable):
 
     def __init__(self, **kwargs):
         # ipykernel's app passes its sockets and streams; kernelkit owns those
-        for name in ("session", "iopub_socket", "stdin_socket", "shell_stream", "control_stream", "iopub_thread",
-                     "debugpy_stream", "profile_dir", "user_ns", "shell_streams", "control_thread", "shell_class"):
+        session, iopub_socket = kwargs.pop("session", None), kwargs.pop("iopub_socket", None)
+        for name in ("stdin_socket", "shell_stream", "control_stream", "iopub_thread", "debugpy_stream",
+                     "profile_dir", "user_ns", "shell_streams", "control_thread", "shell_class"):
             kwargs.pop(name, None)
         super().__init__(**kwargs)
         self._kk = getattr(_binding, "kernel", None)
         if self._kk is None:
-            raise RuntimeError("this ipykernel-style kernel is made by kernelkit's IPKernelApp.launch_instance, not directly")
-        self.session = self._kk.ipykernel_session
-        self.iopub_socket = self._kk.iopub_socket
+            # made directly, not by IPKernelApp (as the kernels' own unit tests
+            # do): sent only through the session and socket given, if any
+            self._kk = _Standalone()
+            self.session, self.iopub_socket = session, iopub_socket
+        else:
+            self.session = self._kk.ipykernel_session
+            self.iopub_socket = self._kk.iopub_socket
         #: ``msg_type -> handler(stream, ident, parent)``: the kernel may add
         #: its own (metakernel routes comm messages to its comm manager here)
         self.shell_handlers = {}
@@ -113,7 +135,9 @@ class Kernel(SingletonConfigurable):
     def send_response(self, stream, msg_or_type, content=None, ident=None, buffers=None, track=False, header=None,
                       metadata=None, channel=None):
         """Publish on iopub, parented to the request being handled."""
-        if isinstance(msg_or_type, str) and stream is self.iopub_socket:  # (the common case, direct)
+        if not self.session:
+            return None  # (as ipykernel: a kernel made without a session sends nothing)
+        if isinstance(msg_or_type, str) and stream is self.iopub_socket and self._kk.publish is not None:  # (the common case)
             if msg_or_type == "stream" and not metadata and not buffers and self._kk.write_stream(content):
                 return {"msg_type": msg_or_type, "content": content, "metadata": {}}
             self._kk.publish(msg_or_type, content or {}, metadata, buffers)
