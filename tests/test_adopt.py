@@ -16,7 +16,7 @@ import pytest
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
-from support import HERE, answer, input_request, iopub_until_idle, reply_to
+from support import HERE, answer, input_request, iopub_until, iopub_until_idle, reply_to
 
 RUNTIMES = ["kernelkit", "ipykernel"]
 
@@ -51,6 +51,11 @@ class Kernel:
         content, msgs = self.run(code, **kw)
         assert content["status"] == "ok", content
         return "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+
+
+def wait_for(kc, msg_id, predicate, timeout=20):
+    """Read iopub until a message of ``msg_id`` matches ``predicate``."""
+    iopub_until(kc, msg_id, predicate, timeout)
 
 
 def start(tmp_path, runtime, module="ipyapi", args=(), name="ipyapi", env=None):
@@ -174,13 +179,8 @@ def test_log_goes_to_the_kernels_stderr_not_to_the_cell(api):
 def test_keyboard_interrupt_inside_do_execute(api):
     kc = api.kc
     msg_id = kc.execute("sleep 30")
-    # wait until it runs, then interrupt as JupyterLab does (interrupt_mode signal)
-    deadline = time.monotonic() + 20
-    while True:
-        m = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if m["msg_type"] == "execute_input" and m["parent_header"].get("msg_id") == msg_id:
-            break
-    time.sleep(0.3)  # (inside asyncio.sleep: the cell has started; nothing waits on this)
+    # once it runs, interrupt as JupyterLab does (interrupt_mode signal)
+    wait_for(kc, msg_id, lambda m: m["msg_type"] == "stream" and m["content"]["text"] == "sleeping")
     t0 = time.monotonic()
     api.km.interrupt_kernel()
     reply = reply_to(kc, msg_id, 20)
@@ -266,11 +266,7 @@ def test_an_interrupt_in_an_async_do_execute_is_an_error_reply(adopted):
     # (ipykernel 7.4 sends no reply at all here)
     kc = adopted.kc
     msg_id = kc.execute("asleep 30")
-    deadline = time.monotonic() + 20
-    while True:
-        m = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if m["msg_type"] == "execute_input" and m["parent_header"].get("msg_id") == msg_id:
-            break
+    wait_for(kc, msg_id, lambda m: m["msg_type"] == "stream" and m["content"]["text"] == "sleeping")
     adopted.km.interrupt_kernel()
     reply = reply_to(kc, msg_id, 20)
     assert (reply["content"]["status"], reply["content"]["ename"]) == ("error", "KeyboardInterrupt")

@@ -68,11 +68,13 @@ class ApiKernel(Kernel):
             self.out(type(self.log).__name__)
         elif cmd == "sleep":  # blocking, as bash_kernel waits for bash
             try:
+                self.out("sleeping")  # (the test interrupts once it sees this)
                 time.sleep(float(arg))
             except KeyboardInterrupt:
                 self.out("interrupted")
                 return {"status": "abort", "execution_count": self.execution_count}
         elif cmd == "asleep":
+            self.out("sleeping")
             await asyncio.sleep(float(arg))
         elif cmd == "config":
             self.out(f"{self.greeting} {self.files}")
