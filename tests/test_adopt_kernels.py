@@ -295,3 +295,61 @@ class TestSchemeAdopted(_Scheme, jkt.KernelTests):
 
 class TestSchemeOnIpykernel(_Scheme, jkt.KernelTests):
     kernel_name = "calysto_scheme-ipykernel"
+
+
+# ------------------------------------------------------- jupyter console, in tmux
+class Tmux:
+    """A terminal of its own (a tmux server on a private socket) running a command."""
+
+    def __init__(self, command: str, env: dict):
+        self.sock = f"kernelkit-test-{os.getpid()}"
+        self.cmd = ["tmux", "-L", self.sock]
+        subprocess.run([*self.cmd, "new-session", "-d", "-s", "t", "-x", "120", "-y", "40", command],
+                       env=env, check=True, timeout=30)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.cmd, "capture-pane", "-p", "-t", "t", "-S", "-200"],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    def keys(self, *keys) -> None:
+        subprocess.run([*self.cmd, "send-keys", "-t", "t", *keys], check=True, timeout=30)
+
+    def wait_for(self, text: str, timeout=30.0) -> str:
+        """The screen once ``text`` shows on it."""
+        deadline = time.monotonic() + timeout
+        while text not in (screen := self.screen()):
+            assert time.monotonic() < deadline, f"{text!r} never showed; the screen:\n{screen}"
+            time.sleep(0.1)
+        return screen
+
+    def close(self) -> None:
+        subprocess.run([*self.cmd, "kill-server"], capture_output=True, timeout=30)
+
+
+def test_jupyter_console_on_the_adopted_bash_kernel():
+    from support import ensure_debian
+
+    pytest.importorskip("jupyter_console")
+    ensure_debian(["/usr/bin/tmux"], ["tmux"], "tmux")
+    console = str(Path(sys.executable).parent / "jupyter-console")
+    t = Tmux(f"{console} --kernel bash", env=dict(os.environ))
+    try:
+        t.wait_for("In [1]:", timeout=60)
+        t.keys("echo hello from $((6*7))", "Enter")
+        t.wait_for("hello from 42")
+        t.keys("for i in 1 2 3; do echo line $i; done", "Enter")
+        t.wait_for("line 3")
+        nap = f"sleep {30 + os.getpid() % 1000 / 1000:.3f}"
+        t.keys(nap, "Enter")
+        deadline = time.monotonic() + 20
+        while not _running(nap):  # (an interrupt that reaches bash between commands is lost)
+            assert time.monotonic() < deadline, "sleep never started"
+            time.sleep(0.05)
+        t.keys("C-c")  # the console sends an interrupt_request: back to a prompt at once
+        t.wait_for("In [4]:", timeout=10)
+        t.keys("ech", "Tab")
+        t.wait_for("In [4]: echo", timeout=10)  # (completed by the kernel)
+        t.keys("C-u")
+        t.keys("exit", "Enter")
+    finally:
+        t.close()
