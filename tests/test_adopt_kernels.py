@@ -149,16 +149,20 @@ def _running(command_line: str) -> bool:
     return False
 
 
+def wait_running(command_line: str, timeout=20.0) -> None:
+    """Until the command runs: an interrupt that reaches bash between commands is lost (on both runtimes)."""
+    deadline = time.monotonic() + timeout
+    while not _running(command_line):
+        assert time.monotonic() < deadline, f"{command_line!r} never started"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("name", ["bash", "bash-ipykernel"])
 def test_bash_interrupt_stops_the_command_and_the_kernel_goes_on(kernels, name):
     km, kc = kernels(name)
     nap = f"sleep {30 + os.getpid() % 1000 / 1000:.3f}"  # (a command line of its own, to find it)
     msg_id = kc.execute(f"{nap}; echo never")
-    # interrupt once sleep runs (an interrupt that reaches bash between commands is lost, on both)
-    deadline = time.monotonic() + 20
-    while not _running(nap):
-        assert time.monotonic() < deadline, "sleep never started"
-        time.sleep(0.05)
+    wait_running(nap)
     t0 = time.monotonic()
     km.interrupt_kernel()
     reply = reply_to(kc, msg_id, 20)["content"]
@@ -341,10 +345,7 @@ def test_jupyter_console_on_the_adopted_bash_kernel():
         t.wait_for("line 3")
         nap = f"sleep {30 + os.getpid() % 1000 / 1000:.3f}"
         t.keys(nap, "Enter")
-        deadline = time.monotonic() + 20
-        while not _running(nap):  # (an interrupt that reaches bash between commands is lost)
-            assert time.monotonic() < deadline, "sleep never started"
-            time.sleep(0.05)
+        wait_running(nap)
         t.keys("C-c")  # the console sends an interrupt_request: back to a prompt at once
         t.wait_for("In [4]:", timeout=10)
         t.keys("ech", "Tab")
