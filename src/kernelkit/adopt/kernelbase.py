@@ -19,7 +19,7 @@ PROVIDED = (
     "implementation implementation_version language_info banner help_links protocol_version "
     "do_execute do_complete do_inspect do_is_complete do_history do_shutdown kernel_info "
     "send_response session iopub_socket execution_count raw_input getpass get_parent "
-    "get_parent_header log shell_handlers _allow_stdin"
+    "get_parent_header set_parent log shell_handlers _allow_stdin"
 ).split()
 
 
@@ -66,6 +66,7 @@ class Kernel(SingletonConfigurable):
     help_links: list = []
     protocol_version = PROTOCOL_VERSION
     _supports_kernel_subshells = False
+    _set_parent: dict = {}
 
     def __init__(self, **kwargs):
         # ipykernel's app passes its sockets and streams; kernelkit owns those
@@ -125,8 +126,14 @@ class Kernel(SingletonConfigurable):
         }
 
     def get_parent(self, channel=None) -> dict:
-        """The request being handled (the message as a dict; {} if none)."""
-        return self._kk.parent_message()
+        """The request being handled (the message as a dict), else what
+        ``set_parent`` was given, else {}."""
+        return self._kk.parent_message() or self._set_parent
+
+    def set_parent(self, ident, parent, channel="shell") -> None:
+        """The parent ``get_parent`` gives while no request is being handled
+        (kernelkit itself knows which request each thread works for)."""
+        self._set_parent = parent or {}
 
     def get_parent_header(self, channel=None) -> dict:
         return self.get_parent(channel).get("header", {})
