@@ -7,6 +7,8 @@ the core; the rest is traitlets' command line, as under ipykernel:
 words into ``extra_args`` (metakernel runs them as files).
 """
 
+import sys
+
 from traitlets import Type
 from traitlets.config import Application
 
@@ -21,8 +23,6 @@ class IPKernelApp(Application):
     kernel_class = Type(Kernel, klass=Kernel, help="the kernel's class").tag(config=True)
 
     def initialize(self, argv=None):
-        import sys
-
         argv = list(sys.argv[1:] if argv is None else argv)
         core_args, rest = core_app._arg_parser().parse_known_args(argv)
         self._core_argv = _core_argv(core_args)

@@ -1,8 +1,8 @@
 """``ipykernel.kernelbase`` as an adopted kernel sees it: the ``Kernel`` class
 wrapper kernels subclass, backed by a kernelkit kernel (``bridge.AdoptedKernel``).
 
-What is provided is listed in ``PROVIDED``; any other attribute of ipykernel's
-Kernel raises ``NotProvided`` naming it. The ``do_*`` methods may be plain or
+What is provided is below (README lists it); any other attribute of
+ipykernel's Kernel raises ``NotProvided`` naming it. The ``do_*`` methods may be plain or
 ``async def``, as in ipykernel; they run on the main thread (``do_shutdown``
 on the control thread).
 """
@@ -13,15 +13,6 @@ from traitlets.config import SingletonConfigurable
 
 from ..kernel.stdin import StdinNotAllowed
 from ..wire import PROTOCOL_VERSION
-
-# what ipykernel's Kernel offers that this layer provides (README's table)
-PROVIDED = (
-    "implementation implementation_version language_info banner help_links protocol_version "
-    "do_execute do_complete do_inspect do_is_complete do_history do_shutdown kernel_info "
-    "send_response session iopub_socket execution_count raw_input getpass get_parent "
-    "get_parent_header set_parent log shell_handlers _allow_stdin"
-).split()
-
 
 class NotProvided(AttributeError):
     """An attribute of ipykernel's API that kernelkit's ipykernel layer does not provide."""
