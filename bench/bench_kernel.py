@@ -4,7 +4,8 @@
 
 Kernels: calc and exec-test (kernelkit examples), python (the bundled kernel),
 and, when installed, ipykernel and xeus-python for comparison
-(pip install ipykernel xeus-python). Each kernel is started on a classic
+(pip install ipykernel xeus-python), and echo_kernel (built on ipykernel's
+Kernel) adopted by kernelkit and on ipykernel (pip install echo_kernel). Each kernel is started on a classic
 connection file. launch->ready: process start to the first kernel_info
 reply (client sockets retry every 10 ms), median of --launches starts.
 Round trips: request to idle, median (kernel_info, execute of a trivial cell
@@ -116,6 +117,12 @@ KERNELS = {
 }
 if importlib.util.find_spec("ipykernel"):
     KERNELS["ipykernel"] = ([sys.executable, "-m", "ipykernel_launcher"], _print_loop, "pass", PYTHON_CELL)
+if importlib.util.find_spec("echo_kernel"):
+    # a kernel built on ipykernel's Kernel, on kernelkit (kernelkit adopt) and on ipykernel
+    # (it echoes the cell: n lines of code are n lines of output)
+    _echo = (lambda n: "\n".join(["x"] * n) + "\n", "hi")
+    KERNELS["echo-adopted"] = ([sys.executable, "-m", "kernelkit.adopt", "echo_kernel"], *_echo)
+    KERNELS["echo-ipykernel"] = ([sys.executable, "-m", "echo_kernel"], *_echo)
 if importlib.util.find_spec("xpython_launcher"):
     KERNELS["xeus-python"] = ([sys.executable, "-m", "xpython_launcher"], _print_loop, "pass", PYTHON_CELL)
 

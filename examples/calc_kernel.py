@@ -12,7 +12,7 @@ import math
 import operator
 
 from kernelkit import Kernel
-from kernelkit.kernel.base import ExecutionError
+from kernelkit import ExecutionError
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,

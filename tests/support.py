@@ -362,17 +362,23 @@ def is_served(info, timeout=2.0) -> bool:
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-def ensure_chromium() -> None:
-    """Debian's chromium and chromium-driver, installed with apt-get if missing."""
-    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+def ensure_debian(paths, packages, what: str) -> None:
+    """Debian ``packages`` installed with apt-get if one of ``paths`` is missing
+    (the test is skipped, saying why, when that cannot be done)."""
+    if all(os.path.exists(p) for p in paths):
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("needs Debian's chromium and chromium-driver (not installed; installing them needs root and apt-get)")
+        pytest.skip(f"needs Debian's {what} (not installed; installing it needs root and apt-get)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            pytest.skip(f"could not install Debian's chromium and chromium-driver: {' '.join(cmd)}: {done.stderr.strip()[-500:]}")
+            pytest.skip(f"could not install Debian's {what}: {' '.join(cmd)}: {done.stderr.strip()[-500:]}")
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium and chromium-driver, installed with apt-get if missing."""
+    ensure_debian([CHROMIUM, CHROMEDRIVER], ["chromium", "chromium-driver"], "chromium and chromium-driver")
 
 
 class QueuedBehind:

@@ -21,7 +21,7 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
-from support import EXEC_KERNEL, KernelProcess
+from support import CALC_KERNEL, EXEC_KERNEL, KernelProcess
 
 PY_KERNEL = [sys.executable, "-m", "kernelkit.python"]
 # a subshell must answer this fast while the main shell is busy
@@ -735,3 +735,27 @@ def test_creating_and_deleting_subshells_leaks_no_threads(pykernel):
     wait_for_threads(pykernel, baseline)
     assert fe.list_subshells() == []
     assert fe.eval("n") == "40"
+
+
+# ============================================ a kernel that does not offer them
+@pytest.fixture
+def calckernel(tmp_path):
+    k = _start(tmp_path, CALC_KERNEL)  # (declares no "kernel subshells")
+    yield k
+    k.fe.close()
+    k.proc.kill()
+
+
+def test_a_kernel_that_does_not_declare_subshells_refuses_them(calckernel):
+    fe = calckernel.fe
+    info = fe.reply(fe.control("kernel_info_request"), "control")
+    assert "kernel subshells" not in info["content"]["supported_features"], info["content"]
+    for msg_type, content in [("create_subshell_request", {}), ("list_subshell_request", {}),
+                              ("delete_subshell_request", {"subshell_id": "x"})]:
+        reply = fe.reply(fe.control(msg_type, content), "control")
+        assert reply["content"]["status"] == "error", reply["content"]
+        assert reply["content"]["ename"] == "SubshellsNotSupported"
+        assert "does not support subshells" in reply["content"]["evalue"]
+    # a request naming a subshell is refused too, and the main shell goes on
+    assert_error_reply(fe.reply(fe.execute("1", "made-up")), "UnknownSubshell")
+    assert fe.eval("6 * 7") == "42"

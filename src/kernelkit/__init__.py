@@ -8,9 +8,9 @@ costs the wire protocol alone.
 
 from ._version import __version__
 
-__all__ = ["Kernel", "Request", "__version__", "handler"]
+__all__ = ["ExecutionError", "Kernel", "Request", "StdinNotAllowed", "__version__", "handler"]
 
-_AUTHOR_API = {"Kernel", "Request", "handler"}
+_AUTHOR_API = {"ExecutionError", "Kernel", "Request", "StdinNotAllowed", "handler"}
 
 
 def __getattr__(name):

@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "run": ("kernelkit.launcher.run", "execute notebooks, each on its own kernel (papermill parameters, -j N)"),
     "install": ("kernelkit.python.install", "install the kernelkit Python kernelspec"),
     "uninstall": ("kernelkit.python.install", "remove the kernelkit Python kernelspec"),
+    "adopt": ("kernelkit.adopt.spec", "run an installed ipykernel-based kernel on kernelkit (--undo: back)"),
 }
 
 

@@ -13,6 +13,7 @@ from kernelkit import Kernel
 
 class ExecKernel(Kernel):
     implementation = "exec-test"
+    supported_features = ("iopub_welcome", "kernel subshells")
     language_info = {"name": "python", "version": sys.version.split()[0], "mimetype": "text/x-python", "file_extension": ".py"}
 
     def __init__(self):

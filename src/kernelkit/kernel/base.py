@@ -27,6 +27,20 @@ __all__ = ["ExecutionError", "Kernel", "Request", "StdinNotAllowed", "handler"]
 
 
 class Kernel:
+    """The base class of a kernelkit kernel: subclass it, set the class
+    attributes below, override ``execute`` (and what else the language
+    supports), then call ``main()``.
+
+    Threads: every request method runs on the thread of the shell that
+    received it: the main thread (so SIGINT and main-thread-only libraries
+    work), or a subshell's own thread if the kernel offers subshells.
+    ``interrupt`` runs on the control thread; ``start`` and ``stop`` on the
+    main thread. Each request method returns the reply's content (a dict;
+    ``status: ok`` is added) and gets the ``Request`` last. An exception
+    becomes an error reply (and, from ``execute``, an ``error`` message),
+    shown from the first frame of the kernel's own code; the kernel goes on.
+    """
+
     #: ``kernel_info_reply`` fields; override as class attributes. Keep them
     #: plain values: while the kernel is idle, the I/O thread answers a shell
     #: kernel_info_request from them at once. To compute the reply, override
@@ -37,7 +51,11 @@ class Kernel:
     banner = ""
     help_links: list = []
     protocol_version = PROTOCOL_VERSION
-    supported_features: tuple = ("iopub_welcome", "kernel subshells")
+    #: What ``kernel_info`` lists. Subshells (JEP 91) are the kernel's choice:
+    #: add ``"kernel subshells"`` only if the kernel's handlers may run on
+    #: several threads at once (its state is thread-safe). Without it the
+    #: subshell requests get an error reply saying subshells are not supported.
+    supported_features: tuple = ("iopub_welcome",)
 
     #: ``msg_type -> method name``: the requests this kernel handles besides
     #: the lifecycle's own (execute, kernel_info, interrupt, shutdown,
@@ -91,18 +109,33 @@ class Kernel:
         raise NotImplementedError("this kernel does not execute code")
 
     def complete(self, code: str, cursor_pos: int, request: Request) -> dict:
+        """complete_request: completions of ``code`` at ``cursor_pos`` (a
+        character offset; the end of the code if the client sent none).
+        Returns ``{"matches": [str], "cursor_start": int, "cursor_end": int,
+        "metadata": {}}``: the matches replace ``code[cursor_start:cursor_end]``."""
         return {"matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos, "metadata": {}}
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int, request: Request) -> dict:
+        """inspect_request (Shift-Tab, ``obj?``): about the name at ``cursor_pos``;
+        ``detail_level`` 0 or 1 (more). Returns ``{"found": bool, "data":
+        {mime: value}, "metadata": {}}``."""
         return {"found": False, "data": {}, "metadata": {}}
 
     def is_complete(self, code: str, request: Request) -> dict:
+        """is_complete_request (consoles, on Enter): ``{"status": "complete" |
+        "incomplete" | "invalid" | "unknown"}``, with ``"indent": str`` for
+        ``incomplete`` (what the next line starts with)."""
         return {"status": "unknown"}
 
     def history(self, request: Request) -> dict:
+        """history_request: ``{"history": [(session, line_number, input), ...]}``
+        (``(input, output)`` pairs if ``request.content["output"]``); the
+        content says ``hist_access_type`` (range, tail, search) and its bounds."""
         return {"history": []}
 
     def comm_info(self, target_name: str | None, request: Request) -> dict:
+        """comm_info_request: ``{"comms": {comm_id: {"target_name": str}}}``,
+        the open comms (of ``target_name`` only, if given)."""
         return {"comms": {}}
 
     def comm_open(self, comm_id: str, target_name: str, data: dict, request: Request) -> None:
@@ -110,10 +143,10 @@ class Kernel:
         self.publish("comm_close", {"comm_id": comm_id, "data": {}})
 
     def comm_msg(self, comm_id: str, data: dict, request: Request) -> None:
-        pass
+        """A message on an open comm (no reply; answer with ``publish("comm_msg", ...)``)."""
 
     def comm_close(self, comm_id: str, data: dict, request: Request) -> None:
-        pass
+        """The frontend closed a comm (no reply)."""
 
     def interrupt(self) -> None:
         """Called (on the control thread) for ``interrupt_request``. The default
@@ -124,9 +157,14 @@ class Kernel:
         self._services.interrupt()
 
     def shutdown(self, restart: bool) -> None:
-        """Called before the shutdown reply; release what you hold."""
+        """shutdown_request, on the control thread, before the reply: release
+        what you hold (``restart``: the kernel will be started again). The
+        process then ends; ``stop()`` runs on the main thread before it does."""
 
     def kernel_info(self) -> dict:
+        """kernel_info_request: the reply's content, from the class attributes.
+        Override only to compute it (it then runs on the main thread, not on
+        the I/O thread at once)."""
         return {
             "protocol_version": self.protocol_version,
             "implementation": self.implementation,
@@ -164,26 +202,35 @@ class Kernel:
         reply; kernels that batch output (see kernelkit.python) override it."""
 
     def stream(self, text: str, name: str = "stdout") -> None:
+        """Text on the request's ``stdout`` (or ``stderr``): a ``stream`` message.
+        Any thread; parented to the request this thread handles."""
         self.publish("stream", {"name": name, "text": text})
 
     def display_data(self, data: dict, metadata: dict | None = None, display_id: str | None = None) -> None:
+        """Rich output (``{mime: value}``, e.g. ``{"text/html": ..., "text/plain": ...}``);
+        with ``display_id``, one that ``update_display_data`` can replace later."""
         content = {"data": data, "metadata": metadata or {}, "transient": {}}
         if display_id is not None:
             content["transient"]["display_id"] = display_id
         self.publish("display_data", content)
 
     def update_display_data(self, data: dict, display_id: str, metadata: dict | None = None) -> None:
+        """Replace what an earlier ``display_data(..., display_id=...)`` shows, wherever it is."""
         self.publish("update_display_data", {"data": data, "metadata": metadata or {}, "transient": {"display_id": display_id}})
 
     def execute_result(self, data: dict, metadata: dict | None = None) -> None:
+        """The cell's value (``{mime: value}``), numbered with its execution count (``Out[n]``)."""
         req = self.current_request
         count = req.execution_count if req is not None and req.execution_count is not None else self.execution_count
         self.publish("execute_result", {"data": data, "metadata": metadata or {}, "execution_count": count})
 
     def error(self, ename: str, evalue: str, traceback: list | None = None) -> None:
+        """An ``error`` message without failing the request (to fail it, raise:
+        ``ExecutionError(ename, evalue, traceback)`` for exact text)."""
         self.publish("error", {"ename": ename, "evalue": evalue, "traceback": list(traceback or [])})
 
     def clear_output(self, wait: bool = False) -> None:
+        """Clear the cell's output (``wait``: when the next output arrives)."""
         self.publish("clear_output", {"wait": bool(wait)})
 
     def input(self, prompt: str = "", password: bool = False) -> str:

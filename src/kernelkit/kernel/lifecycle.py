@@ -36,13 +36,16 @@ from ..logs import LogLimiter
 from ..wire.channels import CONTROL, SHELL, STDIN
 from ..wire.errors import InvalidContent
 from ..wire.requests import validate
-from .errors import RequestError, SubshellDeleted, UnknownSubshell, describe_exception
+from .errors import RequestError, SubshellDeleted, SubshellsNotSupported, UnknownSubshell, describe_exception, wrong_return
 from .handlers import LIFECYCLE_HANDLERS
 from .request import ABORTED, ANNOUNCED, IDLE, REPLIED, RUNNING, Request
 from .services import Services
 from .shells import STOP, Shells, ShellQueue
 
 log = logging.getLogger("kernelkit.kernel")
+
+# the supported_features entry by which a kernel offers subshells
+SUBSHELLS = "kernel subshells"
 
 
 class Lifecycle:
@@ -199,6 +202,9 @@ class Lifecycle:
         req.state = RUNNING
         try:
             content = handler(req)
+            if content is not None and not isinstance(content, dict):
+                # (the base class's wrappers are named _<method>_request)
+                raise wrong_return(self.kernel, handler.__name__.lstrip("_").removesuffix("_request"), content)
         except (Exception, KeyboardInterrupt) as e:
             if isinstance(e, RequestError):
                 log.info("%s: %s", req.msg_type, e)
@@ -265,6 +271,8 @@ class Lifecycle:
                     raise KeyboardInterrupt
                 began = True
                 extra = self.kernel.execute(c["code"], req)
+                if extra is not None and not isinstance(extra, dict):
+                    raise wrong_return(self.kernel, "execute", extra)
             finally:
                 self.gate.disarm()
         except (Exception, KeyboardInterrupt) as e:
@@ -302,18 +310,25 @@ class Lifecycle:
         """Stop once ``req`` is answered and its idle sent."""
         self._stop_after = req
 
+    def _offers_subshells(self) -> None:
+        if SUBSHELLS not in self.kernel.supported_features:
+            raise SubshellsNotSupported(f"this kernel ({self.kernel.implementation}) does not support subshells")
+
     def _create_subshell(self, req: Request) -> dict:
+        self._offers_subshells()
         return {"subshell_id": self.shells.create(self.run_shell).subshell_id}
 
     def _delete_subshell(self, req: Request) -> dict:
         """Stop routing to the subshell at once; answer what is queued in it
         with an error; let its running request finish; then its thread ends."""
+        self._offers_subshells()
         shell = self.shells.remove(req.content.get("subshell_id"))
         self._refuse_queued(shell)
         shell.queue.put(STOP)
         return {}
 
     def _list_subshells(self, req: Request) -> dict:
+        self._offers_subshells()
         return {"subshell_id": self.shells.subshell_ids()}
 
     def _refuse_queued(self, shell: ShellQueue) -> None:

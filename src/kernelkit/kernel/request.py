@@ -61,6 +61,32 @@ class Request:
         return self.message.header.get("subshell_id")
 
     @property
+    def silent(self) -> bool:
+        """execute_request: run without output, without counting (the spec's default: False)."""
+        return bool(self.message.content.get("silent", False))
+
+    @property
+    def store_history(self) -> bool:
+        """execute_request: record the cell and count it (default: not silent)."""
+        return bool(self.message.content.get("store_history", not self.silent))
+
+    @property
+    def user_expressions(self) -> dict:
+        """execute_request: expressions to evaluate after the cell ({name: code})."""
+        return self.message.content.get("user_expressions") or {}
+
+    @property
+    def stop_on_error(self) -> bool:
+        """execute_request: on error, abort the executes queued behind it (default: True)."""
+        return bool(self.message.content.get("stop_on_error", True))
+
+    @property
+    def cell_id(self):
+        """The frontend's id for the cell (JupyterLab's ``cellId`` in the metadata), or None."""
+        meta = self.message.metadata
+        return meta.get("cellId") if isinstance(meta, dict) else None
+
+    @property
     def allow_stdin(self) -> bool:
         # the spec's default is True; only execute_request carries the flag
         return bool(self.message.content.get("allow_stdin", True)) and self.msg_type == "execute_request"

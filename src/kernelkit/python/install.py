@@ -27,14 +27,15 @@ def kernel_argv() -> list:
     return [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"]
 
 
-def kernelspec(display_name: str = DEFAULT_DISPLAY_NAME, provisioner: bool = True) -> dict:
+def kernelspec(display_name: str = DEFAULT_DISPLAY_NAME, provisioner: bool = True, kernel: str | None = None, language: str = "python") -> dict:
+    """The Python kernel's kernelspec, or (``kernel="MODULE:CLASS"``) any kernelkit kernel's."""
     spec = {
-        "argv": kernel_argv(),
+        "argv": kernel_argv() if kernel is None else [sys.executable, "-m", "kernelkit.kernel", kernel, "-f", "{connection_file}"],
         "display_name": display_name,
-        "language": "python",
+        "language": language,
         "interrupt_mode": "signal",
         "kernel_protocol_version": PROTOCOL_VERSION,
-        "metadata": {"supported_encryption": ["curve"], "debugger": True},
+        "metadata": {"supported_encryption": ["curve"], **({"debugger": True} if kernel is None else {})},
     }
     if provisioner:
         spec["metadata"]["kernel_provisioner"] = {"provisioner_name": "kernelkit-handshake", "config": {"preferred_ports": True}}
@@ -86,16 +87,34 @@ def main(argv=None) -> int:
         action="store_true",
         help="do not select the kernelkit-handshake provisioner (for a Jupyter that cannot import kernelkit)",
     )
+    p.add_argument("--kernel", metavar="MODULE:CLASS", help="install this kernelkit kernel class instead of the Python kernel (with --name)")
+    p.add_argument("--logo", action="append", default=[], metavar="PNG",
+                   help="with --kernel: a logo to copy (logo-32x32.png, logo-64x64.png: the launcher's icons)")
     args = p.parse_args(argv)
     _check_name(p, args.name)
     if not args.display_name.strip():
         p.error("--display-name must not be empty")
+    logos = [(RESOURCES / logo, logo) for logo in LOGOS]  # shown in JupyterLab's launcher
+    if args.kernel:
+        if args.name == DEFAULT_NAME:
+            p.error("--kernel needs --name NAME (the Python kernel's spec is 'kernelkit')")
+        from ..kernel.__main__ import load
+
+        try:
+            cls = load(args.kernel)
+        except ValueError as e:
+            p.error(str(e))
+        display_name = args.name if args.display_name == DEFAULT_DISPLAY_NAME else args.display_name
+        spec = kernelspec(display_name, not args.no_handshake, args.kernel, str(cls.language_info.get("name", "text")))
+        logos = [(Path(f), Path(f).name) for f in args.logo]
+    else:
+        spec = kernelspec(args.display_name, not args.no_handshake)
     dest = kernels_dir(args) / args.name
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        (dest / "kernel.json").write_text(json.dumps(kernelspec(args.display_name, not args.no_handshake), indent=1) + "\n")
-        for logo in LOGOS:  # shown in JupyterLab's launcher
-            shutil.copyfile(RESOURCES / logo, dest / logo)
+        (dest / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
+        for source, logo in logos:
+            shutil.copyfile(source, dest / logo)
     except OSError as e:
         print(f"kernelkit install: cannot write {dest}: {e.strerror or e}", file=sys.stderr)
         return 1

@@ -56,6 +56,8 @@ def _fd_writer(fd: int):
 
 class PythonKernel(Kernel):
     implementation = "kernelkit"
+    # IPython's shell is safe to run from several threads (each cell on its own)
+    supported_features = ("iopub_welcome", "kernel subshells")
     implementation_version = __version__
     language_info = {
         "name": "python",
