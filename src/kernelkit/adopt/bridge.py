@@ -10,6 +10,7 @@ import traceback
 from ..kernel.base import Kernel, Request
 from ..kernel.errors import ExecutionError
 from ..python.compat import IOPub, KernelSession, parent_of, request_like
+from ..python.patches import Patches
 from . import kernelbase
 
 
@@ -30,6 +31,7 @@ class AdoptedKernel(Kernel):
         self.iopub_socket = IOPub()
         self._loops = threading.local()
         self._stdout = None
+        self.patches = Patches()  # the process-wide patches (streams, comm's factories), undone at stop
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
@@ -43,6 +45,9 @@ class AdoptedKernel(Kernel):
         finally:
             kernelbase._binding.kernel = None
         self._take_kernel_info()
+
+    def stop(self) -> None:
+        self.patches.undo()
 
     def _take_kernel_info(self) -> None:
         """kernel_info's fields, read once from the kernel (``banner`` and
@@ -70,7 +75,7 @@ class AdoptedKernel(Kernel):
         flusher.add(self._stdout)
         flusher.add(self._stderr)
         flusher.start()
-        sys.stdout, sys.stderr = self._stdout, self._stderr
+        self.patches.streams(self._stdout, self._stderr)
 
     def _install_comms(self) -> None:
         try:
