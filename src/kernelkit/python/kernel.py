@@ -162,6 +162,11 @@ class PythonKernel(Kernel):
             # (ipykernel's words: nbclient's tests compare them)
             raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.") from None
 
+    def stdin_allowed(self) -> bool:
+        """Whether the request this thread runs lets the kernel ask for input."""
+        request = self.current_request
+        return request is not None and request.allow_stdin
+
     def stop_after_this_request(self) -> None:
         """End the kernel once the request running on this thread is answered
         (exit() and quit())."""
