@@ -313,11 +313,18 @@ def start_kernel(tmp_path, argv=EXEC_KERNEL, key=b"test-key", env=None, ready_ti
     kc = BlockingKernelClient()
     kc.load_connection_file(fname)
     kc.start_channels()
+    wait_until_ready(kc, proc, ready_timeout)
+    return proc, kc
+
+
+def wait_until_ready(kc, proc, ready_timeout):
+    """Wait until the kernel answers kernel_info (else stop the client, kill
+    the process and fail, with its stderr)."""
     deadline = time.monotonic() + ready_timeout
     while True:
         try:
             kc.wait_for_ready(timeout=max(0.1, deadline - time.monotonic()))
-            return proc, kc
+            return
         except RuntimeError:
             # jupyter_client says "died" when the heartbeat has not answered
             # within a second, as on a loaded machine while the process still

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -417,22 +418,29 @@ def test_thread_output_after_its_cell_ended(kc):
         "threading.Thread(target=later).start()\n"
         "comm.get_comm_manager().register_target('go-idle', lambda c, m: go_idle.set())"
     )
-    assert reply_to(kc, first, TIMEOUT)["content"]["status"] == "ok"
+    first_reply = reply_to(kc, first, TIMEOUT)["content"]
+    assert first_reply["status"] == "ok"
     iopub_until_idle(kc, first, TIMEOUT)
     # the thread writes while a later cell runs: the output goes to the cell
-    # that started it (JupyterLab shows it there) and, after one line saying
-    # whose it is, to the running cell (nbclient and papermill listen to that one only)
+    # that started it (JupyterLab shows it there) and to the running cell
+    # (nbclient and papermill listen to that one only), with nothing of the
+    # kernel's in the text: whose it is is in the message's metadata, which
+    # no saved notebook keeps
     second = kc.execute("go.set(); went.wait(20)")
     assert reply_to(kc, second, TIMEOUT)["content"]["status"] == "ok"
     messages = []
     while not any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" and m["parent_header"].get("msg_id") == second for m in messages):
         messages.append(kc.get_iopub_msg(timeout=TIMEOUT))
-    streams = [(m["parent_header"]["msg_id"], m["content"]["name"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
-    assert "".join(text for parent, _, text in streams if parent == first) == "late line\nsecond late line\n"
-    in_running = [(name, text) for parent, name, text in streams if parent == second]
-    (note_name, note), *copy = in_running
-    assert note_name == "stderr" and re.fullmatch(r"\[kernelkit: output of a thread started by cell \[\d+\], also sent to that cell:\]\n", note), note
-    assert {name for name, _ in copy} == {"stdout"} and "".join(text for _, text in copy) == "late line\nsecond late line\n"
+    streams = [(m["parent_header"]["msg_id"], m["content"]["name"], m["content"]["text"], m["metadata"]) for m in messages if m["msg_type"] == "stream"]
+    assert "".join(text for parent, _, text, _ in streams if parent == first) == "late line\nsecond late line\n"
+    copy = [(name, text, metadata) for parent, name, text, metadata in streams if parent == second]
+    assert {name for name, _, _ in copy} == {"stdout"} and "".join(text for _, text, _ in copy) == "late line\nsecond late line\n"
+    if not ON_IPYKERNEL:
+        copied_from = {"msg_id": first, "execution_count": first_reply["execution_count"]}
+        assert all(metadata == {"copied_from": copied_from} for _, _, metadata in copy), copy
+        # and the kernel's log says so, for a person watching it
+        said = f"output of a thread started by cell [{first_reply['execution_count']}], which has ended, is also sent to the running cell"
+        assert said in kc.kernel_process.stderr, kc.kernel_process.stderr
     # with no cell running (a comm message wakes the thread), it goes there too
     kc.shell_channel.send(kc.session.msg("comm_open", {"comm_id": "go-idle-1", "target_name": "go-idle", "data": {}}))
     late = iopub_until(kc, first, lambda m: m["msg_type"] == "stream", TIMEOUT, what="the thread's output")
@@ -493,3 +501,110 @@ def test_nbclient_saves_a_threads_output_written_after_its_cell_ended(installed_
     assert first == [("stdout", "first cell\n")]
     # the saved notebook has the thread's line in the cell that was running
     assert "".join(text for name, text in second if name == "stdout") == "late line\nsecond cell\n", second
+
+
+# ============================================================ everyday details (issue 25)
+ON_IPYKERNEL = os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel"
+
+
+def streams_of(messages):
+    """[(name, text)], consecutive stream messages of one name joined (how
+    output is cut into messages is timing)."""
+    joined = []
+    for m in of_type(messages, "stream"):
+        name, text = m["content"]["name"], m["content"]["text"]
+        if joined and joined[-1][0] == name:
+            joined[-1] = (name, joined[-1][1] + text)
+        else:
+            joined.append((name, text))
+    return joined
+
+
+def test_user_logging_shows_in_the_cell_as_on_ipykernel(own_kernel):
+    # the root logger is user code's: logging.warning and library loggers
+    # show in the cell (logging's own basicConfig, made on first use), and a
+    # user's basicConfig takes effect when nothing configured root before
+    proc, kc = own_kernel(["--log-level=INFO"])
+    assert value_of(kc, "import logging; logging.getLogger().handlers") == []
+    _, out = run_ok(kc, "logging.warning('w')\nlogging.getLogger('some.library').error('e')\nlogging.info('not shown')", timeout=TIMEOUT)
+    assert streams_of(out) == [("stderr", "WARNING:root:w\nERROR:some.library:e\n")]
+    _, out = run_ok(kc, "logging.basicConfig(level=logging.INFO, force=True)\nlogging.info('i')", timeout=TIMEOUT)
+    assert streams_of(out) == [("stderr", "INFO:root:i\n")]
+    if ON_IPYKERNEL:
+        return
+    # the kernel's own log (here an interrupt while idle, at INFO) goes to
+    # its stderr, never to a cell through the handler user code put on root
+    kc.kernel_process = proc
+    proc.interrupt()
+    deadline = time.monotonic() + TIMEOUT
+    while "[kernelkit.kernel INFO] interrupt of the main shell while idle" not in proc.stderr:
+        assert time.monotonic() < deadline, proc.stderr
+        time.sleep(0.05)
+    _, out = run_ok(kc, "print('b')", timeout=TIMEOUT)
+    assert streams_of(out) == [("stdout", "b\n")]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "breakpoint()",
+        pytest.param(
+            "import pdb; pdb.set_trace()",
+            marks=pytest.mark.skipif(ON_IPYKERNEL, reason="ipykernel fails the cell with StdinNotImplementedError (README's table)"),
+        ),
+    ],
+)
+def test_a_breakpoint_without_stdin_is_skipped(kc, call):
+    # nbclient and papermill send allow_stdin=False: a leftover breakpoint
+    # must not fail the notebook (ipykernel: breakpoint() does nothing, says nothing)
+    msg_id = kc.execute(f"{call}\nprint('after')", allow_stdin=False)
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    out = streams_of(iopub_until_idle(kc, msg_id, TIMEOUT))
+    skipped = [] if ON_IPYKERNEL else [("stderr", "breakpoint skipped: this frontend does not allow input (pdb needs it)\n")]
+    assert out == [*skipped, ("stdout", "after\n")]
+    assert not kc.stdin_channel.msg_ready()
+
+
+def interrupted_sleep(kc):
+    """Run a cell that sleeps, interrupt it once it runs: its error name."""
+    msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)", allow_stdin=True)
+    iopub_until(kc, msg_id, lambda m: m["msg_type"] == "stream", TIMEOUT, what="the cell's first line")
+    kc.kernel_process.interrupt()
+    reply = reply_to(kc, msg_id, TIMEOUT)["content"]
+    iopub_until_idle(kc, msg_id, TIMEOUT)
+    assert not kc.stdin_channel.msg_ready()  # (no pdb prompt)
+    return reply.get("ename")
+
+
+@pytest.mark.parametrize("command", ["c", "q"])
+def test_interrupts_are_keyboardinterrupt_again_after_a_pdb_session(kc, command):
+    # pdb's continue installs its own SIGINT handler (the next interrupt
+    # would stop in pdb, in whatever cell runs then)
+    msg_id = kc.execute("import pdb\npdb.set_trace()\nx = 1", allow_stdin=True)
+    answer(kc, input_request(kc, msg_id, TIMEOUT), command)
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] in ("ok", "error")
+    iopub_until_idle(kc, msg_id, TIMEOUT)
+    assert interrupted_sleep(kc) == "KeyboardInterrupt"
+
+
+def test_a_sigint_handler_set_by_a_cell_lasts_for_that_cell_only(kc):
+    # while the cell runs its handler has the signal; the next cell's
+    # interrupt is the kernel's again (both as under ipykernel)
+    msg_id = kc.execute(
+        "import signal, time\ncaught = []\nsignal.signal(signal.SIGINT, lambda *a: caught.append(1))\n"
+        "print('waiting', flush=True)\nwhile not caught:\n    time.sleep(0.01)\nprint('caught')"
+    )
+    iopub_until(kc, msg_id, lambda m: m["msg_type"] == "stream", TIMEOUT, what="the cell's first line")
+    kc.kernel_process.interrupt()
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)) == "caught\n"
+    assert interrupted_sleep(kc) == "KeyboardInterrupt"
+
+
+def test_colour_and_stream_settings_as_on_ipykernel(kc):
+    # ipykernel's ZMQInteractiveShell.init_environment sets these for the
+    # kernel and so for its subprocesses (ls, pytest, rich print in colour);
+    # its streams say UTF-8 with errors None
+    _, out = run_ok(kc, "import subprocess\nprint(subprocess.run(['sh', '-c', 'echo $TERM $CLICOLOR $FORCE_COLOR $CLICOLOR_FORCE $PAGER $GIT_PAGER'], capture_output=True, text=True).stdout, end='')", timeout=TIMEOUT)
+    assert stream_text(out) == "xterm-color 1 1 1 cat cat\n"
+    assert value_of(kc, "import sys; [(s.encoding, s.errors) for s in (sys.stdout, sys.stderr)]") == [("UTF-8", None)] * 2

@@ -13,6 +13,7 @@ from kernelkit.python.patches import Patches
 def test_undo_puts_back_every_global_replaced(monkeypatch):
     monkeypatch.delenv("PLOTLY_RENDERER", raising=False)
     monkeypatch.setenv("CLICOLOR", "0")
+    monkeypatch.setenv("MPLBACKEND", "agg")
     before = {
         "stdout": sys.stdout, "stderr": sys.stderr, "displayhook": sys.displayhook,
         "breakpointhook": sys.breakpointhook, "input": builtins.input, "getpass": getpass.getpass,
@@ -34,7 +35,8 @@ def test_undo_puts_back_every_global_replaced(monkeypatch):
     t.start()
     t.join()
     assert t._parent == "the cell"
-    assert os.environ["PLOTLY_RENDERER"] == "plotly_mimetype" and os.environ["CLICOLOR"] == "0"  # set only if unset
+    assert os.environ["PLOTLY_RENDERER"] == "plotly_mimetype" and os.environ["MPLBACKEND"] == "agg"  # set only if unset
+    assert os.environ["CLICOLOR"] == "1"  # set whatever was there, as ipykernel does
     assert sys.modules["kernelkit_test_alias"] is sys and sys.meta_path[0] is finder
 
     patches.undo()
@@ -43,5 +45,5 @@ def test_undo_puts_back_every_global_replaced(monkeypatch):
     assert builtins.input is before["input"] and getpass.getpass is before["getpass"]
     assert threading.Thread.start is before["start"]
     assert sys.meta_path == before["meta_path"] and "kernelkit_test_alias" not in sys.modules
-    assert "PLOTLY_RENDERER" not in os.environ and os.environ["CLICOLOR"] == "0"
+    assert "PLOTLY_RENDERER" not in os.environ and os.environ["CLICOLOR"] == "0" and os.environ["MPLBACKEND"] == "agg"
     assert os.environ.get("PAGER") == before["pager"]

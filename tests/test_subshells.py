@@ -11,6 +11,7 @@ with a timeout (a wait for a thread count to drop is paced by control-channel
 round trips). ``time.sleep`` appears only inside cells, to keep the kernel busy.
 """
 
+import ast
 import collections
 import queue
 import sys
@@ -21,7 +22,7 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
-from support import CALC_KERNEL, EXEC_KERNEL, KernelProcess
+from support import CALC_KERNEL, EXEC_KERNEL, KernelProcess, wait_until_ready
 
 PY_KERNEL = [sys.executable, "-m", "kernelkit.python"]
 # a subshell must answer this fast while the main shell is busy
@@ -235,12 +236,7 @@ def _start(tmp_path, argv, env=None):
     fname, _ = write_connection_file(str(tmp_path / "kernel.json"), key=b"subshell-key")
     proc = KernelProcess(argv, fname, env=env)
     fe = Frontend(fname)
-    try:
-        fe.kc.wait_for_ready(timeout=30)
-    except RuntimeError:
-        fe.close()
-        proc.kill()
-        raise AssertionError(f"kernel did not become ready; stderr:\n{proc.stderr}")
+    wait_until_ready(fe.kc, proc, 30)  # (retries what jupyter_client takes for a death on a loaded machine)
     k = Kernel(proc, fe, fname)
     return k
 
@@ -658,6 +654,20 @@ def test_unknown_subshell_id_is_an_error_reply_even_while_the_main_shell_is_busy
     assert not fe.got["shell"][main_id]
     assert fe.reply(fe.control("interrupt_request"), "control")["content"]["status"] == "ok"
     assert_error_reply(fe.reply(main_id, timeout=5), "KeyboardInterrupt")
+
+
+def test_a_comm_message_for_a_deleted_subshell_is_applied(pykernel):
+    # JupyterLab sends comm messages on a subshell (commsOverSubshells) and a
+    # comm's comm_close on the subshell it has just deleted: the comm is the
+    # kernel's, and closes
+    fe = pykernel.fe
+    fe.run("import comm\nclosed = []\nc = comm.create_comm(target_name='t')\nc.on_close(lambda msg: closed.append(1))")
+    comm_id = ast.literal_eval(fe.eval("c.comm_id"))
+    sid = fe.create_subshell()
+    assert fe.delete_subshell(sid) == {"status": "ok"}
+    msg_id = fe.shell("comm_close", {"comm_id": comm_id, "data": {}}, sid)
+    assert_busy_idle_only(fe.iopub(msg_id))
+    assert fe.eval("closed, c.comm_id in get_ipython().kernel.comm_manager.comms") == "([1], False)"
 
 
 def test_deleting_a_busy_subshell(pykernel):

@@ -1,13 +1,32 @@
-"""Log limiting: at most one line per second per kind of problem.
+"""The kernel's own log, and log limiting.
 
-A hostile or broken client can send thousands of bad messages a second; the
-kernel says so once a second with a count, instead of filling its log.
+The kernel logs through the ``kernelkit`` logger, which has a handler of its
+own and does not propagate: the root logger is user code's, as it is under
+ipykernel (``logging.warning`` in a cell shows in the cell,
+``logging.basicConfig`` in a cell takes effect), and the kernel's lines never
+reach a cell through a handler user code puts on root.
+
+Log limiting: a hostile or broken client can send thousands of bad messages a
+second; the kernel says so once a second with a count, instead of filling its
+log.
 """
 
 import logging
+import sys
 import time
 
 log = logging.getLogger("kernelkit")
+FORMAT = "[%(name)s %(levelname)s] %(message)s"
+
+
+def configure(level: str) -> None:
+    """The kernel process's own log: to stderr, at ``level`` (a name:
+    'debug', 'INFO' ...; unknown names mean WARNING)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    log.addHandler(handler)
+    log.setLevel(getattr(logging, str(level).upper(), logging.WARNING))
+    log.propagate = False
 
 
 class LogLimiter:

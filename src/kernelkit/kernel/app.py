@@ -9,7 +9,7 @@ import threading
 
 import zmq
 
-from .. import threads
+from .. import logs, threads
 from ..io import Heartbeat, IOThread, Outbound, fatal, flow
 from ..io.flow import IOPUB_TCP_TIMEOUT
 from ..startup import RegistrationInfo, StartupError
@@ -233,11 +233,7 @@ def main(kernel_class, argv=None) -> int:
         kernel_class.accept_arguments(extra)
     except ValueError as e:
         p.error(str(e))
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-        format="[%(name)s %(levelname)s] %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.log_level)  # (not the root logger: that is user code's)
     try:
         info, label = read_info(args.file)
         app = KernelApp(kernel_class, info, label, args.registration_timeout, args.iopub_tcp_timeout)

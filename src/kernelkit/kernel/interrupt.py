@@ -14,6 +14,13 @@ Inside a critical section (the kernel's own send path: queue and lock
 bookkeeping that an exception must not cut in half) the interrupt is
 deferred and raised when the section ends, so nothing is lost or wedged.
 
+User code may replace the SIGINT handler (``signal.signal``; pdb's
+``continue`` does, to stop at the next interrupt): it has the signal for as
+long as its request runs, as under ipykernel, and the gate takes it back when
+the main thread's request ends (``disarm``), so the next cell's interrupt is a
+KeyboardInterrupt again, not a pdb prompt or a handler left over from an
+earlier cell.
+
 Python runs a signal handler only at its next check: a SIGINT that lands
 just before a blocking call (``time.sleep``, a lock wait) would wait for the
 call to end. So a watcher thread also sees every SIGINT (through
@@ -67,7 +74,8 @@ class InterruptGate:
     def install(self) -> None:
         if threading.current_thread() is not self._main:
             return
-        signal.signal(signal.SIGINT, self._on_sigint)
+        self._handler = self._on_sigint  # (one bound method: compared after every request)
+        signal.signal(signal.SIGINT, self._handler)
         self._installed = True
         os.register_at_fork(after_in_child=_default_signals)
         try:
@@ -133,6 +141,9 @@ class InterruptGate:
             if not self._armed:
                 # an interrupt meant for this request must not hit the next
                 self._deferred = False
+                if self._installed and signal.getsignal(signal.SIGINT) is not self._handler:
+                    log.debug("SIGINT handler replaced by the request's code: taken back")
+                    signal.signal(signal.SIGINT, self._handler)
 
     def interrupt_main(self) -> None:
         """Interrupt the main thread exactly as a SIGINT from outside would."""

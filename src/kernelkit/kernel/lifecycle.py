@@ -46,6 +46,7 @@ log = logging.getLogger("kernelkit.kernel")
 
 # the supported_features entry by which a kernel offers subshells
 SUBSHELLS = "kernel subshells"
+COMM_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
 class Lifecycle:
@@ -92,6 +93,12 @@ class Lifecycle:
             self.control_queue.put(req)
             return
         shell = self.shells.get(msg.header.get("subshell_id"))
+        if shell is None and msg.msg_type in COMM_MESSAGES:
+            # a comm belongs to the kernel, not to a subshell: JupyterLab sends
+            # a comm's last messages (comm_close) on the subshell it has just
+            # deleted, and dropping them would leave the comm open
+            log.debug("%s for unknown subshell_id %r: run on the main shell", msg.msg_type, msg.header.get("subshell_id"))
+            shell = self.shells.main
         if shell is None:
             req.invalid = UnknownSubshell(f"unknown subshell_id {msg.header.get('subshell_id')!r}")
             self.control_queue.put(req)  # answered at once, not behind running code

@@ -1,6 +1,6 @@
 """The file name each cell is compiled under, and the rule that makes it.
 
-Every cell is compiled under a real path: ``<tmp>/kernelkit_<pid>/<hash>.py``,
+Every cell is compiled under a real path: ``<tmp>/ipykernel_<pid>/<hash>.py``,
 ``hash`` being MurmurHash2 (32 bits) of the cell's UTF-8 text with the seed
 below. The debugger reports the rule (``debugInfo``: hashMethod, hashSeed,
 tmpFilePrefix, tmpFileSuffix) so that JupyterLab computes the same name from
@@ -52,8 +52,11 @@ def murmur2(data: bytes, seed: int) -> int:
 
 def prefix() -> str:
     """The directory cell files live in, with a trailing separator (this
-    process's own: two kernels never share a name)."""
-    return os.path.join(tempfile.gettempdir(), f"kernelkit_{os.getpid()}") + os.sep
+    process's own: two kernels never share a name). Named as ipykernel names
+    it: JupyterLab's debugger (4.6) names a path as a cell ("Cell [3]:2" in
+    its call stack and breakpoints panels) only when the path contains
+    ``ipykernel_``; debugInfo reports this prefix as it is."""
+    return os.path.join(tempfile.gettempdir(), f"ipykernel_{os.getpid()}") + os.sep
 
 
 class CellNames:

@@ -164,6 +164,11 @@ class PythonKernel(Kernel):
             # (ipykernel's words: nbclient's tests compare them)
             raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.") from None
 
+    def stdin_allowed(self) -> bool:
+        """Whether the request this thread runs lets the kernel ask for input."""
+        request = self.current_request
+        return request is not None and request.allow_stdin
+
     def stop_after_this_request(self) -> None:
         """End the kernel once the request running on this thread is answered
         (exit() and quit())."""
@@ -191,21 +196,22 @@ class PythonKernel(Kernel):
 
     def _copy_to_running_cell(self, name: str, text: str, ended) -> None:
         """Output of a thread whose cell has ended went to that cell (where
-        JupyterLab shows it); while another cell runs it goes there too,
-        after a line saying whose it is (once per pair of cells): the kernel
-        cannot tell whether a client still listens to an ended cell, and
-        nbclient and papermill do not (they save the notebook without it)."""
+        JupyterLab shows it); while another cell runs it goes there too: the
+        kernel cannot tell whether a client still listens to an ended cell,
+        and nbclient and papermill do not (they save the notebook without
+        it). Whose the copy is goes where no saved notebook keeps it: the
+        copy's message metadata (``copied_from``) and, once per pair of
+        cells, the kernel's log; the cell's text is the user's only."""
         running = self._services.main_request
         if running is None or running.msg_type != "execute_request" or running.content.get("silent"):
             return
-        publish = self._services.publish
+        count = ended.execution_count
         if self._told != (running, ended):
             self._told = (running, ended)
-            count = ended.execution_count
-            where = f"cell [{count}]" if count is not None else "an earlier request"
-            note = f"[kernelkit: output of a thread started by {where}, also sent to that cell:]\n"
-            publish("stream", {"name": "stderr", "text": note}, parent=running)
-        publish("stream", {"name": name, "text": text}, parent=running)
+            where = f"cell [{count}]" if count is not None else f"request {ended.msg_id}"
+            log.warning("output of a thread started by %s, which has ended, is also sent to the running cell [%s]", where, running.execution_count)
+        metadata = {"copied_from": {"msg_id": ended.msg_id, "execution_count": count}}
+        self._services.publish("stream", {"name": name, "text": text}, metadata, parent=running)
 
     def flush_output(self) -> None:
         for capture in self._captures:

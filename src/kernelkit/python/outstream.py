@@ -41,13 +41,15 @@ class OutStream(io.TextIOBase):
         self._since = 0.0
 
     # io.TextIOBase API
+    # (ipykernel's values: code compares them, e.g. ``encoding == "UTF-8"``;
+    # text is sent as it is, so there are no encoding errors to handle)
     @property
     def encoding(self):
-        return "utf-8"
+        return "UTF-8"
 
     @property
     def errors(self):
-        return "replace"
+        return None
 
     def writable(self) -> bool:
         return True

@@ -3,13 +3,13 @@
 | what is replaced | by | why | installed |
 |---|---|---|---|
 | ``sys.stdout``, ``sys.stderr`` | an ``OutStream`` each | ``print`` from any thread becomes a stream message of the right cell | start |
-| file descriptors 1 and 2, and the streams of logging's handlers | pipes read into those streams; the real stderr | output of C code and subprocesses reaches the cell too, the kernel's own log does not (``capture_fds``) | start |
+| file descriptors 1 and 2, and the stream of the ``kernelkit`` logger's handler | pipes read into those streams; the real stderr | output of C code and subprocesses reaches the cell too, the kernel's own log does not (``capture_fds``; the root logger is user code's: untouched) | start |
 | ``threading.Thread.start`` | records the request that started the thread | a thread's output goes to the cell that started it | start |
 | ``builtins.input``, ``getpass.getpass`` | an ``input_request`` on stdin | ``input()`` works from a notebook | start |
 | ``os.register_at_fork`` (a child hook; cannot be undone) | ``sys.stdout``/``stderr`` on fds 1 and 2 in a forked child | a child has neither the flusher nor the I/O thread | start |
 | ``sys.displayhook`` | the IPython shell's | a cell's last value is an ``execute_result`` | the shell is made |
-| ``pdb.Pdb``, ``pdb.set_trace``, IPython's ``debugger.Pdb`` | IPython's ``InterruptiblePdb`` | an interrupt at its prompt leaves the debugger, as in ipykernel | the shell is made |
-| ``PAGER``, ``GIT_PAGER``, ``CLICOLOR``, ``MPLBACKEND``, ``PLOTLY_RENDERER`` | ``cat``, ``cat``, ``1``, matplotlib-inline, ``plotly_mimetype`` (the last three only if unset) | a notebook is no terminal; inline figures; what plotly picks for ipykernel | the shell is made |
+| ``pdb.Pdb``, ``pdb.set_trace``, IPython's ``debugger.Pdb`` and ``set_trace`` | IPython's ``InterruptiblePdb``; its ``set_trace``, which returns at once (one line on stderr) when the request does not allow stdin | an interrupt at its prompt leaves the debugger, as in ipykernel; a leftover ``breakpoint()`` must not fail a pipeline (nbclient, papermill: no stdin) | the shell is made |
+| ``TERM``, ``CLICOLOR``, ``FORCE_COLOR``, ``CLICOLOR_FORCE``, ``PAGER``, ``GIT_PAGER``, ``MPLBACKEND``, ``PLOTLY_RENDERER`` | ``xterm-color``, ``1``, ``1``, ``1``, ``cat``, ``cat`` (as ipykernel's ``init_environment``, whatever was set), matplotlib-inline, ``plotly_mimetype`` (the last two only if unset) | colour from ``ls``, pytest, rich in the kernel and its subprocesses, no pager, as under ipykernel; inline figures; what plotly picks for ipykernel | the shell is made |
 | ``comm.create_comm``, ``comm.get_comm_manager`` | this kernel's | ipywidgets and other comm users talk through this kernel | the shell is made; again after ``ipykernel.comm`` is imported |
 | ``sys.meta_path`` | one-shot import hooks | the two below, run as their module is first imported | the shell is made |
 | ``sys.modules["ipykernel.zmqshell"]`` (ipykernel not installed) | ``kernelkit.python.shell`` | ``tqdm.autonotebook`` picks notebook bars only when it is there | ``tqdm.autonotebook`` is imported |
@@ -62,7 +62,7 @@ class Patches:
     def log_streams(self, stream) -> None:
         import logging
 
-        for handler in logging.getLogger().handlers:
+        for handler in logging.getLogger("kernelkit").handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.flush()
                 self._set(handler, "stream", stream)
@@ -97,22 +97,35 @@ class Patches:
     def displayhook(self, hook) -> None:
         self._set(sys, "displayhook", hook)
 
-    def interruptible_pdb(self) -> None:
+    def interruptible_pdb(self, stdin_allowed) -> None:
+        """``stdin_allowed()``: whether the running request allows input
+        (pdb's prompt is an input_request)."""
         import pdb
 
         from IPython.core import debugger
 
         interruptible = getattr(debugger, "InterruptiblePdb", None)
-        if interruptible is not None:
-            self._set(debugger, "Pdb", interruptible)
-            self._set(pdb, "Pdb", interruptible)
-            self._set(pdb, "set_trace", debugger.set_trace)
+        if interruptible is None:
+            return
+        ipython_set_trace = debugger.set_trace
+
+        def set_trace(frame=None, *args, **kwargs):
+            if not stdin_allowed():
+                print("breakpoint skipped: this frontend does not allow input (pdb needs it)", file=sys.stderr)
+                sys.stderr.flush()  # (before what the cell prints next)
+                return None
+            # (breakpoint() calls this from C: the caller's frame is the user's)
+            return ipython_set_trace(frame or sys._getframe(1), *args, **kwargs)
+
+        self._set(debugger, "Pdb", interruptible)
+        self._set(debugger, "set_trace", set_trace)
+        self._set(pdb, "Pdb", interruptible)
+        self._set(pdb, "set_trace", set_trace)
 
     def notebook_environment(self) -> None:
         env = os.environ
-        self._set_item(env, "PAGER", "cat")
-        self._set_item(env, "GIT_PAGER", "cat")
-        self._set_item(env, "CLICOLOR", "1", if_unset=True)
+        for name, value in (("TERM", "xterm-color"), ("CLICOLOR", "1"), ("FORCE_COLOR", "1"), ("CLICOLOR_FORCE", "1"), ("PAGER", "cat"), ("GIT_PAGER", "cat")):
+            self._set_item(env, name, value)
         self._set_item(env, "MPLBACKEND", "module://matplotlib_inline.backend_inline", if_unset=True)
         self._set_item(env, "PLOTLY_RENDERER", "plotly_mimetype", if_unset=True)
 

@@ -269,7 +269,7 @@ def make_shell(kernel, argv) -> ZMQInteractiveShell:
         app.config = config.Config()
         shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir, kernel=kernel)
     kernel.patches.displayhook(shell.displayhook)
-    kernel.patches.interruptible_pdb()
+    kernel.patches.interruptible_pdb(kernel.stdin_allowed)
     app.shell = shell
     app.init_path()
     app.init_gui_pylab()
