@@ -3,7 +3,6 @@ becomes the ``do_*`` call ipykernel would make, with ipykernel's arguments."""
 
 import asyncio
 import inspect
-import sys
 import threading
 import traceback
 

@@ -19,6 +19,7 @@ import uuid
 
 import zmq
 
+from .. import logs
 from ..kernel.app import KernelApp
 from ..kernel.base import Kernel
 from ..startup import ConnectionInfo, StartupError
@@ -152,8 +153,7 @@ class GatewayLaunch:
 def prepare(argv=None):
     """Check every argument before anything is bound: ``(app, launch)``."""
     args, extra = _arg_parser().parse_known_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="[%(name)s %(levelname)s] %(message)s", stream=sys.stderr)
+    logs.configure(args.log_level)  # (not the root logger: that is user code's)
     for flag in ("response_address", "public_key", "kernel_id"):
         if not getattr(args, flag):
             raise StartupError(f"--{flag.replace('_', '-')} is required (or set {flag.upper()})")
