@@ -3,7 +3,6 @@
 import importlib
 import importlib.util
 
-import comm
 from comm.base_comm import BaseComm, CommManager
 
 from .compat import parent_of
