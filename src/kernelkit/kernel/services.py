@@ -42,7 +42,13 @@ class Services:
             self._gate.disarm()
 
     def interrupt(self) -> None:
-        """Interrupt the main thread as SIGINT would, and cancel every input
+        """Interrupt the main thread as SIGINT would, if the main shell has a
+        request (running, or announced to the client), and cancel every input
         prompt a subshell waits on."""
-        self._gate.interrupt_main()
+        # (while idle there is nothing to interrupt, and a SIGINT the main
+        # thread handles late would land on the next request once it is announced:
+        # a client that sends interrupt_request, reads the reply, then executes)
+        main = self._main
+        if main.current is not None or main.announced is not None:
+            self._gate.interrupt_main()
         self._stdin.cancel_other_threads()
