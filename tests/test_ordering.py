@@ -483,7 +483,7 @@ def tell_when_full():
     # full (the writer waits for room) and held (iopub refused the head
     # message): from then on nothing leaves until the client reads
     io = next(t for t in threading.enumerate() if t.name == "kernelkit-io")
-    while not (out._waiting_for_room and io._iopub._hold.since is not None):
+    while not (out._waiting_for_room and io._iopub._hold.holding):
         time.sleep(0.005)
     side.sendall(b'full')
     side.close()

@@ -143,6 +143,11 @@ class Hold:
         self._last = now
         return self.held
 
+    @property
+    def holding(self) -> bool:
+        """A message is being held."""
+        return self._last is not None
+
     def clear(self) -> None:
         self.held = 0.0
         self._last = None
