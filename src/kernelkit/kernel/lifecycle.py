@@ -423,7 +423,7 @@ class Lifecycle:
         # (announced counts too: a cell whose busy and execute_input the I/O
         # thread has sent may not have reached the main thread yet; it then
         # ends with KeyboardInterrupt as it begins instead of running)
-        if self.shells.main.current is not None or self.shells.main.announced is not None:
+        if self.shells.main.has_request:
             self.gate.interrupt_main()
         if self.on_stop is not None:
             self.on_stop()

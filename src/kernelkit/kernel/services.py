@@ -48,7 +48,6 @@ class Services:
         # (while idle there is nothing to interrupt, and a SIGINT the main
         # thread handles late would land on the next request once it is announced:
         # a client that sends interrupt_request, reads the reply, then executes)
-        main = self._main
-        if main.current is not None or main.announced is not None:
+        if self._main.has_request:
             self._gate.interrupt_main()
         self._stdin.cancel_other_threads()

@@ -38,6 +38,11 @@ class ShellQueue:
         self.abort_through: int | None = None
 
     @property
+    def has_request(self) -> bool:
+        """(main shell) A request is running or announced: an interrupt now is for it."""
+        return self.current is not None or self.announced is not None
+
+    @property
     def is_main(self) -> bool:
         return self.subshell_id is None
 
