@@ -3,6 +3,7 @@
 a subscriber that stops reading holds output back for STALLED_AFTER seconds
 at most: then the others get every message; control answers all along."""
 
+import concurrent.futures
 import queue
 import subprocess
 import sys
@@ -259,6 +260,63 @@ def test_over_long_subscription_topics_are_refused(rk):
     welcomes = [r.content["subscription"] for r in got if r.msg_type == "iopub_welcome"]
     assert all(len(t) <= MAX_TOPIC for t in welcomes), [len(t) for t in welcomes]
     assert "refused a subscription to a topic of 257 bytes" in rk.stderr_after_exit()
+
+
+def test_a_new_subscriber_is_welcomed_during_a_subscription_flood_while_iopub_is_held(rk):
+    """Anyone who reaches the port can subscribe. While iopub is held (a
+    subscriber that reads nothing fills its queue), a client subscribes to
+    3,000 other topics and then 20,000 times to "": at most MAX_TOPICS of
+    those topics are applied, the subscriptions to "" add one waiting welcome
+    between them, and the subscription to "" is welcomed all the same once
+    the hold ends. (With 1,000 other welcomes waiting, its welcome used to be
+    dropped: a client that came during a flood never got one.)"""
+    from kernelkit.io.flow import MAX_TOPICS
+
+    reader = rk.start_and_wait()
+    stalled = rk.sub(rcvhwm=1, rcvbuf=4096)
+    assert recv(rk, stalled, 5).msg_type == "iopub_welcome"
+    shell = rk.dealer("shell")
+    n = 20_000
+    msg_id = rk.send(shell, "execute_request", {"code": f"for i in range({n}): kernel.display_data({{'text/plain': str(i)}})"})
+    # read until the output stops: the stalled subscriber's queues are full
+    # and iopub is held (for STALLED_AFTER of the kernel's running time)
+    got = []
+    while (r := recv(rk, reader, 1.0)) is not None:
+        got.append(r)
+        assert not idle_for(msg_id)(r), "the cell ended without iopub being held"
+    # the reader reads on meanwhile (a reader that keeps reading loses nothing)
+    reading = concurrent.futures.ThreadPoolExecutor(1).submit(collect_until, rk, reader, idle_for(msg_id), 60)
+    # the flood and, after it on the same connection, a subscription to ""
+    flood = rk.socket(zmq.XSUB, "iopub", sndhwm=0)
+    for i in range(3000):
+        flood.send(b"\x01topic-%d-" % i + b"x" * 40)
+    for _ in range(20_000):
+        flood.send(b"\x01")
+    started = time.monotonic()
+    welcomes = collect_until(rk, flood, lambda r: r.msg_type == "iopub_welcome" and r.content == {"subscription": ""}, 20)
+    took = time.monotonic() - started
+    rk.forget(flood)  # (so as not to hold output back in its turn)
+    _assert_welcome(welcomes[-1], "")
+    # it saw the welcomes waiting before its own, one for each topic applied
+    others = [r.content["subscription"] for r in welcomes[:-1]]
+    assert others == [f"topic-{i}-" + "x" * 40 for i in range(MAX_TOPICS)], others[:3]
+    assert took < 2 * STALLED_AFTER, f"the welcome took {took:.1f} s"
+    # a subscriber that comes now is welcomed too
+    probe = rk.sub()
+    w = recv(rk, probe, 5)
+    assert w is not None, "a subscriber after the flood got no welcome"
+    _assert_welcome(w, "")
+    rk.forget(probe)
+    # the reader got every display, and few welcomes to "": not one per subscription
+    got += reading.result()
+    assert [r.content["data"]["text/plain"] for r in got if r.msg_type == "display_data"] == [str(i) for i in range(n)]
+    to_all = sum(r.msg_type == "iopub_welcome" and r.content == {"subscription": ""} for r in got)
+    assert 1 <= to_all < 200, f"{to_all} welcomes for 20,000 subscriptions to ''"
+    reply, _ = reply_to(rk, shell, msg_id)
+    assert reply.content["status"] == "ok"
+    log = rk.stderr_after_exit()
+    assert f"{MAX_TOPICS} topics are held already" in log
+    assert "a subscriber has read nothing for" in log
 
 
 # -- a subscriber that stops reading (anyone who can reach the port; no key needed)

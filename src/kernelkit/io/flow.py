@@ -15,10 +15,10 @@ every rule for giving up on one that reads nothing.
 | a client's stdin socket not connected | 5 s | the input_request is dropped, logged | STDIN_CONNECT_WAIT |
 | a control client's queue full, or the client gone | libzmq's HWM (1,000) | the reply is dropped at once, logged (control never waits) | - |
 | messages ahead of a control reply in the FIFO | 256, or the FIFO's head held | control's lane is sent at once, ahead of its turn | CONTROL_OVERTAKES |
-| welcomes waiting while iopub is held | 1,000 | a new subscriber gets none | MAX_WELCOMES_HELD |
+| subscription events read at once | 256 | the rest are read after the other sockets have had their turn (a flood does not hold up requests) | SUBSCRIPTION_BATCH |
 | a subscription's topic | 256 bytes | refused, logged; a frame over MAX_SUBSCRIPTION_FRAME disconnects its peer inside libzmq | MAX_TOPIC |
 | distinct subscription topics, all subscribers together | 1,000 | a subscription to a new topic is refused (not applied: that subscriber gets nothing of it), logged; topics already held, and "" and the other prefixes of `kernel.<session>.` (what clients use), are still applied | MAX_TOPICS |
-| welcomes for one topic | one waiting at a time | a subscription to a topic whose welcome has not been sent yet adds none (the waiting one reaches it first) | - |
+| welcomes waiting | one per topic (a subscription to a topic whose welcome has not been sent yet adds none: the waiting one reaches it first); for topics other than the prefixes of `kernel.<session>.`, 1,000 | a subscriber to another topic gets no welcome, logged; welcomes for "" and the kernel's own prefixes (what clients use) are never dropped | MAX_TOPICS |
 
 Room is the only sign of a subscriber's progress libzmq gives: a pipe's
 reader reports what it has read every HWM/2 messages, so the high-water mark
@@ -76,7 +76,8 @@ IOPUB_TCP_TIMEOUT = STALLED_MAX
 # (it usually follows its shell socket by milliseconds)
 STDIN_CONNECT_WAIT = 5.0
 CONTROL_OVERTAKES = 256
-MAX_WELCOMES_HELD = 1000
+# Subscription events read before the other sockets get a turn.
+SUBSCRIPTION_BATCH = 256
 # Topics are kernel.<session>.<msg_type>; libzmq keeps every subscription in a
 # trie of about 50 bytes per topic byte, so a 10 MB topic would cost 500 MB.
 MAX_TOPIC = 256
@@ -175,6 +176,7 @@ class Iopub:
         # iopub_welcome (and the first status), sent before anything else
         self.welcomes: deque = deque()
         self._welcomes_waiting: set = set()  # the topics of those welcomes
+        self._other_welcomes = 0  # those for topics not the kernel's own
         # the topics applied, as libzmq's trie holds them (it says when the
         # last subscriber of one has gone: an unsubscription)
         self._topics: set = set()
@@ -194,8 +196,11 @@ class Iopub:
 
     # -- subscriptions ------------------------------------------------------------
     def read_subscriptions(self) -> None:
+        """Read up to SUBSCRIPTION_BATCH subscription events; the rest stay
+        readable. (Reading a flood to its end kept the I/O thread from
+        requests and from sending the welcomes it queued for seconds.)"""
         sock = self.sock
-        while True:
+        for _ in range(SUBSCRIPTION_BATCH):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -218,7 +223,8 @@ class Iopub:
                 sock.setsockopt(zmq.UNSUBSCRIBE, raw)
                 self._topics.discard(raw)
                 continue
-            if raw not in self._topics and not self._own_prefix(raw):
+            own = self._own_prefix(raw)
+            if raw not in self._topics and not own:
                 if len(self._topics) >= MAX_TOPICS:
                     self._limiter.warn("iopub-topics", f"iopub: refused a subscription: {MAX_TOPICS} topics are held already")
                     continue
@@ -226,22 +232,28 @@ class Iopub:
             # XPUB_MANUAL: nothing reaches this subscriber until we apply it here
             sock.setsockopt(zmq.SUBSCRIBE, raw)
             log.debug("iopub: welcoming a subscriber to %r", topic)
-            self._welcome(topic)
+            self._welcome(topic, own)
 
     def _own_prefix(self, topic: bytes) -> bool:
         """A prefix of every topic this kernel publishes under ("" included):
         never refused, so a flood of other topics cannot shut clients out."""
         return self.session.iopub_topic("").startswith(topic)
 
-    def _welcome(self, topic: str) -> None:
+    def _welcome(self, topic: str, own: bool) -> None:
         if topic in self._welcomes_waiting:
             return  # the welcome waiting for this topic reaches this subscriber first
-        if len(self.welcomes) >= MAX_WELCOMES_HELD:
-            # (a subscription flood while iopub is held)
-            self._limiter.warn("iopub-flood", f"iopub: {len(self.welcomes)} welcomes waiting to be sent; a new subscriber got none")
-            return
-        # welcomes go before anything still held, so each is the first
-        # message its subscriber sees; among themselves, in arrival order
+        if not own:
+            # (topics come and go with their subscribers while iopub is held)
+            if self._other_welcomes >= MAX_TOPICS:
+                self._limiter.warn("iopub-flood", f"iopub: {MAX_TOPICS} welcomes for other topics than the kernel's wait; a subscriber to another got none")
+                return
+            self._other_welcomes += 1
+        # Welcomes go before anything still held, so each is the first
+        # message its subscriber sees; among themselves, in arrival order.
+        # At most one per topic waits: so at most MAX_TOPICS for other topics,
+        # and one for each prefix of the kernel's own topics, "" included,
+        # which is never refused (a flood of other topics once took all the
+        # room and a new client subscribing to "" went unwelcomed).
         identities = (topic.encode("utf-8"),) if topic else ()
         self.welcomes.append((topic, self.session.frames("iopub_welcome", {"subscription": topic}, identities=identities)))
         self._welcomes_waiting.add(topic)
@@ -258,7 +270,10 @@ class Iopub:
             if not self.publish(frames, 0):
                 return False
             welcomes.popleft()
-            self._welcomes_waiting.discard(topic)
+            if topic is not None:
+                self._welcomes_waiting.discard(topic)
+                if not self._own_prefix(topic.encode("utf-8")):
+                    self._other_welcomes -= 1
         return True
 
     # -- publishing ---------------------------------------------------------------
