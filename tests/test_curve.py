@@ -1,6 +1,7 @@
 """CurveZMQ: a connection file with curve keys makes every kernel socket a CURVE
-server. A client with the server key is served; one without it gets nothing.
-Real kernel processes, real ZeroMQ."""
+server. A client that connects with the file's key pair (as jupyter_client
+does) is served; one without the server key, or with the server's public key
+and a key pair of its own, gets nothing. Real kernel processes, real ZeroMQ."""
 
 import json
 import subprocess
@@ -93,11 +94,12 @@ def assert_serves(kc: BlockingKernelClient, proc: KernelProcess) -> None:
         raise AssertionError(f"the keyed client was not served; kernel stderr:\n{proc.stderr}")
 
 
-def raw_sockets(ctx, info, curve=None):
+def raw_sockets(ctx, info, curve=None, pair=None):
     """DEALER on shell and control, SUB on iopub, REQ on hb.
 
-    ``curve``: None for plain sockets, else the server public key to expect
-    (each socket gets a fresh client keypair).
+    ``curve``: None for plain sockets, else the server public key to expect;
+    ``pair``: the client key pair to connect with (public, secret), by default
+    a fresh one for each socket.
     """
     kinds = {"shell": zmq.DEALER, "control": zmq.DEALER, "iopub": zmq.SUB, "hb": zmq.REQ}
     socks = {}
@@ -105,7 +107,7 @@ def raw_sockets(ctx, info, curve=None):
         s = ctx.socket(kind)
         s.linger = 0
         if curve is not None:
-            cpub, csec = zmq.curve_keypair()
+            cpub, csec = pair or zmq.curve_keypair()
             s.curve_publickey = cpub
             s.curve_secretkey = csec
             s.curve_serverkey = curve
@@ -155,11 +157,12 @@ def test_keyed_jupyter_client_is_served(curve_kernel):
 
 
 def test_keyed_raw_sockets_are_served_on_every_channel(curve_kernel, raw):
-    """Positive control for the raw sockets below: with the server key, shell,
-    control, hb and iopub (welcome) all answer."""
+    """Positive control for the raw sockets below: connecting with the
+    connection file's key pair (as jupyter_client does), shell, control, hb
+    and iopub (welcome) all answer."""
     proc, _, info, server_pub = curve_kernel
     session = Session(KEY)
-    socks = raw_sockets(raw, info, curve=server_pub)
+    socks = raw_sockets(raw, info, curve=server_pub, pair=(server_pub, info["curve_secretkey"].encode()))
     send_requests(socks, session)
     want = {"shell", "control", "hb", "iopub"}
     got = {name: [] for name in socks}
@@ -193,15 +196,19 @@ def test_client_without_server_key_gets_nothing(curve_kernel, raw):
         try:
             plain.kernel_info()
             plain.control_channel.send(plain.session.msg("kernel_info_request"))
-            # 2. raw plain sockets on every channel, 3. curve clients expecting the wrong server key
+            # 2. raw plain sockets on every channel, 3. curve clients expecting the wrong server key,
+            # 4. curve clients with the server's public key but not its secret key (a key pair of
+            # their own): CURVE alone would serve them, and iopub needs no HMAC key to read
             session = Session(KEY)
             nokey = raw_sockets(raw, info, curve=None)
             wrongkey = raw_sockets(raw, info, curve=zmq.curve_keypair()[0])
-            send_requests(nokey, session)
-            send_requests(wrongkey, session)
+            pubonly = raw_sockets(raw, info, curve=server_pub)
+            for socks in (nokey, wrongkey, pubonly):
+                send_requests(socks, session)
             socks = {"jc-shell": plain.shell_channel.socket, "jc-control": plain.control_channel.socket}
             socks.update({f"plain-{n}": s for n, s in nokey.items()})
             socks.update({f"wrongkey-{n}": s for n, s in wrongkey.items()})
+            socks.update({f"pubonly-{n}": s for n, s in pubonly.items()})
             got = collect(socks, SILENCE_S)
             leaked = {n: v for n, v in got.items() if v}
             assert not leaked, f"clients without the server key were answered: {leaked}"
@@ -211,5 +218,7 @@ def test_client_without_server_key_gets_nothing(curve_kernel, raw):
         # the silence was the kernel refusing, not the kernel being gone
         assert proc.proc.poll() is None, proc.stderr
         assert_serves(kc, proc)
+        proc.kill()
+        assert "CURVE: refused a client whose key is not the kernel's" in proc.stderr
     finally:
         kc.stop_channels()

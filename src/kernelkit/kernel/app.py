@@ -13,7 +13,7 @@ from .. import logs, threads
 from ..io import Heartbeat, IOThread, Outbound, fatal, flow
 from ..io.flow import IOPUB_TCP_TIMEOUT
 from ..startup import RegistrationInfo, StartupError
-from ..startup.keys import make_own_keys
+from ..startup.keys import admit_key_holders, make_own_keys
 from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
 from ..startup.bind import bind_sockets
 from ..startup.handshake import RECEIPT_TIMEOUT, register
@@ -87,6 +87,7 @@ class KernelApp:
         self._closing = threading.Lock()
         self._closed = False
         self._ending = threading.Lock()
+        self._zap: list = []  # CURVE's ZAP handlers (startup/keys.py)
 
     def start(self) -> None:
         """Bind (picking ports if registering) and hand the ports to the launcher.
@@ -104,6 +105,8 @@ class KernelApp:
             if reg is not None:
                 make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
+            if conn.curve_secretkey:  # before any CURVE socket binds
+                self._zap = [admit_key_holders(c, conn.curve_publickey) for c in (self.ctx, self.hb_ctx)]
             options = flow.socket_options(conn.transport, self.iopub_tcp_timeout)
             sockets, self.ports = bind_sockets(
                 self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, options, self.port_range,
@@ -119,6 +122,7 @@ class KernelApp:
                         s.close(linger=0)
                     raise
         except BaseException:
+            self._stop_zap()
             self.ctx.term()
             self.hb_ctx.term()
             raise
@@ -214,10 +218,16 @@ class KernelApp:
             self.io.join(deadline)
             self.outbound.close()
             self.heartbeat.stop()
+            self._stop_zap()
             if not self.io.is_alive():
                 _term(self.ctx, deadline)  # waits for the linger: queued replies leave
             _term(self.hb_ctx, deadline)
             self._closed = True
+
+    def _stop_zap(self) -> None:
+        for auth in self._zap:
+            auth.stop()
+        self._zap = []
 
 
 def _term(ctx: zmq.Context, timeout: float) -> None:

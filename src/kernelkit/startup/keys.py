@@ -9,8 +9,15 @@ reports it only when the registration connection itself is CURVE-encrypted
 (``registration_publickey`` in the file), never in the clear.
 """
 
+import logging
+
 import zmq
 from zmq.utils import z85
+
+from .. import threads
+from ..logs import LogLimiter
+
+log = logging.getLogger("kernelkit.curve")
 
 KEY_LENGTH = 40  # a Z85-encoded CurveZMQ key
 
@@ -49,3 +56,37 @@ def curve_client(sock, serverkey: bytes) -> None:
     (with a throwaway client key pair: the server accepts any client key)."""
     sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
     sock.curve_serverkey = serverkey
+
+
+class _KeyHolders:
+    """pyzmq's credentials provider: admits the clients whose CURVE public key
+    is one of ``keys`` (Z85 bytes)."""
+
+    def __init__(self, keys):
+        self.keys = frozenset(keys)
+        self._limiter = LogLimiter()
+
+    def callback(self, domain, key) -> bool:
+        if key in self.keys:
+            return True
+        self._limiter.warn("refused", "CURVE: refused a client whose key is not the kernel's (it knows the public key only)")
+        return False
+
+
+def admit_key_holders(ctx: zmq.Context, publickey: bytes):
+    """Answer ZAP for ``ctx``'s CURVE servers (start it before they bind):
+    admit only clients that connect with the kernel's own key pair.
+
+    CURVE alone admits any client that knows the server's public key, and
+    iopub needs no HMAC key to read. jupyter_client (8.9, 8.10) connects with
+    the connection file's key pair, so holding the secret key (the same file
+    that holds the HMAC key) is what admits a client; a client with its own
+    key pair is refused during the handshake and gets nothing. Returns the
+    authenticator; ``stop()`` it before ``ctx.term()``."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    auth = ThreadAuthenticator(ctx, log=log)
+    auth.start()
+    auth.thread.name = threads.name("zap")
+    auth.configure_curve_callback("*", _KeyHolders({publickey}))
+    return auth
