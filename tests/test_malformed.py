@@ -156,6 +156,57 @@ def test_replayed_message_gets_one_reply(rk):
     _assert_answers(rk, control, [msg_id])
 
 
+def test_a_message_replayed_beyond_the_replay_window_is_not_run_again(rk):
+    """The window remembers the last REPLAY_WINDOW signatures; a message
+    replayed after that many newer ones used to be run again. Its date is not
+    newer than what its session sent before the window forgot it: refused."""
+    from kernelkit.wire.signing import REPLAY_WINDOW
+
+    shell = rk.dealer("shell")
+    msg_id, cell = rk.request_frames("execute_request", {"code": "kernel.stream('ran\\n')"})
+    shell.send_multipart(cell)
+    got = collect_until(rk, rk.iopub, idle_for(msg_id), 10)
+    assert [r.content["text"] for r in got if r.msg_type == "stream"] == ["ran\n"]
+    reply, _ = reply_to(rk, shell, msg_id)
+    assert reply.content["status"] == "ok"
+    rk.forget(rk.iopub)  # (so that nobody holds the flood's output back)
+    # REPLAY_WINDOW newer messages, from the same session (answered in order)
+    for _ in range(REPLAY_WINDOW):
+        last, frames = rk.request_frames("kernel_info_request")
+        shell.send_multipart(frames)
+    while True:
+        assert shell.poll(30_000), "the kernel stopped answering"
+        if last.encode() in shell.recv_multipart()[3]:  # (the parent header)
+            break
+    watch = rk.sub()
+    assert recv(rk, watch, 5).msg_type == "iopub_welcome"
+    shell.send_multipart(cell)
+    rk.iopub = watch
+    after = _assert_answers(rk, shell, [msg_id])
+    assert not [r for r in after if r.parent_id == msg_id], "the replayed cell ran again"
+    assert "not newer than one of its session" in rk.stderr_after_exit()
+
+
+def test_a_message_dated_before_the_kernel_started_is_refused_within_the_clock_skew_allowed(rk):
+    """A restart keeps the key, so a message captured before it would be new
+    to the fresh window: one dated more than CLOCK_SKEW before the kernel
+    started is refused; a sender whose clock is behind by less is answered."""
+    from datetime import datetime, timedelta, timezone
+
+    from kernelkit.wire.signing import CLOCK_SKEW
+
+    shell = rk.dealer("shell")
+    now = datetime.now(timezone.utc)
+    old_id, old = rk.request_frames("kernel_info_request", header_extra={"date": (now - timedelta(seconds=CLOCK_SKEW + 60)).isoformat()})
+    shell.send_multipart(old)
+    behind_id, behind = rk.request_frames("kernel_info_request", header_extra={"date": (now - timedelta(seconds=CLOCK_SKEW - 60)).isoformat()})
+    shell.send_multipart(behind)
+    reply, before = reply_to(rk, shell, behind_id)
+    assert reply.content["status"] == "ok"
+    assert not before, f"the old message was answered: {before}"
+    assert "before the kernel started" in rk.stderr_after_exit()
+
+
 def _invalid_execute_requests(rk):
     """execute_requests with a readable header and unusable content."""
     out = []

@@ -402,9 +402,63 @@ def test_replay_window_is_bounded():
         rx.parse(b)
     with pytest.raises(ReplayedSignature):
         rx.parse(c)
-    rx.parse(a)  # fell out of the window: accepted again
-    with pytest.raises(ReplayedSignature):
-        rx.parse(a)  # and remembered again
+    # fell out of the window, and is still refused: it is not newer than the
+    # newest message of its session the window forgot (itself)
+    with pytest.raises(ReplayedSignature, match="not newer than one of its session"):
+        rx.parse(a)
+    rx.parse(tx.frames("x", {"n": 3}))  # newer ones are accepted
+
+
+def _dated(session: Session, date: str, n: int = 0) -> list:
+    msg = session.message("x", {"n": n})
+    msg.header["date"] = date
+    return session.serialize(msg, [])
+
+
+def test_replays_beyond_the_window_are_refused_by_date_per_session_whatever_the_clocks():
+    """A small window; two senders whose clocks are an hour apart (dates are
+    compared within a session only). Messages the window has forgotten are
+    refused when replayed; each sender's own new messages are accepted."""
+    ahead, behind = Session(KEY), Session(KEY)
+    rx = Session(KEY)
+    rx.signer = Signer(KEY, "hmac-sha256", replay_window=4)
+    sent = {ahead: [], behind: []}
+    for n in range(10):
+        for tx, hour in ((ahead, 13), (behind, 12)):
+            frames = _dated(tx, f"2026-12-07T{hour}:00:{n:02d}.000001Z", n)
+            rx.parse(frames)
+            sent[tx].append(frames)
+    for tx in (ahead, behind):
+        for frames in sent[tx][:8]:  # forgotten by the window
+            with pytest.raises(ReplayedSignature):
+                rx.parse(frames)
+        for frames in sent[tx][8:]:  # still in it
+            with pytest.raises(ReplayedSignature, match="already used"):
+                rx.parse(frames)
+    # the sender an hour behind goes on (its dates are older than the other's)
+    rx.parse(_dated(behind, "2026-12-07T12:00:59+00:00", 99))
+    # a message without a readable date is judged by the window alone
+    rx.parse(_dated(behind, "not a date", 100))
+
+
+def test_messages_dated_before_not_before_are_refused():
+    """The kernel sets not_before to its start minus CLOCK_SKEW: a message
+    signed before a restart (which keeps the key) is refused; a sender whose
+    clock is behind by less than CLOCK_SKEW is not."""
+    import time
+    from datetime import timezone
+
+    tx, rx = pair()
+    start = time.time()
+    rx.signer.not_before = start - signing.CLOCK_SKEW
+
+    def at(t):
+        return datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+    with pytest.raises(ReplayedSignature, match="before the kernel started"):
+        rx.parse(_dated(tx, at(start - signing.CLOCK_SKEW - 60)))
+    rx.parse(_dated(tx, at(start - signing.CLOCK_SKEW + 60), 1))
+    rx.parse(_dated(tx, at(start - signing.CLOCK_SKEW + 60).replace("+00:00", ""), 2))  # no zone: UTC
 
 
 def test_replay_memory_does_not_grow_beyond_window():

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import zmq
 
@@ -18,6 +19,7 @@ from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
 from ..startup.bind import bind_sockets
 from ..startup.handshake import RECEIPT_TIMEOUT, register
 from ..wire import Session, jsonutil
+from ..wire.signing import CLOCK_SKEW
 from ..wire.channels import HB
 from .lifecycle import Lifecycle
 from .sending import Sender
@@ -126,6 +128,8 @@ class KernelApp:
             self.ctx.term()
             self.hb_ctx.term()
             raise
+        # replays from before this process (a restart keeps the key) are refused
+        self.session.signer.not_before = time.time() - CLOCK_SKEW
         self.heartbeat = Heartbeat(self.hb_ctx, sockets.pop(HB))
         self.heartbeat.start()
         self.outbound = Outbound(self.ctx)

@@ -2,6 +2,7 @@
 
 import collections
 import hmac
+from datetime import datetime, timezone
 from typing import Iterable
 
 from .errors import BadSignature, MissingSignature, ReplayedSignature, UnknownSignatureScheme
@@ -9,6 +10,11 @@ from .errors import BadSignature, MissingSignature, ReplayedSignature, UnknownSi
 DEFAULT_SCHEME = "hmac-sha256"
 # How many recent signatures the replay guard remembers (jupyter_client uses 2**16).
 REPLAY_WINDOW = 1 << 16
+# Sessions whose forgotten messages' dates are kept apart (beyond, one date for all).
+REPLAY_SESSIONS = 1 << 16
+# How far a sender's clock may be behind the kernel's (s) for a message dated
+# before the kernel started to be taken as new (Kerberos allows the same 5 min).
+CLOCK_SKEW = 300.0
 
 
 def digest_for_scheme(scheme: str) -> str:
@@ -35,7 +41,7 @@ class Signer:
     ``verify`` accepts anything.
     """
 
-    __slots__ = ("key", "scheme", "_hmac", "_seen", "_order")
+    __slots__ = ("key", "scheme", "_hmac", "_seen", "_order", "not_before", "_floors", "_floor_all")
 
     def __init__(self, key: bytes | str = b"", scheme: str = DEFAULT_SCHEME, replay_window: int = REPLAY_WINDOW):
         if isinstance(key, str):
@@ -49,7 +55,15 @@ class Signer:
         self._hmac = getattr(base, "_hmac", None) or base
         # a window of 0 turns the replay guard off
         self._seen: set[bytes] | None = set() if replay_window > 0 else None
-        self._order: collections.deque[bytes] = collections.deque(maxlen=max(replay_window, 1))
+        # (signature, session, date as epoch seconds or None), oldest first
+        self._order: collections.deque = collections.deque(maxlen=max(replay_window, 1))
+        # Beyond the window, dates: a message is refused unless it is newer
+        # than every message of its session the window has forgotten (a
+        # session's dates come from one clock, so hosts' clock skew does not
+        # matter), and, when set, not dated before ``not_before`` (epoch s).
+        self.not_before: float | None = None
+        self._floors: dict = {}  # session -> newest date forgotten
+        self._floor_all = float("-inf")  # the newest of the floors dropped from _floors
 
     def sign(self, parts: Iterable[bytes]) -> bytes:
         if self._hmac is None:
@@ -68,15 +82,53 @@ class Signer:
         if not hmac.compare_digest(expected, bytes(signature)):
             raise BadSignature("signature does not match (wrong key or altered message)")
         if check_replay:
-            self._remember(expected)
+            self.remember(expected)
 
-    def _remember(self, signature: bytes) -> None:
-        if self._seen is None:
+    def remember(self, signature: bytes, header=None) -> None:
+        """Raise ReplayedSignature if the message that ``signature`` signed was
+        seen before, or may have been and has been forgotten; else remember it.
+        ``header`` (a dict): its ``session`` and ``date`` for the rules beyond
+        the window (a message without a readable date is judged by the window
+        alone)."""
+        if self._seen is None or self._hmac is None:
             return
         if signature in self._seen:
             raise ReplayedSignature("signature was already used by an earlier message (replay)")
+        session = when = None
+        if header is not None:
+            session, when = header.get("session"), _epoch(header.get("date"))
+            if when is not None:
+                if self.not_before is not None and when < self.not_before:
+                    raise ReplayedSignature(
+                        f"message dated {self.not_before + CLOCK_SKEW - when:.0f} s before the kernel started "
+                        f"(a replay, or the sender's clock is more than {CLOCK_SKEW:.0f} s behind)"
+                    )
+                if when <= max(self._floors.get(session, self._floor_all), self._floor_all):
+                    raise ReplayedSignature(
+                        f"message not newer than one of its session sent {len(self._order)} messages ago or more (replay, or the sender's clock went back)"
+                    )
         order = self._order
         if len(order) == order.maxlen:
-            self._seen.discard(order[0])
-        order.append(signature)
+            old, old_session, old_when = order[0]
+            self._seen.discard(old)
+            if old_when is not None:
+                floors = self._floors
+                if old_when > floors.get(old_session, old_when - 1):
+                    if old_session not in floors and len(floors) >= REPLAY_SESSIONS:
+                        self._floor_all = max(self._floor_all, floors.pop(next(iter(floors))))
+                    floors[old_session] = old_when
+        order.append((signature, session, when))
         self._seen.add(signature)
+
+
+def _epoch(date) -> float | None:
+    """An ISO 8601 header date as epoch seconds (no zone: UTC), or None."""
+    if type(date) is not str:
+        return None
+    try:
+        d = datetime.fromisoformat(date[:-1] + "+00:00" if date.endswith("Z") else date)
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return d.timestamp()
