@@ -285,33 +285,37 @@ def test_a_new_subscriber_is_welcomed_during_a_subscription_flood_while_iopub_is
         got.append(r)
         assert not idle_for(msg_id)(r), "the cell ended without iopub being held"
     # the reader reads on meanwhile (a reader that keeps reading loses nothing)
-    reading = concurrent.futures.ThreadPoolExecutor(1).submit(collect_until, rk, reader, idle_for(msg_id), 60)
-    # the flood and, after it on the same connection, a subscription to ""
-    flood = rk.socket(zmq.XSUB, "iopub", sndhwm=0)
-    for i in range(3000):
-        flood.send(b"\x01topic-%d-" % i + b"x" * 40)
-    for _ in range(20_000):
-        flood.send(b"\x01")
-    started = time.monotonic()
-    welcomes = collect_until(rk, flood, lambda r: r.msg_type == "iopub_welcome" and r.content == {"subscription": ""}, 20)
-    took = time.monotonic() - started
-    rk.forget(flood)  # (so as not to hold output back in its turn)
-    _assert_welcome(welcomes[-1], "")
-    # it saw the welcomes waiting before its own, one for each topic applied
-    others = [r.content["subscription"] for r in welcomes[:-1]]
-    assert others == [f"topic-{i}-" + "x" * 40 for i in range(MAX_TOPICS)], others[:3]
-    assert took < 2 * STALLED_AFTER, f"the welcome took {took:.1f} s"
-    # a subscriber that comes now is welcomed too
-    probe = rk.sub()
-    w = recv(rk, probe, 5)
-    assert w is not None, "a subscriber after the flood got no welcome"
-    _assert_welcome(w, "")
-    rk.forget(probe)
-    # the reader got every display, and few welcomes to "": not one per subscription
-    got += reading.result()
-    assert [r.content["data"]["text/plain"] for r in got if r.msg_type == "display_data"] == [str(i) for i in range(n)]
-    to_all = sum(r.msg_type == "iopub_welcome" and r.content == {"subscription": ""} for r in got)
-    assert 1 <= to_all < 200, f"{to_all} welcomes for 20,000 subscriptions to ''"
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    reading = pool.submit(collect_until, rk, reader, idle_for(msg_id), 60)
+    try:
+        # the flood and, after it on the same connection, a subscription to ""
+        flood = rk.socket(zmq.XSUB, "iopub", sndhwm=0)
+        for i in range(3000):
+            flood.send(b"\x01topic-%d-" % i + b"x" * 40)
+        for _ in range(20_000):
+            flood.send(b"\x01")
+        started = time.monotonic()
+        welcomes = collect_until(rk, flood, lambda r: r.msg_type == "iopub_welcome" and r.content == {"subscription": ""}, 20)
+        took = time.monotonic() - started
+        rk.forget(flood)  # (so as not to hold output back in its turn)
+        _assert_welcome(welcomes[-1], "")
+        # it saw the welcomes waiting before its own, one for each topic applied
+        others = [r.content["subscription"] for r in welcomes[:-1]]
+        assert others == [f"topic-{i}-" + "x" * 40 for i in range(MAX_TOPICS)], others[:3]
+        assert took < 2 * STALLED_AFTER, f"the welcome took {took:.1f} s"
+        # a subscriber that comes now is welcomed too
+        probe = rk.sub()
+        w = recv(rk, probe, 5)
+        assert w is not None, "a subscriber after the flood got no welcome"
+        _assert_welcome(w, "")
+        rk.forget(probe)
+        # the reader got every display, and few welcomes to "": not one per subscription
+        got += reading.result()
+        assert [r.content["data"]["text/plain"] for r in got if r.msg_type == "display_data"] == [str(i) for i in range(n)]
+        to_all = sum(r.msg_type == "iopub_welcome" and r.content == {"subscription": ""} for r in got)
+        assert 1 <= to_all < 200, f"{to_all} welcomes for 20,000 subscriptions to ''"
+    finally:
+        pool.shutdown()  # (waits for the reader: its socket is closed after the test)
     reply, _ = reply_to(rk, shell, msg_id)
     assert reply.content["status"] == "ok"
     log = rk.stderr_after_exit()
