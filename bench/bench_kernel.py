@@ -153,6 +153,13 @@ def baseline_argv(src):
     return [sys.executable, "-c", code]
 
 
+def add_baselines(specs):
+    """KERNELS gains one Python kernel per ``[NAME=]SRC`` (--baseline)."""
+    for spec in specs or ():
+        name, _, src = spec.rpartition("=")
+        KERNELS[name or "baseline"] = (baseline_argv(src), *KERNELS["python"][1:])
+
+
 def start(argv, tmp):
     fname, _ = write_connection_file(str(Path(tmp) / f"k{time.monotonic_ns()}.json"), key=b"bench")
     t0 = time.perf_counter()
@@ -337,9 +344,7 @@ def main():
         help="also run the Python kernel from another kernelkit source tree (e.g. a worktree of the commit before a change, its src/ folder) as NAME (default 'baseline'); may be repeated",
     )
     args = p.parse_args()
-    for spec in args.baseline or ():
-        name, _, src = spec.rpartition("=")
-        KERNELS[name or "baseline"] = (baseline_argv(src), *KERNELS["python"][1:])
+    add_baselines(args.baseline)
     for name in args.kernel or ():
         if name not in KERNELS:
             p.error(f"unknown kernel {name!r}: choose from {', '.join(sorted(KERNELS))}")

@@ -181,7 +181,7 @@ def run_block(clients, executes, mode, timeout=120):
 def main():
     # (imported here: tests/test_load.py uses the clients above without it)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_kernel import KERNELS, baseline_argv, percentile, start, stop
+    from bench_kernel import KERNELS, add_baselines, percentile, start, stop
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=10)
@@ -189,9 +189,7 @@ def main():
     p.add_argument("--kernel", action="append", help="python, ipykernel, xeus-python or a --baseline name (the first is the reference)")
     p.add_argument("--baseline", metavar="[NAME=]SRC", action="append", help="the Python kernel from another kernelkit src/ tree, as NAME")
     args = p.parse_args()
-    for spec in args.baseline or ():
-        name, _, src = spec.rpartition("=")
-        KERNELS[name or "baseline"] = (baseline_argv(src), *KERNELS["python"][1:])
+    add_baselines(args.baseline)
     names = args.kernel or [n for n in ("python", "ipykernel", "xeus-python") if n in KERNELS]
     rng = random.Random(0)
     per_block = max(1, args.executes // BLOCKS)

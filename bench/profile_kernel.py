@@ -39,7 +39,7 @@ from pathlib import Path
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kernel import KERNELS, baseline_argv, percentile, start  # noqa: E402
+from bench_kernel import KERNELS, add_baselines, percentile, start  # noqa: E402
 
 ECHO = """
 import sys, zmq
@@ -190,9 +190,7 @@ def main():
     p.add_argument("--py-spy", action="store_true", help="also record a sampling profile (py-spy on PATH)")
     p.add_argument("--baseline", metavar="[NAME=]SRC", action="append", help="the Python kernel from another kernelkit src/ tree, as NAME")
     args = p.parse_args()
-    for spec in args.baseline or ():
-        name, _, src = spec.rpartition("=")
-        KERNELS[name or "baseline"] = (baseline_argv(src), *KERNELS["python"][1:])
+    add_baselines(args.baseline)
     msg_type = f"{args.what}_request"
     content = {"code": KERNELS[args.kernel][2], "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True} if args.what == "execute" else {}
 
