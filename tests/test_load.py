@@ -22,7 +22,7 @@ def test_ten_clients_get_their_own_replies_and_each_iopub_message_once(tmp_path)
     clients = connect_clients(kc, 10)
     try:
         for mode in ("closed", "pipelined"):
-            latencies, _, problems = run_block(clients, 20, mode, timeout=60)
+            latencies, _, problems = run_block(clients, 20, mode)
             assert problems == [], mode
             assert len(latencies) == 10 * 20, mode
     finally:
