@@ -1,6 +1,7 @@
 """Benchmark kernels through jupyter_client: launch-to-ready, round trips, stream throughput.
 
     python3 bench/bench_kernel.py [--rounds N] [--lines N] [--launches N] [--kernel NAME ...]
+                                  [--baseline [NAME=]SRC ...]
 
 Kernels: calc and exec-test (kernelkit examples), python (the bundled kernel),
 and, when installed, ipykernel and xeus-python for comparison
@@ -8,9 +9,10 @@ and, when installed, ipykernel and xeus-python for comparison
 Kernel) adopted by kernelkit and on ipykernel (pip install echo_kernel). Each kernel is started on a classic
 connection file. launch->ready: process start to the first kernel_info
 reply (client sockets retry every 10 ms), median of --launches starts.
-Round trips: request to idle, median (kernel_info, execute of a trivial cell
-and, for the Python kernels, of a 50-line cell). Stream: lines per second of a
-print loop, best of three.
+Round trips: request to idle, median and 99th percentile (kernel_info,
+execute of a trivial cell and, for the Python kernels, of a 50-line cell).
+Stream: lines per second of a print loop, best of three. Idle RSS: the kernel
+process's resident memory, idle after its first cell (Linux).
 
 The kernels are compared side by side, not one after another: a shared
 machine speeds up and slows down over minutes, which would favour whichever
@@ -114,6 +116,8 @@ KERNELS = {
         "1",
     ),
     "python": ([sys.executable, "-m", "kernelkit.python"], _print_loop, "pass", PYTHON_CELL),
+    # a yardstick: messages only, nothing run (bench/floor_kernel.py; no stream)
+    "floor": ([sys.executable, str(ROOT / "bench" / "floor_kernel.py")], None, "pass"),
 }
 if importlib.util.find_spec("ipykernel"):
     KERNELS["ipykernel"] = ([sys.executable, "-m", "ipykernel_launcher"], _print_loop, "pass", PYTHON_CELL)
@@ -127,6 +131,18 @@ if importlib.util.find_spec("xpython_launcher"):
     KERNELS["xeus-python"] = ([sys.executable, "-m", "xpython_launcher"], _print_loop, "pass", PYTHON_CELL)
 
 
+def idle_rss_mb(pid):
+    """Resident memory of a process in MB (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def baseline_argv(src):
     """The bundled Python kernel imported from another source tree: put first
     on sys.path, it wins over the installed kernelkit."""
@@ -135,6 +151,13 @@ def baseline_argv(src):
         raise SystemExit(f"--baseline {src}: no kernelkit/python/__main__.py there (give the src/ folder)")
     code = f"import runpy, sys; sys.path.insert(0, {src!r}); runpy.run_module('kernelkit.python', run_name='__main__', alter_sys=True)"
     return [sys.executable, "-c", code]
+
+
+def add_baselines(specs):
+    """KERNELS gains one Python kernel per ``[NAME=]SRC`` (--baseline)."""
+    for spec in specs or ():
+        name, _, src = spec.rpartition("=")
+        KERNELS[name or "baseline"] = (baseline_argv(src), *KERNELS["python"][1:])
 
 
 def start(argv, tmp):
@@ -208,6 +231,12 @@ class Running:
         if cell:
             self.requests["cell"] = lambda: kc.execute(cell[0], store_history=False)
 
+    def first_cell(self):
+        """Run one cell, let the kernel settle, and return its idle RSS (MB)."""
+        round_trip(self.kc, self.requests["execute"])
+        time.sleep(1.0)
+        return idle_rss_mb(self.proc.pid)
+
     def stream(self, lines):
         """(seconds, lines that did not arrive) for one print loop."""
         t = time.perf_counter()
@@ -260,6 +289,10 @@ def bench(names, rounds, lines, launches, seed=0):
         try:
             for name in names:
                 running[name] = Running(name, tmp)
+            for name in names:
+                rss = running[name].first_cell()
+                if rss is not None:
+                    out[name]["idle_rss"] = [rss]
             for what in ("kernel_info", "execute", "cell"):
                 having = [name for name in names if what in running[name].requests]
 
@@ -269,7 +302,8 @@ def bench(names, rounds, lines, launches, seed=0):
                 take_turns(having, max(20, rounds // 20), measure, rng)  # warm up
                 for name, times in take_turns(having, rounds, measure, rng).items():
                     out[name][what] = times
-            for name, tries in take_turns(names, 3, lambda name: running[name].stream(lines), rng).items():
+            streaming = [name for name in names if running[name].stream_code is not None]
+            for name, tries in take_turns(streaming, 3, lambda name: running[name].stream(lines), rng).items():
                 out[name]["stream"] = [lines / dt for dt, _ in tries]
                 out[name]["lines_lost"] = [lost for _, lost in tries]
         finally:
@@ -285,7 +319,16 @@ COLUMNS = [
     ("execute", "execute ms", 1000, "{:.3f}"),
     ("cell", "50-line cell ms", 1000, "{:.3f}"),
     ("stream", "stream lines/s", 1, "{:.0f}"),
+    ("idle_rss", "idle RSS MB", 1, "{:.1f}"),
 ]
+# the round trips' 99th percentiles get a table of their own
+ROUND_TRIPS = ("kernel_info", "execute", "cell")
+
+
+def percentile(values, q):
+    """The q-th percentile (nearest rank) of values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def main():
@@ -296,12 +339,12 @@ def main():
     p.add_argument("--kernel", action="append", help=f"one of {', '.join(sorted(KERNELS))} (the first is the one the others are compared with)")
     p.add_argument(
         "--baseline",
-        metavar="SRC",
-        help="also run the Python kernel from another kernelkit source tree (e.g. a worktree of the commit before a change, its src/ folder) as 'baseline'",
+        metavar="[NAME=]SRC",
+        action="append",
+        help="also run the Python kernel from another kernelkit source tree (e.g. a worktree of the commit before a change, its src/ folder) as NAME (default 'baseline'); may be repeated",
     )
     args = p.parse_args()
-    if args.baseline:
-        KERNELS["baseline"] = (baseline_argv(args.baseline), *KERNELS["python"][1:])
+    add_baselines(args.baseline)
     for name in args.kernel or ():
         if name not in KERNELS:
             p.error(f"unknown kernel {name!r}: choose from {', '.join(sorted(KERNELS))}")
@@ -315,18 +358,33 @@ def main():
         for key, _, scale, fmt in COLUMNS:
             if key not in r:
                 row += f"{'-':>18}"
+            elif key == "idle_rss":
+                row += f"{fmt.format(r[key][0]):>18}"
             else:
                 value = max(r[key]) if key == "stream" else statistics.median(r[key])
                 row += f"{fmt.format(value * scale):>18}"
-        print(f"{name:<{width}}{row}{max(r['lines_lost']):>12}")
+        print(f"{name:<{width}}{row}{max(r['lines_lost']) if 'lines_lost' in r else '-':>12}")
+    print(f"\n99th percentile ms (p99/p50)")
+    print(f"{'kernel':<{width}}" + "".join(f"{key:>18}" for key in ROUND_TRIPS))
+    for name in names:
+        row = ""
+        for key in ROUND_TRIPS:
+            if key in out[name]:
+                p99 = percentile(out[name][key], 99)
+                row += f"{f'{p99 * 1000:.3f} ({p99 / statistics.median(out[name][key]):.1f}x)':>18}"
+            else:
+                row += f"{'-':>18}"
+        print(f"{name:<{width}}{row}")
     base = names[0]
     if len(names) > 1:
         print(f"\nratio to {base} (lowest-highest over {BLOCKS} blocks of rounds)")
         for name in names[1:]:
             row = ""
             for key, _, _, _ in COLUMNS:
-                if key == "stream":
+                if key == "stream" and key in out[name] and key in out[base]:
                     row += f"{max(out[name][key]) / max(out[base][key]):>18.2f}"
+                elif key == "idle_rss" and key in out[name] and key in out[base]:
+                    row += f"{out[name][key][0] / out[base][key][0]:>18.2f}"
                 elif key in out[name] and key in out[base]:
                     ratio, low, high = compare(out[name][key], out[base][key])
                     row += f"{f'{ratio:.2f} ({low:.2f}-{high:.2f})':>18}"

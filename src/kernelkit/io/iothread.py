@@ -70,6 +70,7 @@ class IOThread(threading.Thread):
     # -- the loop --------------------------------------------------------
     def run(self) -> None:
         self.outbound.io_ident = threading.get_ident()
+        self.outbound.io_send = self._send_outbound
         poller = zmq.Poller()
         for ch in CHANNELS:
             poller.register(self.sockets[ch], zmq.POLLIN)

@@ -75,6 +75,7 @@ class Outbound:
         # every LAZY_MS, so that thread's sends need not wake it.
         self.lazy_ident = None
         self.io_ident = None  # the I/O thread's, once it runs
+        self.io_send = None  # the I/O thread's "send what is queued", once it runs
         self._lazy_granted = 0
         self._lazy_done = 0
 
@@ -115,6 +116,11 @@ class Outbound:
         if lazy and self._lazy_granted != self._lazy_done and ident == self.lazy_ident:
             return
         self._wake()
+
+    def send_now(self) -> None:
+        """(On the I/O thread) Send what the FIFO holds now, before going on."""
+        if self.io_send is not None:
+            self.io_send()
 
     def _wait_for_room(self) -> None:
         with self._room:

@@ -113,6 +113,11 @@ class Lifecycle:
                 if msg.msg_type == "kernel_info_request" and self._answer_kernel_info_now(req):
                     return
                 self.announce(req)
+                # busy and execute_input leave before the main thread is
+                # woken: pyzmq lets go of the GIL for every frame it sends,
+                # so sent after, they would hand the GIL back and forth with
+                # the waking main thread (and wait for most of the cell)
+                self.outbound.send_now()
             self.outbound.grant_lazy()
         shell.queue.put(req)
 
