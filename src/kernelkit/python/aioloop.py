@@ -1,0 +1,172 @@
+"""The Python kernel's asyncio event loop: it runs between cells and during
+top-level ``await``, as ipykernel's does.
+
+- Between cells the main thread runs it (``Kernel.idle``, the core's hook)
+  until the main shell's waker is readable: a request stops it at once.
+- During a cell on the main thread it is marked as the running loop
+  (``asyncio._set_running_loop``), though it does not run: ``asyncio.create_task``,
+  ``ensure_future``, ``get_running_loop`` and tornado's ``IOLoop.current()``
+  give this loop, and what they schedule runs once the cell ends.
+- A cell with top-level ``await`` runs on it (IPython's ``loop_runner``), so
+  other tasks make progress meanwhile. An interrupt while it awaits ends
+  the cell (KeyboardInterrupt); other tasks keep running.
+- ``asyncio.run()`` in a cell runs its coroutine on a loop of its own, as in
+  a script (this kernel's loop pauses meanwhile); see patches.py.
+- Replaced (``asyncio.set_event_loop``) or closed (``loop.close()``) by user
+  code: the next cell says so on stderr and a new loop takes over.
+- At stop, tasks still pending are cancelled and given a moment to end,
+  then the loop is closed.
+"""
+
+import asyncio
+import contextvars
+import logging
+import sys
+
+log = logging.getLogger("kernelkit.python")
+
+# the request of the cell that made a task (asyncio copies the context into
+# every task and callback): a task's output goes to the cell that started it
+CELL = contextvars.ContextVar("kernelkit_cell", default=None)
+
+# how long pending tasks get to end after being cancelled at stop
+CANCEL_GRACE = 1.0
+
+
+class KernelLoop:
+    def __init__(self):
+        self.loop = None
+        self.running = False  # the loop runs now (idle or a cell's await): tasks may write
+        self._idling = False
+        self._wake = None
+
+    # -- the loop ----------------------------------------------------------------
+    def get(self) -> asyncio.AbstractEventLoop:
+        """The kernel's loop; a new one if there is none or user code closed it."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            if loop is not None:
+                log.warning("the kernel's asyncio loop was closed by user code: a new one replaces it (its tasks are gone)")
+            loop = self.loop = asyncio.new_event_loop()
+            loop.set_exception_handler(_exception_handler)
+            if self._wake is not None:
+                loop.add_reader(self._wake.fileno(), self._woken)
+        return loop
+
+    def after_cell(self) -> str | None:
+        """After a cell on the main thread: what it scheduled to run at once
+        takes its first step (a task's first step, as on ipykernel, where it
+        runs before the next message); and what the cell did to the loop
+        that the user should hear about (None: nothing)."""
+        loop = self.loop
+        if loop is not None and loop.is_closed():
+            self.get()
+            asyncio.set_event_loop(self.loop)
+            return "the kernel's asyncio loop was closed: a new one replaces it; tasks scheduled on the old one will not run"
+        if getattr(loop, "_ready", True):  # (asyncio's queue of callbacks due now)
+            loop.call_soon(loop.stop)  # (one pass over what is due, then back here)
+            self.running = True
+            try:
+                loop.run_forever()
+            finally:
+                self.running = False
+        try:
+            current = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:  # (set_event_loop(None))
+            current = None
+        if current is not loop:
+            asyncio.set_event_loop(loop)
+            return (
+                "asyncio.set_event_loop() does not replace the kernel's loop: cells and tasks keep running on it "
+                "(a loop of your own runs only while you run it)"
+            )
+        return None
+
+    # -- between cells (Kernel.idle) ------------------------------------------------
+    def idle(self, wake) -> None:
+        if self._wake is not wake:
+            self._wake = wake
+            self.get().add_reader(wake.fileno(), self._woken)
+        loop = self.get()
+        self._idling = self.running = True
+        try:
+            loop.run_forever()
+        finally:
+            self._idling = self.running = False
+
+    def _woken(self) -> None:
+        self._wake.clear()
+        if self._idling:  # (a late wake-up during a cell's await is not for it)
+            self.loop.stop()
+
+    # -- cells ----------------------------------------------------------------------
+    def mark_running(self) -> None:
+        """The loop counts as running on this thread (a cell starts)."""
+        asyncio._set_running_loop(self.get())
+
+    def unmark_running(self) -> None:
+        asyncio._set_running_loop(None)
+
+    def loop_is_only_marked(self) -> bool:
+        """This thread's running loop is the kernel's, marked by a cell, not running."""
+        loop = asyncio._get_running_loop()
+        return loop is not None and loop is self.loop and not loop.is_running()
+
+    def run_cell_coroutine(self, coro):
+        """IPython's ``loop_runner``: a cell with top-level await, on this loop."""
+        loop = self.get()
+        asyncio._set_running_loop(None)  # (the cell's mark: run_until_complete refuses it)
+        task = loop.create_task(coro)
+        self.running = True
+        try:
+            try:
+                return loop.run_until_complete(task)
+            except KeyboardInterrupt:
+                if task.done():
+                    raise
+                # the interrupt hit the loop, not the cell's code: end the
+                # cell's coroutine there (shown as KeyboardInterrupt, shell.py)
+                task.kernelkit_interrupted = True
+                task.cancel()
+                return loop.run_until_complete(task)
+        finally:
+            self.running = False
+            asyncio._set_running_loop(loop)
+
+    # -- stop -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Cancel what is pending, let it end (briefly), close the loop."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        asyncio._set_running_loop(None)
+        try:
+            if self._wake is not None:
+                loop.remove_reader(self._wake.fileno())
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_GRACE))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        except BaseException as e:  # (stop must finish: the sockets close next)
+            log.warning("closing the asyncio loop: %s: %s", type(e).__name__, e)
+        finally:
+            for task in asyncio.all_tasks(loop):
+                task._log_destroy_pending = False  # (said above; no noise at exit)
+            loop.close()
+
+
+def _exception_handler(loop, context) -> None:
+    """asyncio's report (a task that raised, a failing callback) in the
+    context of what failed: it goes to the cell that started it."""
+    source = context.get("task") or context.get("future") or context.get("handle")
+    ctx = getattr(source, "_context", None)
+    if isinstance(ctx, contextvars.Context):
+        ctx.run(loop.default_exception_handler, context)
+    else:
+        loop.default_exception_handler(context)
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass

@@ -1,0 +1,205 @@
+"""Life between cells: the Python kernel's asyncio loop runs while no cell
+runs and during top-level ``await`` (issue #23; README's "Event loops").
+
+Real kernel processes and jupyter_client, as test_python_compat.py; with
+KERNELKIT_COMPAT_KERNEL=ipykernel the same tests run on ipykernel 7.4, and
+where the two differ on purpose the expectation says so (README's table).
+Waits are for messages; the time that passes with no cell running is what
+these tests are about, so they wait for output a task sends by itself.
+"""
+
+import os
+import sys
+
+import pytest
+from support import iopub_until, iopub_until_idle, reply_to, run_ok, start_kernel
+
+IPYKERNEL = os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel"
+PY_KERNEL = [sys.executable, "-m", "ipykernel_launcher" if IPYKERNEL else "kernelkit.python"]
+TIMEOUT = 30
+
+
+def start_python(tmp_path):
+    ipython_dir = tmp_path / "ipython"
+    ipython_dir.mkdir(exist_ok=True)
+    return start_kernel(tmp_path, PY_KERNEL, b"loops-key", {"IPYTHONDIR": str(ipython_dir)}, ready_timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    proc, kc = start_python(tmp_path_factory.mktemp("loops"))
+    yield proc, kc
+    kc.stop_channels()
+    proc.kill()
+
+
+@pytest.fixture
+def kc(kernel):
+    return kernel[1]
+
+
+def stream_text(messages) -> str:
+    return "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
+
+
+def value(kc, expression):
+    """``print(repr(expression))`` in a cell: the printed text."""
+    _, out = run_ok(kc, f"print(repr(({expression})))", timeout=TIMEOUT)
+    return stream_text(out).strip()
+
+
+def execute(kc, code):
+    """Run a cell; (reply content, its iopub messages up to idle)."""
+    msg_id = kc.execute(code)
+    reply = reply_to(kc, msg_id, TIMEOUT)["content"]
+    return reply, iopub_until_idle(kc, msg_id, TIMEOUT)
+
+
+def printed_later(kc, msg_id, text):
+    """Stream messages of the cell ``msg_id`` (already idle) until ``text`` is printed."""
+    got = []
+
+    def seen(msg):
+        if msg["msg_type"] == "stream":
+            got.append(msg["content"]["text"])
+        return text in "".join(got)
+
+    iopub_until(kc, msg_id, seen, TIMEOUT, what=repr(text))
+    return "".join(got)
+
+
+TICKER = """
+import asyncio
+ticks = []
+async def ticker(n, period):
+    for i in range(n):
+        ticks.append(i)
+        await asyncio.sleep(period)
+    print('ticked', n, flush=True)
+"""
+
+
+# ============================================================ asyncio between cells
+def test_a_task_made_in_a_sync_cell_runs_between_cells(kc):
+    run_ok(kc, TICKER, TIMEOUT)
+    msg_id = kc.execute("task = asyncio.get_event_loop().create_task(ticker(10, 0.02))")
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    out = iopub_until_idle(kc, msg_id, TIMEOUT)
+    assert "ticked" not in stream_text(out)  # the cell did not wait for it
+    # no cell runs now: the task ticks on and its print reaches its cell
+    assert "ticked 10" in printed_later(kc, msg_id, "ticked 10")
+    assert value(kc, "task.done(), len(ticks)") == "(True, 10)"
+
+
+def test_top_level_await_runs_on_the_same_loop(kc):
+    run_ok(kc, TICKER, TIMEOUT)
+    reply, out = execute(kc, "task = asyncio.ensure_future(ticker(1000, 0.01))\nawait asyncio.sleep(0.3)\nprint('during the await', len(ticks) >= 3)\ntask.cancel()")
+    assert reply["status"] == "ok", reply
+    assert "during the await True" in stream_text(out)
+    assert value(kc, "asyncio.get_running_loop() is asyncio.get_event_loop()") == "True"
+
+
+def test_ensure_future_and_create_task_work_in_a_plain_cell(kc):
+    run_ok(kc, "import asyncio\nasync def f():\n    return 42\nt = asyncio.ensure_future(f())\nu = asyncio.create_task(f())", TIMEOUT)
+    assert value(kc, "t.done(), t.result(), u.result()") == "(True, 42, 42)"
+
+
+def test_asyncio_run_in_a_cell(kc):
+    reply, out = execute(kc, "import asyncio\nasync def main():\n    await asyncio.sleep(0)\n    return 7\nprint(asyncio.run(main()))")
+    if IPYKERNEL:  # (its loop is running during the cell)
+        assert reply["status"] == "error" and "cannot be called from a running event loop" in reply["evalue"]
+    else:  # as in a script: a loop of its own
+        assert reply["status"] == "ok", reply
+        assert stream_text(out).strip() == "7"
+    # the kernel's loop is still the one cells see, and it still runs tasks
+    assert value(kc, "asyncio.get_event_loop() is asyncio.get_running_loop()") == "True"
+    run_ok(kc, "t = asyncio.ensure_future(main())", TIMEOUT)
+    assert value(kc, "t.result()") == "7"
+
+
+def test_tornado_ioloop_wraps_the_kernels_loop(kc):
+    assert value(kc, "__import__('tornado.ioloop').ioloop.IOLoop.current().asyncio_loop is __import__('asyncio').get_event_loop()") == "True"
+    assert value(kc, "get_ipython().kernel.io_loop.asyncio_loop is __import__('asyncio').get_event_loop()") == "True"
+    msg_id = kc.execute("get_ipython().kernel.io_loop.call_later(0.1, print, 'from the io_loop')")
+    iopub_until_idle(kc, msg_id, TIMEOUT)
+    printed_later(kc, msg_id, "from the io_loop")
+
+
+# ============================================================ interrupts
+def test_an_interrupt_ends_a_cell_blocked_in_await_and_tasks_keep_running(kernel):
+    proc, kc = kernel
+    run_ok(kc, TICKER + "background = asyncio.ensure_future(ticker(100000, 0.01))", TIMEOUT)
+    msg_id = kc.execute("await asyncio.sleep(60)")
+    iopub_until(kc, msg_id, lambda m: m["msg_type"] == "execute_input", TIMEOUT)
+    proc.interrupt()
+    reply = reply_to(kc, msg_id, TIMEOUT)["content"]
+    # (ipykernel 7.4 ends it with the CancelledError of its own cancel)
+    assert reply["status"] == "error" and reply["ename"] == ("CancelledError" if IPYKERNEL else "KeyboardInterrupt"), reply
+    reply, out = execute(kc, "n = len(ticks)\nawait asyncio.sleep(0.2)\nprint(background.done(), len(ticks) > n)\nbackground.cancel()")
+    assert stream_text(out).strip() == "False True"
+
+
+def test_interrupts_while_idle_in_the_loop_break_nothing(kernel):
+    proc, kc = kernel
+    run_ok(kc, TICKER, TIMEOUT)
+    msg_id = kc.execute("t = asyncio.ensure_future(ticker(20, 0.02))")
+    iopub_until_idle(kc, msg_id, TIMEOUT)
+    proc.interrupt()  # SIGINT, while the main thread runs the loop
+    msg = kc.session.msg("interrupt_request", {})  # and interrupt_request
+    kc.control_channel.send(msg)
+    assert reply_to(kc, msg["header"]["msg_id"], TIMEOUT, channel="control")["content"]["status"] == "ok"
+    printed_later(kc, msg_id, "ticked 20")
+    assert value(kc, "t.done(), t.exception()") == "(True, None)"
+
+
+# ============================================================ bad input
+def test_a_task_that_raises_is_reported_and_the_kernel_goes_on(kc):
+    msg_id = kc.execute("import asyncio\nasync def boom():\n    raise ValueError('boom in a task')\nasyncio.ensure_future(boom());")
+    text = stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
+    if not IPYKERNEL:  # (ipykernel's report goes to its log)
+        if "boom in a task" not in text:  # (reported as the task is dropped: before idle or after)
+            text += printed_later(kc, msg_id, "boom in a task")
+        assert "Task exception was never retrieved" in text and "ValueError: boom in a task" in text
+    assert value(kc, "6 * 7") == "42"
+
+
+def test_a_callback_that_blocks_delays_the_next_cell_but_it_runs(kc):
+    run_ok(kc, "import asyncio, time\nasyncio.get_event_loop().call_soon(time.sleep, 1.5)", TIMEOUT)
+    assert value(kc, "6 * 7") == "42"
+
+
+def test_set_event_loop_does_not_take_the_kernels_loop_away(kc):
+    run_ok(kc, "import asyncio\nkernel_loop = asyncio.get_event_loop()", TIMEOUT)
+    reply, out = execute(kc, "asyncio.set_event_loop(asyncio.new_event_loop())")
+    assert reply["status"] == "ok"
+    if not IPYKERNEL:
+        assert "does not replace the kernel's loop" in stream_text(out)
+    assert value(kc, "asyncio.get_event_loop() is kernel_loop") == "True"
+    run_ok(kc, "async def f():\n    return 5\nt = asyncio.ensure_future(f())", TIMEOUT)
+    assert value(kc, "t.result()") == "5"
+
+
+def test_closing_the_kernels_loop_is_said_and_a_new_one_runs(kc):
+    reply, out = execute(kc, "import asyncio\nasyncio.get_event_loop().close()")
+    if IPYKERNEL:
+        assert reply["status"] == "error" and "running event loop" in reply["evalue"]
+    else:
+        assert reply["status"] == "ok"
+        assert "loop was closed: a new one replaces it" in stream_text(out)
+    run_ok(kc, "async def f():\n    return 6\nt = asyncio.ensure_future(f())", TIMEOUT)
+    assert value(kc, "t.result(), asyncio.get_event_loop().is_closed()") == "(6, False)"
+
+
+# ============================================================ shutdown
+def test_shutdown_with_pending_tasks_is_clean(tmp_path):
+    proc, kc = start_python(tmp_path)
+    try:
+        run_ok(kc, "import asyncio\nasync def forever():\n    await asyncio.sleep(3600)\ntasks = [asyncio.ensure_future(forever()) for _ in range(3)]", TIMEOUT)
+        msg = kc.session.msg("shutdown_request", {"restart": False})
+        kc.control_channel.send(msg)
+        assert reply_to(kc, msg["header"]["msg_id"], TIMEOUT, channel="control")["content"]["status"] == "ok"
+        assert proc.wait(TIMEOUT) == 0
+        assert "Task was destroyed but it is pending" not in proc.stderr
+    finally:
+        kc.stop_channels()
+        proc.kill()
