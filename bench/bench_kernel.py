@@ -1,6 +1,6 @@
 """Benchmark kernels through jupyter_client: launch-to-ready, round trips, stream throughput.
 
-    python3 bench/bench_kernel.py [--rounds N] [--lines N] [--launches N] [--kernel NAME ...]
+    python3 bench/bench_kernel.py [--rounds N] [--lines N] [--launches N] [--kernel NAME ...] [--with-task]
 
 Kernels: calc and exec-test (kernelkit examples), python (the bundled kernel),
 and, when installed, ipykernel and xeus-python for comparison
@@ -21,6 +21,10 @@ cells does. Beside each median the table gives the ratio to the first kernel
 and, in brackets, the lowest and highest ratio over ten blocks of rounds: if
 that range does not include 1.00, the difference is not the machine's noise.
 Run it before and after any change to the message path.
+
+--with-task adds python+task and ipykernel+task: the same kernels with an
+asyncio task ticking every 50 ms between cells (made by a first cell), so
+the cost of running the event loop between requests shows side by side.
 """
 
 import argparse
@@ -127,6 +131,25 @@ if importlib.util.find_spec("xpython_launcher"):
     KERNELS["xeus-python"] = ([sys.executable, "-m", "xpython_launcher"], _print_loop, "pass", PYTHON_CELL)
 
 
+# a background task on the kernel's asyncio loop: a tick every 50 ms
+BACKGROUND_TASK = """
+import asyncio
+async def _bench_ticker():
+    while True:
+        await asyncio.sleep(0.05)
+_bench_task = asyncio.get_event_loop().create_task(_bench_ticker())
+"""
+# name: a first cell run once the kernel is up (its state for the whole run)
+SETUP = {}
+
+
+def with_task(name):
+    """``name``+task: the same kernel, a background asyncio task ticking."""
+    KERNELS[f"{name}+task"] = KERNELS[name]
+    SETUP[f"{name}+task"] = BACKGROUND_TASK
+    return f"{name}+task"
+
+
 def baseline_argv(src):
     """The bundled Python kernel imported from another source tree: put first
     on sys.path, it wins over the installed kernelkit."""
@@ -207,6 +230,10 @@ class Running:
         }
         if cell:
             self.requests["cell"] = lambda: kc.execute(cell[0], store_history=False)
+        if name in SETUP:
+            msg_id = kc.execute(SETUP[name])
+            wait_idle(kc, msg_id)
+            kc.get_shell_msg(timeout=60)
 
     def stream(self, lines):
         """(seconds, lines that did not arrive) for one print loop."""
@@ -299,9 +326,14 @@ def main():
         metavar="SRC",
         help="also run the Python kernel from another kernelkit source tree (e.g. a worktree of the commit before a change, its src/ folder) as 'baseline'",
     )
+    p.add_argument("--with-task", action="store_true", help="add python+task and ipykernel+task: a background asyncio task ticks between cells")
     args = p.parse_args()
     if args.baseline:
         KERNELS["baseline"] = (baseline_argv(args.baseline), *KERNELS["python"][1:])
+    if args.with_task:
+        for name in ("python", "ipykernel"):
+            if name in KERNELS:
+                with_task(name)
     for name in args.kernel or ():
         if name not in KERNELS:
             p.error(f"unknown kernel {name!r}: choose from {', '.join(sorted(KERNELS))}")

@@ -91,6 +91,23 @@ def test_a_task_made_in_a_sync_cell_runs_between_cells(kc):
     assert value(kc, "task.done(), len(ticks)") == "(True, 10)"
 
 
+def test_a_thread_that_gives_the_idle_loop_work_wakes_it(kc):
+    # nothing is scheduled on the loop while the task waits for the thread
+    # (kernelkit's main thread then waits on the request queue, not in the loop)
+    code = (
+        "import asyncio, threading\n"
+        "loop = asyncio.get_event_loop()\n"
+        "fut = loop.create_future()\n"
+        "async def waiter():\n"
+        "    print('the thread said', await fut, flush=True)\n"
+        "w = asyncio.ensure_future(waiter())\n"
+        "threading.Timer(0.3, loop.call_soon_threadsafe, args=(fut.set_result, 'hi')).start()"
+    )
+    msg_id = kc.execute(code)
+    assert "the thread said" not in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
+    assert "the thread said hi" in printed_later(kc, msg_id, "the thread said hi")
+
+
 def test_top_level_await_runs_on_the_same_loop(kc):
     run_ok(kc, TICKER, TIMEOUT)
     reply, out = execute(kc, "task = asyncio.ensure_future(ticker(1000, 0.01))\nawait asyncio.sleep(0.3)\nprint('during the await', len(ticks) >= 3)\ntask.cancel()")
@@ -125,12 +142,40 @@ def test_tornado_ioloop_wraps_the_kernels_loop(kc):
     printed_later(kc, msg_id, "from the io_loop")
 
 
+AIOHTTP_SERVER = """
+from aiohttp import web
+async def hello(request):
+    return web.Response(text='hello between cells')
+app = web.Application()
+app.router.add_get('/', hello)
+runner = web.AppRunner(app)
+await runner.setup()
+site = web.TCPSite(runner, '127.0.0.1', 0)
+await site.start()
+print(runner.addresses[0][1])
+"""
+
+
+def test_an_aiohttp_server_started_in_a_cell_answers_between_cells(kc):
+    import urllib.request
+
+    reply, out = execute(kc, AIOHTTP_SERVER)
+    assert reply["status"] == "ok", reply
+    port = int(stream_text(out).strip())
+    # no cell runs while these requests are answered
+    for _ in range(3):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=TIMEOUT) as r:
+            assert r.read() == b"hello between cells"
+    run_ok(kc, "await runner.cleanup()", TIMEOUT)
+
+
 # ============================================================ interrupts
 def test_an_interrupt_ends_a_cell_blocked_in_await_and_tasks_keep_running(kernel):
     proc, kc = kernel
     run_ok(kc, TICKER + "background = asyncio.ensure_future(ticker(100000, 0.01))", TIMEOUT)
-    msg_id = kc.execute("await asyncio.sleep(60)")
-    iopub_until(kc, msg_id, lambda m: m["msg_type"] == "execute_input", TIMEOUT)
+    msg_id = kc.execute("print('awaiting', flush=True)\nawait asyncio.sleep(60)")
+    # (the cell is in its await: ipykernel may lose an interrupt that comes earlier)
+    printed_later(kc, msg_id, "awaiting")
     proc.interrupt()
     reply = reply_to(kc, msg_id, TIMEOUT)["content"]
     # (ipykernel 7.4 ends it with the CancelledError of its own cancel)

@@ -93,7 +93,7 @@ class Kernel:
         """Called once on the main thread after the last request has been
         answered, before the sockets close."""
 
-    def idle(self, wake) -> None:
+    def idle(self, wake) -> bool | None:
         """The main thread while the main shell has no request: override it
         to run the kernel's own event loop between requests (asyncio, a GUI
         toolkit's), so what cells leave scheduled there keeps running.
@@ -104,8 +104,12 @@ class Kernel:
         becomes readable as soon as a request for the main shell arrives, so
         the request is not delayed by a polling interval. Returning early is
         harmless (``idle`` is called again if there is still no request).
-        Interrupts are not raised while idle. An exception is logged and the
-        main thread then waits for the next request without the loop.
+        Return ``False`` at once when the loop has nothing to do: the main
+        thread then waits on the request queue itself, the fastest wake-up;
+        another thread that gives the loop work calls ``wake.nudge()``, which
+        brings the main thread back into ``idle``. Interrupts are not raised
+        while idle. An exception is logged and the main thread then waits for
+        the next request without the loop.
 
         Not overridden (this default), the main thread blocks on the request
         queue and nothing runs between requests: the fastest path."""

@@ -40,7 +40,7 @@ from .errors import RequestError, SubshellDeleted, SubshellsNotSupported, Unknow
 from .handlers import LIFECYCLE_HANDLERS
 from .request import ABORTED, ANNOUNCED, IDLE, REPLIED, RUNNING, Request
 from .services import Services
-from .shells import STOP, Shells, ShellQueue
+from .shells import NUDGE, STOP, Shells, ShellQueue
 
 log = logging.getLogger("kernelkit.kernel")
 
@@ -398,13 +398,21 @@ class Lifecycle:
                 req = shell.take_nowait()  # ...and one put just before is seen here
                 if req is not None:
                     return req
-                self.kernel.idle(waker)
+                if self.kernel.idle(waker) is False:
+                    # nothing to run in the loop: wait on the queue itself
+                    # (the fastest wake-up) until a request or a nudge
+                    req = shell.take()
+                    if req is not NUDGE:
+                        return req
             except KeyboardInterrupt:  # defensive: the gate is not armed here
                 continue
             except Exception:
                 log.exception("the kernel's idle loop failed; waiting for the next request without it")
                 waker.waiting = False
-                return shell.take()
+                req = shell.take()
+                while req is NUDGE:
+                    req = shell.take()
+                return req
             finally:
                 waker.waiting = False
 

@@ -14,6 +14,9 @@ from .request import Request
 
 # put in a shell's queue: its loop ends
 STOP = object()
+# put in the main shell's queue by Waker.nudge: not a request, the main
+# thread goes back to the kernel's idle loop (take_nowait skips it)
+NUDGE = object()
 
 
 _ONE = (1).to_bytes(8, sys.byteorder)  # (an eventfd adds this 64-bit count; a pipe takes any bytes)
@@ -28,8 +31,9 @@ class Waker:
     in the queue once more before it waits, so no request is missed); a
     spurious wake-up costs one more turn of the idle loop, nothing else."""
 
-    def __init__(self):
+    def __init__(self, put):
         self.waiting = False
+        self._put = put
         if hasattr(os, "eventfd"):  # Linux: one descriptor, no buffer to fill
             self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         else:
@@ -46,6 +50,13 @@ class Waker:
             os.write(self._w, _ONE)
         except (BlockingIOError, OSError):  # full: it is readable already (or closed at exit)
             pass
+
+    def nudge(self) -> None:
+        """(any thread) The kernel's loop has new work: if the main thread is
+        idle, it calls ``Kernel.idle`` again, also when that had returned
+        False and the main thread waits on the request queue itself."""
+        if self.waiting:
+            self._put(NUDGE)
 
     def clear(self) -> None:
         """Read what was written (not readable until the next wake())."""
@@ -94,7 +105,7 @@ class ShellQueue:
         """From now on, a put while the waker is ``waiting`` makes it readable
         (the main shell of a kernel with its own idle loop)."""
         if self.waker is None:
-            self.waker = Waker()
+            self.waker = Waker(self._put_and_wake)
             self.put = self._put_and_wake
         return self.waker
 
@@ -127,7 +138,10 @@ class ShellQueue:
         except IndexError:  # the usual case; also safe if two threads race
             pass
         try:
-            return self.queue.get_nowait()
+            item = self.queue.get_nowait()
+            while item is NUDGE:
+                item = self.queue.get_nowait()
+            return item
         except queue.Empty:
             return None
 

@@ -38,6 +38,7 @@ class KernelLoop:
         self.loop = None
         self.running = False  # the loop runs now (idle or a cell's await): tasks may write
         self._idling = False
+        self._parked = False  # idle() returned False: the main thread waits on the queue
         self._wake = None
 
     # -- the loop ----------------------------------------------------------------
@@ -47,7 +48,7 @@ class KernelLoop:
         if loop is None or loop.is_closed():
             if loop is not None:
                 log.warning("the kernel's asyncio loop was closed by user code: a new one replaces it (its tasks are gone)")
-            loop = self.loop = asyncio.new_event_loop()
+            loop = self.loop = _KernelEventLoop(self._nudge)
             loop.set_exception_handler(_exception_handler)
             if self._wake is not None:
                 loop.add_reader(self._wake.fileno(), self._woken)
@@ -83,16 +84,32 @@ class KernelLoop:
         return None
 
     # -- between cells (Kernel.idle) ------------------------------------------------
-    def idle(self, wake) -> None:
+    def idle(self, wake) -> bool | None:
         if self._wake is not wake:
             self._wake = wake
             self.get().add_reader(wake.fileno(), self._woken)
         loop = self.get()
+        # (parked before the look, so a thread's call_soon_threadsafe either
+        # is seen by the look or nudges)
+        self._parked = True
+        if _has_nothing_to_do(loop):
+            # the main thread waits on the request queue (the fastest
+            # wake-up) until a request, or a thread's call_soon_threadsafe
+            # nudges it back here
+            return False
+        self._parked = False
         self._idling = self.running = True
         try:
             loop.run_forever()
         finally:
             self._idling = self.running = False
+
+    def _nudge(self) -> None:
+        """(any thread) The loop was given work: if the main thread waits on
+        the request queue instead of running the loop, bring it back."""
+        if self._parked and self._wake is not None:
+            self._parked = False
+            self._wake.nudge()
 
     def _woken(self) -> None:
         self._wake.clear()
@@ -155,6 +172,33 @@ class KernelLoop:
             for task in asyncio.all_tasks(loop):
                 task._log_destroy_pending = False  # (said above; no noise at exit)
             loop.close()
+
+
+class _KernelEventLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop, which tells the kernel when another thread gives it
+    work (``call_soon_threadsafe``: also run_coroutine_threadsafe, executor
+    results): the main thread may be waiting on the request queue instead
+    of in the loop (``_has_nothing_to_do``)."""
+
+    def __init__(self, nudge):
+        super().__init__()
+        self._kernel_nudge = nudge
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        handle = super().call_soon_threadsafe(callback, *args, context=context)
+        self._kernel_nudge()
+        return handle
+
+
+def _has_nothing_to_do(loop) -> bool:
+    """Nothing due, no timer, no file watched but the loop's own wake-up pipe
+    and the kernel's waker: only code on the main thread (a request) or a
+    thread's call_soon_threadsafe (a nudge) can give it work. (asyncio's
+    internals, read defensively: if they change, the loop just runs.)"""
+    try:
+        return not loop._ready and not loop._scheduled and not loop._signal_handlers and len(loop._selector.get_map()) <= 2
+    except (AttributeError, TypeError):
+        return False
 
 
 def _exception_handler(loop, context) -> None:
