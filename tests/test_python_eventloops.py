@@ -170,13 +170,24 @@ def test_an_aiohttp_server_started_in_a_cell_answers_between_cells(kc):
 
 
 # ============================================================ interrupts
-def test_an_interrupt_ends_a_cell_blocked_in_await_and_tasks_keep_running(kernel):
+def interrupt(proc, kc, how):
+    """SIGINT to the kernel's process group, or an interrupt_request on control."""
+    if how == "signal":
+        proc.interrupt()
+        return
+    msg = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(msg)
+    assert reply_to(kc, msg["header"]["msg_id"], TIMEOUT, channel="control")["content"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("how", ["signal", "interrupt_request"])
+def test_an_interrupt_ends_a_cell_blocked_in_await_and_tasks_keep_running(kernel, how):
     proc, kc = kernel
     run_ok(kc, TICKER + "background = asyncio.ensure_future(ticker(100000, 0.01))", TIMEOUT)
     msg_id = kc.execute("print('awaiting', flush=True)\nawait asyncio.sleep(60)")
     # (the cell is in its await: ipykernel may lose an interrupt that comes earlier)
     printed_later(kc, msg_id, "awaiting")
-    proc.interrupt()
+    interrupt(proc, kc, how)
     reply = reply_to(kc, msg_id, TIMEOUT)["content"]
     # (ipykernel 7.4 ends it with the CancelledError of its own cancel)
     assert reply["status"] == "error" and reply["ename"] == ("CancelledError" if IPYKERNEL else "KeyboardInterrupt"), reply
@@ -189,10 +200,8 @@ def test_interrupts_while_idle_in_the_loop_break_nothing(kernel):
     run_ok(kc, TICKER, TIMEOUT)
     msg_id = kc.execute("t = asyncio.ensure_future(ticker(20, 0.02))")
     iopub_until_idle(kc, msg_id, TIMEOUT)
-    proc.interrupt()  # SIGINT, while the main thread runs the loop
-    msg = kc.session.msg("interrupt_request", {})  # and interrupt_request
-    kc.control_channel.send(msg)
-    assert reply_to(kc, msg["header"]["msg_id"], TIMEOUT, channel="control")["content"]["status"] == "ok"
+    interrupt(proc, kc, "signal")  # while the main thread runs the loop
+    interrupt(proc, kc, "interrupt_request")
     printed_later(kc, msg_id, "ticked 20")
     assert value(kc, "t.done(), t.exception()") == "(True, None)"
 
@@ -236,11 +245,12 @@ def test_closing_the_kernels_loop_is_said_and_a_new_one_runs(kc):
 
 
 # ============================================================ shutdown
-def test_shutdown_with_pending_tasks_is_clean(tmp_path):
+@pytest.mark.parametrize("restart", [False, True])
+def test_shutdown_with_pending_tasks_is_clean(tmp_path, restart):
     proc, kc = start_python(tmp_path)
     try:
         run_ok(kc, "import asyncio\nasync def forever():\n    await asyncio.sleep(3600)\ntasks = [asyncio.ensure_future(forever()) for _ in range(3)]", TIMEOUT)
-        msg = kc.session.msg("shutdown_request", {"restart": False})
+        msg = kc.session.msg("shutdown_request", {"restart": restart})
         kc.control_channel.send(msg)
         assert reply_to(kc, msg["header"]["msg_id"], TIMEOUT, channel="control")["content"]["status"] == "ok"
         assert proc.wait(TIMEOUT) == 0
