@@ -9,20 +9,21 @@ these tests are about, so they wait for output a task sends by itself.
 """
 
 import os
+import subprocess
 import sys
 
 import pytest
-from support import iopub_until, iopub_until_idle, reply_to, run_ok, start_kernel
+from support import ensure_debian, iopub_until, iopub_until_idle, reply_to, run_ok, start_kernel
 
 IPYKERNEL = os.environ.get("KERNELKIT_COMPAT_KERNEL") == "ipykernel"
 PY_KERNEL = [sys.executable, "-m", "ipykernel_launcher" if IPYKERNEL else "kernelkit.python"]
 TIMEOUT = 30
 
 
-def start_python(tmp_path):
+def start_python(tmp_path, **env):
     ipython_dir = tmp_path / "ipython"
     ipython_dir.mkdir(exist_ok=True)
-    return start_kernel(tmp_path, PY_KERNEL, b"loops-key", {"IPYTHONDIR": str(ipython_dir)}, ready_timeout=TIMEOUT)
+    return start_kernel(tmp_path, PY_KERNEL, b"loops-key", {"IPYTHONDIR": str(ipython_dir), **env}, ready_timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +243,91 @@ def test_closing_the_kernels_loop_is_said_and_a_new_one_runs(kc):
         assert "loop was closed: a new one replaces it" in stream_text(out)
     run_ok(kc, "async def f():\n    return 6\nt = asyncio.ensure_future(f())", TIMEOUT)
     assert value(kc, "t.result(), asyncio.get_event_loop().is_closed()") == "(6, False)"
+
+
+# ============================================================ GUI loops (%gui)
+@pytest.fixture(scope="module")
+def display():
+    """An Xvfb display (Debian's xvfb and python3-tk installed if missing)."""
+    ensure_debian(["/usr/bin/Xvfb"], ["xvfb"], "Xvfb")
+    if subprocess.run([sys.executable, "-c", "import tkinter"], capture_output=True).returncode != 0:
+        # (Debian's python3 has tkinter in a package of its own)
+        ensure_debian([f"/usr/lib/python3.{sys.version_info.minor}/tkinter/__init__.py"], ["python3-tk"], "python3-tk")
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-nolisten", "tcp", "-screen", "0", "640x480x24"], pass_fds=[w], stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()  # (written once the server accepts clients)
+    assert number, "Xvfb did not start"
+    yield f":{number}"
+    xvfb.kill()
+    xvfb.wait()
+
+
+@pytest.fixture(scope="module")
+def gui_kc(display, tmp_path_factory):
+    proc, kc = start_python(tmp_path_factory.mktemp("gui"), DISPLAY=display, MPLBACKEND="")
+    yield kc
+    kc.stop_channels()
+    proc.kill()
+
+
+def test_gui_tk_runs_tk_between_cells(gui_kc):
+    kc = gui_kc
+    reply, out = execute(kc, "%gui tk")
+    assert reply["status"] == "ok" and stream_text(out) == "", (reply, out)
+    if IPYKERNEL:
+        pytest.skip("ipykernel 7.4 hangs on tkinter.Tk() after %gui tk (README's table)")
+    # a Tk timer fires only if Tk's events are processed: no cell runs then
+    msg_id = kc.execute("import tkinter\nroot = tkinter.Tk()\nroot.after(50, lambda: print('tk timer fired', flush=True))")
+    assert "tk timer fired" not in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
+    printed_later(kc, msg_id, "tk timer fired")
+    run_ok(kc, "root.destroy()", TIMEOUT)
+
+
+def test_matplotlib_tk_show_returns_at_once_and_the_window_lives(gui_kc):
+    kc = gui_kc
+    code = (
+        "%matplotlib tk\n"
+        "import matplotlib.pyplot as plt\n"
+        "fig = plt.figure()\n"
+        "plt.plot([1, 2, 3])\n"
+        "plt.show()\n"
+        "print('show returned', plt.get_backend(), flush=True)\n"
+        "fig.canvas.get_tk_widget().after(50, lambda: print('figure window alive', flush=True))"
+    )
+    msg_id = kc.execute(code)
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert "show returned tkagg" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)).lower()
+    if not IPYKERNEL:  # (ipykernel 7.4: the window's Tk timer does not fire between cells)
+        printed_later(kc, msg_id, "figure window alive")
+    run_ok(kc, "plt.close('all')", TIMEOUT)
+
+
+def test_gui_loops_that_cannot_run_are_an_error_in_the_cell(kc):
+    # (ipykernel: "wx" and "osx" only in its log, and no %gui works after them)
+    names = ["foo"] if IPYKERNEL else ["foo", "wx", "osx", "qt"]
+    if not IPYKERNEL:  # (no display: Tk cannot start)
+        run_ok(kc, "import os\nos.environ.pop('DISPLAY', None)", TIMEOUT)
+        names.append("tk")
+    for name in names:
+        reply, out = execute(kc, f"%gui {name}")
+        assert reply["status"] == "ok", reply  # (IPython's %gui reports, it does not raise)
+        text = stream_text(out)
+        assert f"{name}" in text and "ERROR" in text, (name, text)
+    # the kernel goes on, and so does its asyncio loop
+    run_ok(kc, TICKER + "t = asyncio.ensure_future(ticker(3, 0.01))", TIMEOUT)
+    assert value(kc, "6 * 7") == "42"
+
+
+def test_gui_asyncio_and_gui_off_keep_asyncio_running(kc):
+    for line in ("%gui asyncio", "%gui"):
+        reply, out = execute(kc, line)
+        assert reply["status"] == "ok" and stream_text(out) == "", (line, reply, out)
+        run_ok(kc, TICKER, TIMEOUT)
+        msg_id = kc.execute("t = asyncio.ensure_future(ticker(5, 0.01))")
+        iopub_until_idle(kc, msg_id, TIMEOUT)
+        printed_later(kc, msg_id, "ticked 5")
 
 
 # ============================================================ shutdown

@@ -40,6 +40,10 @@ class KernelLoop:
         self._idling = False
         self._parked = False  # idle() returned False: the main thread waits on the queue
         self._wake = None
+        self.last_cell = None  # the main shell's last execute request (output of GUI callbacks)
+        self._pump = None  # a GUI toolkit's pass over its pending events (guiloops.py)
+        self._pump_period = 0.0
+        self._pump_handle = None
 
     # -- the loop ----------------------------------------------------------------
     def get(self) -> asyncio.AbstractEventLoop:
@@ -52,7 +56,33 @@ class KernelLoop:
             loop.set_exception_handler(_exception_handler)
             if self._wake is not None:
                 loop.add_reader(self._wake.fileno(), self._woken)
+            if self._pump is not None:
+                self._schedule_pump()
         return loop
+
+    def set_pump(self, pump, period: float = 0.0) -> None:
+        """``pump()`` (processes a GUI toolkit's pending events) runs every
+        ``period`` seconds while the loop runs; None: no more."""
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
+        self._pump, self._pump_period = pump, period
+        if pump is not None:
+            self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        # (an empty context: what the toolkit's callbacks print goes to the
+        # last cell, not to the cell that ran %gui; kernel.py)
+        self._pump_handle = self.get().call_later(self._pump_period, self._run_pump, context=contextvars.Context())
+
+    def _run_pump(self) -> None:
+        try:
+            self._pump()
+        except Exception:
+            log.exception("the GUI event loop failed; it is turned off (%gui to start it again)")
+            self._pump = self._pump_handle = None
+            return
+        self._schedule_pump()
 
     def after_cell(self) -> str | None:
         """After a cell on the main thread: what it scheduled to run at once

@@ -10,6 +10,7 @@ import threading
 from .._version import __version__
 from ..kernel.base import Kernel, StdinNotAllowed, handler
 from .aioloop import CELL, KernelLoop
+from .guiloops import GuiLoops
 from .outstream import FdCapture, Flusher, OutStream
 from .patches import Patches
 
@@ -97,6 +98,7 @@ class PythonKernel(Kernel):
         self._banner = None
         self._told = None  # (running cell, ended cell) of the last late-output note
         self.asyncio = KernelLoop()  # runs between cells and during top-level await (aioloop.py)
+        self.gui = GuiLoops(self.asyncio)  # %gui: a toolkit's events processed on that loop
 
     @classmethod
     def accept_arguments(cls, argv):
@@ -191,9 +193,8 @@ class PythonKernel(Kernel):
         services = self._services
         if threading.get_ident() == self._main_ident:
             if self.asyncio.running:  # a task writes: for the cell that made it
-                cell = CELL.get()
-                if cell is not None:
-                    return cell
+                cell = CELL.get()  # (else a GUI callback: the last cell, as ipykernel)
+                return cell if cell is not None else self.asyncio.last_cell
             return services.main_request or services.current_request
         # a subshell's thread writes for the request it runs
         parent = services.request_on_this_thread()
@@ -326,6 +327,7 @@ class PythonKernel(Kernel):
         main = request.subshell_id is None and threading.get_ident() == self._main_ident
         cell = CELL.set(request)  # (tasks the cell makes remember it)
         if main:
+            self.asyncio.last_cell = request
             self.asyncio.mark_running()
         try:
             result = shell.run_cell(code, store_history=store_history, silent=silent)

@@ -247,8 +247,8 @@ class ZMQInteractiveShell(InteractiveShell):
         return etype, value, tb
 
     def enable_gui(self, gui=None):
-        if gui not in (None, "inline"):
-            raise NotImplementedError(f"GUI event loop {gui!r} is not supported by this kernel")
+        """``%gui``, ``%matplotlib tk``: the toolkit runs on the kernel's asyncio loop (guiloops.py)."""
+        self.kernel.gui.enable(gui)
 
 
 def _current_task():
