@@ -303,6 +303,53 @@ def test_matplotlib_tk_show_returns_at_once_and_the_window_lives(gui_kc):
     run_ok(kc, "plt.close('all')", TIMEOUT)
 
 
+@pytest.fixture(scope="module")
+def qt_kc(tmp_path_factory):
+    """A kernel with Qt offscreen (PySide6 from the test extra; Debian's libraries Qt needs, if missing)."""
+    if IPYKERNEL:
+        pytest.skip("ipykernel 7.4 (PySide6, offscreen): the cell after %gui qt gets no reply (README's table)")
+    probe = [sys.executable, "-c", "from PySide6 import QtWidgets"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        libs = ["libgl1", "libegl1", "libxkbcommon0", "libfontconfig1", "libglib2.0-0", "libdbus-1-3"]
+        ensure_debian(["/nonexistent"], libs, "the libraries PySide6 loads")  # (the probe failed: install)
+        done = subprocess.run(probe, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    proc, kc = start_python(tmp_path_factory.mktemp("qt"), QT_QPA_PLATFORM="offscreen", MPLBACKEND="")
+    yield kc
+    kc.stop_channels()
+    proc.kill()
+
+
+def test_gui_qt_runs_qt_between_cells(qt_kc):
+    kc = qt_kc
+    reply, out = execute(kc, "%gui qt")
+    assert reply["status"] == "ok" and stream_text(out) == "", (reply, out)
+    msg_id = kc.execute("from PySide6 import QtCore\nQtCore.QTimer.singleShot(50, lambda: print('qt timer fired', flush=True))")
+    assert "qt timer fired" not in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
+    printed_later(kc, msg_id, "qt timer fired")
+
+
+def test_matplotlib_qt_show_returns_at_once_and_the_window_lives(qt_kc):
+    kc = qt_kc
+    code = (
+        "%matplotlib qt\n"
+        "import matplotlib.pyplot as plt\n"
+        "fig = plt.figure()\n"
+        "plt.plot([1, 2, 3])\n"
+        "plt.show()\n"
+        "print('show returned', plt.get_backend(), flush=True)\n"
+        "timer = fig.canvas.new_timer(interval=50)\n"
+        "timer.single_shot = True\n"
+        "timer.add_callback(lambda: print('figure window alive', flush=True))\n"
+        "timer.start()"
+    )
+    msg_id = kc.execute(code)
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert "show returned qtagg" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)).lower()
+    printed_later(kc, msg_id, "figure window alive")
+    run_ok(kc, "plt.close('all')", TIMEOUT)
+
+
 def test_gui_loops_that_cannot_run_are_an_error_in_the_cell(kc):
     # (ipykernel: "wx" and "osx" only in its log, and no %gui works after them)
     names = ["foo"] if IPYKERNEL else ["foo", "wx", "osx", "qt"]
