@@ -24,7 +24,8 @@ Run it before and after any change to the message path.
 
 --with-task adds python+task and ipykernel+task: the same kernels with an
 asyncio task ticking every 50 ms between cells (made by a first cell), so
-the cost of running the event loop between requests shows side by side.
+the cost of running the event loop between requests shows side by side;
+--with-tk adds python+tk and ipykernel+tk, after ``%gui tk`` (under Xvfb).
 """
 
 import argparse
@@ -143,11 +144,20 @@ _bench_task = asyncio.get_event_loop().create_task(_bench_ticker())
 SETUP = {}
 
 
-def with_task(name):
-    """``name``+task: the same kernel, a background asyncio task ticking."""
-    KERNELS[f"{name}+task"] = KERNELS[name]
-    SETUP[f"{name}+task"] = BACKGROUND_TASK
-    return f"{name}+task"
+def with_setup(name, suffix, cell):
+    """``name``+``suffix``: the same kernel, after a first ``cell``."""
+    KERNELS[f"{name}+{suffix}"] = KERNELS[name]
+    SETUP[f"{name}+{suffix}"] = cell
+    return f"{name}+{suffix}"
+
+
+def start_xvfb():
+    """A display for %gui tk when there is none: (DISPLAY value, process)."""
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-nolisten", "tcp"], pass_fds=[w], stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        return f":{f.readline().strip()}", xvfb
 
 
 def baseline_argv(src):
@@ -327,13 +337,26 @@ def main():
         help="also run the Python kernel from another kernelkit source tree (e.g. a worktree of the commit before a change, its src/ folder) as 'baseline'",
     )
     p.add_argument("--with-task", action="store_true", help="add python+task and ipykernel+task: a background asyncio task ticks between cells")
+    p.add_argument("--with-tk", action="store_true", help="add python+tk and ipykernel+tk: %%gui tk (under Xvfb if there is no DISPLAY)")
     args = p.parse_args()
     if args.baseline:
         KERNELS["baseline"] = (baseline_argv(args.baseline), *KERNELS["python"][1:])
-    if args.with_task:
-        for name in ("python", "ipykernel"):
+    for wanted, suffix, cell in ((args.with_task, "task", BACKGROUND_TASK), (args.with_tk, "tk", "%gui tk")):
+        for name in ("python", "ipykernel") if wanted else ():
             if name in KERNELS:
-                with_task(name)
+                with_setup(name, suffix, cell)
+    xvfb = None
+    if args.with_tk and not os.environ.get("DISPLAY"):
+        os.environ["DISPLAY"], xvfb = start_xvfb()  # (the kernels inherit it)
+    try:
+        report(args, p)
+    finally:
+        if xvfb is not None:
+            xvfb.kill()
+            xvfb.wait()
+
+
+def report(args, p):
     for name in args.kernel or ():
         if name not in KERNELS:
             p.error(f"unknown kernel {name!r}: choose from {', '.join(sorted(KERNELS))}")
