@@ -211,7 +211,7 @@ def test_interrupts_while_idle_in_the_loop_break_nothing(kernel):
 def test_a_task_that_raises_is_reported_and_the_kernel_goes_on(kc):
     msg_id = kc.execute("import asyncio\nasync def boom():\n    raise ValueError('boom in a task')\nasyncio.ensure_future(boom());")
     text = stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
-    if not IPYKERNEL:  # (ipykernel's report goes to its log)
+    if not IPYKERNEL:  # (ipykernel: nothing in the cell)
         if "boom in a task" not in text:  # (reported as the task is dropped: before idle or after)
             text += printed_later(kc, msg_id, "boom in a task")
         assert "Task exception was never retrieved" in text and "ValueError: boom in a task" in text
