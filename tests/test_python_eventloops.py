@@ -264,43 +264,62 @@ def display():
     xvfb.wait()
 
 
-@pytest.fixture(scope="module")
-def gui_kc(display, tmp_path_factory):
-    proc, kc = start_python(tmp_path_factory.mktemp("gui"), DISPLAY=display, MPLBACKEND="")
+def gui_kernel(tmp_path, **env):
+    """(fixture body) A kernel for GUI tests: its client, stopped after the module."""
+    proc, kc = start_python(tmp_path, MPLBACKEND="", **env)
     yield kc
     kc.stop_channels()
     proc.kill()
 
 
-def test_gui_tk_runs_tk_between_cells(gui_kc):
-    kc = gui_kc
-    reply, out = execute(kc, "%gui tk")
+@pytest.fixture(scope="module")
+def gui_kc(display, tmp_path_factory):
+    yield from gui_kernel(tmp_path_factory.mktemp("gui"), DISPLAY=display)
+
+
+MATPLOTLIB_WINDOW = """%matplotlib {gui}
+import matplotlib.pyplot as plt
+fig = plt.figure()
+plt.plot([1, 2, 3])
+plt.show()
+print('show returned', plt.get_backend(), flush=True)
+timer = fig.canvas.new_timer(interval=50)  # (the backend's timer: Tk's after, a QTimer)
+timer.single_shot = True
+timer.add_callback(lambda: print('figure window alive', flush=True))
+timer.start()
+"""
+
+
+def matplotlib_window_lives(kc, gui, backend):
+    """``%matplotlib gui``: plt.show() returns at once and the figure's timer fires between cells."""
+    msg_id = kc.execute(MATPLOTLIB_WINDOW.format(gui=gui))
+    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+    assert f"show returned {backend}" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)).lower()
+    if not IPYKERNEL:  # (ipykernel 7.4: it does not fire between cells)
+        printed_later(kc, msg_id, "figure window alive")
+    run_ok(kc, "plt.close('all')", TIMEOUT)
+
+
+def gui_timer_fires(kc, gui, make_timer, fires_on_ipykernel=True):
+    """``%gui gui``, then a cell ``make_timer``: a toolkit timer that prints
+    'timer fired', which happens only if the toolkit's events are processed
+    while no cell runs."""
+    reply, out = execute(kc, f"%gui {gui}")
     assert reply["status"] == "ok" and stream_text(out) == "", (reply, out)
-    # a Tk timer fires only if Tk's events are processed: no cell runs then
-    msg_id = kc.execute("import tkinter\nroot = tkinter.Tk()\nroot.after(50, lambda: print('tk timer fired', flush=True))")
-    assert "tk timer fired" not in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
-    if not IPYKERNEL:  # (ipykernel 7.4: it fires only when a next cell runs)
-        printed_later(kc, msg_id, "tk timer fired")
-    run_ok(kc, "root.destroy()", TIMEOUT)
+    msg_id = kc.execute(make_timer)
+    assert "timer fired" not in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
+    if fires_on_ipykernel or not IPYKERNEL:
+        printed_later(kc, msg_id, "timer fired")
+
+
+def test_gui_tk_runs_tk_between_cells(gui_kc):
+    # (ipykernel 7.4: it fires only when a next cell runs)
+    gui_timer_fires(gui_kc, "tk", "import tkinter\nroot = tkinter.Tk()\nroot.after(50, lambda: print('timer fired', flush=True))", False)
+    run_ok(gui_kc, "root.destroy()", TIMEOUT)
 
 
 def test_matplotlib_tk_show_returns_at_once_and_the_window_lives(gui_kc):
-    kc = gui_kc
-    code = (
-        "%matplotlib tk\n"
-        "import matplotlib.pyplot as plt\n"
-        "fig = plt.figure()\n"
-        "plt.plot([1, 2, 3])\n"
-        "plt.show()\n"
-        "print('show returned', plt.get_backend(), flush=True)\n"
-        "fig.canvas.get_tk_widget().after(50, lambda: print('figure window alive', flush=True))"
-    )
-    msg_id = kc.execute(code)
-    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
-    assert "show returned tkagg" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)).lower()
-    if not IPYKERNEL:  # (ipykernel 7.4: not between cells either)
-        printed_later(kc, msg_id, "figure window alive")
-    run_ok(kc, "plt.close('all')", TIMEOUT)
+    matplotlib_window_lives(gui_kc, "tk", "tkagg")
 
 
 @pytest.fixture(scope="module")
@@ -314,40 +333,15 @@ def qt_kc(tmp_path_factory):
         ensure_debian(["/nonexistent"], libs, "the libraries PySide6 loads")  # (the probe failed: install)
         done = subprocess.run(probe, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-    proc, kc = start_python(tmp_path_factory.mktemp("qt"), QT_QPA_PLATFORM="offscreen", MPLBACKEND="")
-    yield kc
-    kc.stop_channels()
-    proc.kill()
+    yield from gui_kernel(tmp_path_factory.mktemp("qt"), QT_QPA_PLATFORM="offscreen")
 
 
 def test_gui_qt_runs_qt_between_cells(qt_kc):
-    kc = qt_kc
-    reply, out = execute(kc, "%gui qt")
-    assert reply["status"] == "ok" and stream_text(out) == "", (reply, out)
-    msg_id = kc.execute("from PySide6 import QtCore\nQtCore.QTimer.singleShot(50, lambda: print('qt timer fired', flush=True))")
-    assert "qt timer fired" not in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
-    printed_later(kc, msg_id, "qt timer fired")
+    gui_timer_fires(qt_kc, "qt", "from PySide6 import QtCore\nQtCore.QTimer.singleShot(50, lambda: print('timer fired', flush=True))")
 
 
 def test_matplotlib_qt_show_returns_at_once_and_the_window_lives(qt_kc):
-    kc = qt_kc
-    code = (
-        "%matplotlib qt\n"
-        "import matplotlib.pyplot as plt\n"
-        "fig = plt.figure()\n"
-        "plt.plot([1, 2, 3])\n"
-        "plt.show()\n"
-        "print('show returned', plt.get_backend(), flush=True)\n"
-        "timer = fig.canvas.new_timer(interval=50)\n"
-        "timer.single_shot = True\n"
-        "timer.add_callback(lambda: print('figure window alive', flush=True))\n"
-        "timer.start()"
-    )
-    msg_id = kc.execute(code)
-    assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
-    assert "show returned qtagg" in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)).lower()
-    printed_later(kc, msg_id, "figure window alive")
-    run_ok(kc, "plt.close('all')", TIMEOUT)
+    matplotlib_window_lives(qt_kc, "qt", "qtagg")
 
 
 def test_gui_loops_that_cannot_run_are_an_error_in_the_cell(kc):
