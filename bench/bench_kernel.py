@@ -245,6 +245,19 @@ class Running:
             wait_idle(kc, msg_id)
             kc.get_shell_msg(timeout=60)
 
+    #: what the kernel stopped answering (it is measured no more), or None
+    deaf = None
+
+    def unless_deaf(self, what, measure, *args):
+        """measure(*args), or None once the kernel has stopped answering."""
+        if self.deaf:
+            return None
+        try:
+            return measure(*args)
+        except Empty:
+            self.deaf = f"stopped answering ({what}: no reply in time)"
+            return None
+
     def stream(self, lines):
         """(seconds, lines that did not arrive) for one print loop."""
         t = time.perf_counter()
@@ -301,14 +314,19 @@ def bench(names, rounds, lines, launches, seed=0):
                 having = [name for name in names if what in running[name].requests]
 
                 def measure(name):
-                    return round_trip(running[name].kc, running[name].requests[what])
+                    return running[name].unless_deaf(what, round_trip, running[name].kc, running[name].requests[what])
 
                 take_turns(having, max(20, rounds // 20), measure, rng)  # warm up
                 for name, times in take_turns(having, rounds, measure, rng).items():
-                    out[name][what] = times
-            for name, tries in take_turns(names, 3, lambda name: running[name].stream(lines), rng).items():
-                out[name]["stream"] = [lines / dt for dt, _ in tries]
-                out[name]["lines_lost"] = [lost for _, lost in tries]
+                    if not running[name].deaf:
+                        out[name][what] = times
+            for name, tries in take_turns(names, 3, lambda name: running[name].unless_deaf("stream", running[name].stream, lines), rng).items():
+                if not running[name].deaf:
+                    out[name]["stream"] = [lines / dt for dt, _ in tries]
+                    out[name]["lines_lost"] = [lost for _, lost in tries]
+            for name in names:
+                if running[name].deaf:
+                    out[name]["deaf"] = running[name].deaf
         finally:
             for r in running.values():
                 stop(r.proc, r.kc)
@@ -373,20 +391,23 @@ def report(args, p):
             else:
                 value = max(r[key]) if key == "stream" else statistics.median(r[key])
                 row += f"{fmt.format(value * scale):>18}"
-        print(f"{name:<{width}}{row}{max(r['lines_lost']):>12}")
+        print(f"{name:<{width}}{row}{max(r['lines_lost']) if 'lines_lost' in r else '-':>12}")
+    for name in names:
+        if "deaf" in out[name]:
+            print(f"{name}: {out[name]['deaf']}")
     base = names[0]
     if len(names) > 1:
         print(f"\nratio to {base} (lowest-highest over {BLOCKS} blocks of rounds)")
         for name in names[1:]:
             row = ""
             for key, _, _, _ in COLUMNS:
-                if key == "stream":
+                if key not in out[name] or key not in out[base]:
+                    row += f"{'-':>18}"
+                elif key == "stream":
                     row += f"{max(out[name][key]) / max(out[base][key]):>18.2f}"
-                elif key in out[name] and key in out[base]:
+                else:
                     ratio, low, high = compare(out[name][key], out[base][key])
                     row += f"{f'{ratio:.2f} ({low:.2f}-{high:.2f})':>18}"
-                else:
-                    row += f"{'-':>18}"
             print(f"{name:<{width}}{row}")
 
 
