@@ -21,6 +21,7 @@ top-level ``await``, as ipykernel's does.
 import asyncio
 import contextvars
 import logging
+import signal
 import sys
 
 log = logging.getLogger("kernelkit.python")
@@ -164,6 +165,20 @@ class KernelLoop:
         loop = self.get()
         asyncio._set_running_loop(None)  # (the cell's mark: run_until_complete refuses it)
         task = loop.create_task(coro)
+        kernels_handler = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):
+            # an interrupt ends the cell, never a background task: raised
+            # only in the cell's own code, else the cell's task is cancelled
+            # (shown as KeyboardInterrupt, shell.py), as asyncio.run does
+            if asyncio.current_task(loop) is task and callable(kernels_handler):
+                return kernels_handler(signum, frame)
+            if not task.done():
+                task.kernelkit_interrupted = True
+                task.cancel()
+                loop.call_soon_threadsafe(_nothing)  # (the loop may wait in select)
+
+        signal.signal(signal.SIGINT, on_sigint)
         self.running = True
         try:
             try:
@@ -171,13 +186,14 @@ class KernelLoop:
             except KeyboardInterrupt:
                 if task.done():
                     raise
-                # the interrupt hit the loop, not the cell's code: end the
-                # cell's coroutine there (shown as KeyboardInterrupt, shell.py)
+                # (defensive: raised in the loop's own code) end the cell there
                 task.kernelkit_interrupted = True
                 task.cancel()
                 return loop.run_until_complete(task)
         finally:
             self.running = False
+            if signal.getsignal(signal.SIGINT) is on_sigint:
+                signal.signal(signal.SIGINT, kernels_handler)
             asyncio._set_running_loop(loop)
 
     # -- stop -----------------------------------------------------------------------
@@ -218,6 +234,10 @@ class _KernelEventLoop(asyncio.SelectorEventLoop):
         handle = super().call_soon_threadsafe(callback, *args, context=context)
         self._kernel_nudge()
         return handle
+
+
+def _nothing() -> None:
+    pass
 
 
 def _has_nothing_to_do(loop) -> bool:
