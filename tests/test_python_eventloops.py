@@ -109,6 +109,16 @@ def test_a_thread_that_gives_the_idle_loop_work_wakes_it(kc):
     assert "the thread said hi" in printed_later(kc, msg_id, "the thread said hi")
 
 
+def test_a_tasks_quick_steps_are_done_when_the_next_cell_runs(kc):
+    # the second cell is sent at once: it is queued when the first ends
+    first = kc.execute("import asyncio\nasync def steps():\n    for _ in range(5):\n        await asyncio.sleep(0)\n    return 'done'\nt = asyncio.ensure_future(steps())")
+    second = kc.execute("print(t.done())")
+    assert reply_to(kc, first, TIMEOUT)["content"]["status"] == "ok"
+    assert reply_to(kc, second, TIMEOUT)["content"]["status"] == "ok"
+    # (ipykernel 7.4 runs the queued cell first)
+    assert stream_text(iopub_until_idle(kc, second, TIMEOUT)).strip() == str(not IPYKERNEL)
+
+
 def test_top_level_await_runs_on_the_same_loop(kc):
     run_ok(kc, TICKER, TIMEOUT)
     reply, out = execute(kc, "task = asyncio.ensure_future(ticker(1000, 0.01))\nawait asyncio.sleep(0.3)\nprint('during the await', len(ticks) >= 3)\ntask.cancel()")

@@ -32,6 +32,9 @@ CELL = contextvars.ContextVar("kernelkit_cell", default=None)
 
 # how long pending tasks get to end after being cancelled at stop
 CANCEL_GRACE = 1.0
+# passes over the loop's due callbacks after a cell (a task that never
+# waits for anything would otherwise hold the next request back)
+AFTER_CELL_PASSES = 100
 
 
 class KernelLoop:
@@ -87,15 +90,19 @@ class KernelLoop:
 
     def after_cell(self) -> str | None:
         """After a cell on the main thread: what it scheduled to run at once
-        takes its first step (a task's first step, as on ipykernel, where it
-        runs before the next message); and what the cell did to the loop
-        that the user should hear about (None: nothing)."""
+        runs until it waits for something (I/O, a timer, a future), at most
+        ``AFTER_CELL_PASSES`` passes, so a task made by the cell has done its
+        quick steps when the next request runs (the next request may already
+        be queued: the lifecycle then takes it without idling); and what the
+        cell did to the loop that the user should hear about (None: nothing)."""
         loop = self.loop
         if loop is not None and loop.is_closed():
             self.get()
             asyncio.set_event_loop(self.loop)
             return "the kernel's asyncio loop was closed: a new one replaces it; tasks scheduled on the old one will not run"
-        if getattr(loop, "_ready", True):  # (asyncio's queue of callbacks due now)
+        passes = 0
+        while getattr(loop, "_ready", passes == 0) and passes < AFTER_CELL_PASSES:  # (asyncio's callbacks due now)
+            passes += 1
             loop.call_soon(loop.stop)  # (one pass over what is due, then back here)
             self.running = True
             try:
