@@ -401,7 +401,12 @@ class Lifecycle:
                 if self.kernel.idle(waker) is False:
                     # nothing to run in the loop: wait on the queue itself
                     # (the fastest wake-up) until a request or a nudge
-                    req = shell.take()
+                    waker.on_queue = True  # (before waiting ends: a nudge always sees one)
+                    waker.waiting = False  # (a put needs no write to the waker now)
+                    try:
+                        req = shell.take()
+                    finally:
+                        waker.on_queue = False
                     if req is not NUDGE:
                         return req
             except KeyboardInterrupt:  # defensive: the gate is not armed here

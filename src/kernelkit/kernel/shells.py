@@ -33,6 +33,7 @@ class Waker:
 
     def __init__(self, put):
         self.waiting = False
+        self.on_queue = False  # (the main thread blocks on the queue instead: Kernel.idle returned False)
         self._put = put
         if hasattr(os, "eventfd"):  # Linux: one descriptor, no buffer to fill
             self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -55,7 +56,7 @@ class Waker:
         """(any thread) The kernel's loop has new work: if the main thread is
         idle, it calls ``Kernel.idle`` again, also when that had returned
         False and the main thread waits on the request queue itself."""
-        if self.waiting:
+        if self.waiting or self.on_queue:
             self._put(NUDGE)
 
     def clear(self) -> None:
