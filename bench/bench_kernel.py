@@ -1,7 +1,7 @@
 """Benchmark kernels through jupyter_client: launch-to-ready, round trips, stream throughput.
 
     python3 bench/bench_kernel.py [--rounds N] [--lines N] [--launches N] [--kernel NAME ...]
-                                  [--baseline [NAME=]SRC ...]
+                                  [--baseline [NAME=]SRC ...] [--with-task] [--with-tk]
 
 Kernels: calc and exec-test (kernelkit examples), python (the bundled kernel),
 and, when installed, ipykernel and xeus-python for comparison
@@ -23,6 +23,11 @@ cells does. Beside each median the table gives the ratio to the first kernel
 and, in brackets, the lowest and highest ratio over ten blocks of rounds: if
 that range does not include 1.00, the difference is not the machine's noise.
 Run it before and after any change to the message path.
+
+--with-task adds python+task and ipykernel+task: the same kernels with an
+asyncio task ticking every 50 ms between cells (made by a first cell), so
+the cost of running the event loop between requests shows side by side;
+--with-tk adds python+tk and ipykernel+tk, after ``%gui tk`` (under Xvfb).
 """
 
 import argparse
@@ -143,6 +148,34 @@ def idle_rss_mb(pid):
     return None
 
 
+# a background task on the kernel's asyncio loop: a tick every 50 ms
+BACKGROUND_TASK = """
+import asyncio
+async def _bench_ticker():
+    while True:
+        await asyncio.sleep(0.05)
+_bench_task = asyncio.get_event_loop().create_task(_bench_ticker())
+"""
+# name: a first cell run once the kernel is up (its state for the whole run)
+SETUP = {}
+
+
+def with_setup(name, suffix, cell):
+    """``name``+``suffix``: the same kernel, after a first ``cell``."""
+    KERNELS[f"{name}+{suffix}"] = KERNELS[name]
+    SETUP[f"{name}+{suffix}"] = cell
+    return f"{name}+{suffix}"
+
+
+def start_xvfb():
+    """A display for %gui tk when there is none: (DISPLAY value, process)."""
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-nolisten", "tcp"], pass_fds=[w], stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        return f":{f.readline().strip()}", xvfb
+
+
 def baseline_argv(src):
     """The bundled Python kernel imported from another source tree: put first
     on sys.path, it wins over the installed kernelkit."""
@@ -230,6 +263,23 @@ class Running:
         }
         if cell:
             self.requests["cell"] = lambda: kc.execute(cell[0], store_history=False)
+        if name in SETUP:
+            msg_id = kc.execute(SETUP[name])
+            wait_idle(kc, msg_id)
+            kc.get_shell_msg(timeout=60)
+
+    #: what the kernel stopped answering (it is measured no more), or None
+    deaf = None
+
+    def unless_deaf(self, what, measure, *args):
+        """measure(*args), or None once the kernel has stopped answering."""
+        if self.deaf:
+            return None
+        try:
+            return measure(*args)
+        except Empty:
+            self.deaf = f"stopped answering ({what}: no reply in time)"
+            return None
 
     def first_cell(self):
         """Run one cell, let the kernel settle, and return its idle RSS (MB)."""
@@ -290,22 +340,27 @@ def bench(names, rounds, lines, launches, seed=0):
             for name in names:
                 running[name] = Running(name, tmp)
             for name in names:
-                rss = running[name].first_cell()
+                rss = running[name].unless_deaf("first cell", running[name].first_cell)
                 if rss is not None:
                     out[name]["idle_rss"] = [rss]
             for what in ("kernel_info", "execute", "cell"):
                 having = [name for name in names if what in running[name].requests]
 
                 def measure(name):
-                    return round_trip(running[name].kc, running[name].requests[what])
+                    return running[name].unless_deaf(what, round_trip, running[name].kc, running[name].requests[what])
 
                 take_turns(having, max(20, rounds // 20), measure, rng)  # warm up
                 for name, times in take_turns(having, rounds, measure, rng).items():
-                    out[name][what] = times
+                    if not running[name].deaf:
+                        out[name][what] = times
             streaming = [name for name in names if running[name].stream_code is not None]
-            for name, tries in take_turns(streaming, 3, lambda name: running[name].stream(lines), rng).items():
-                out[name]["stream"] = [lines / dt for dt, _ in tries]
-                out[name]["lines_lost"] = [lost for _, lost in tries]
+            for name, tries in take_turns(streaming, 3, lambda name: running[name].unless_deaf("stream", running[name].stream, lines), rng).items():
+                if not running[name].deaf:
+                    out[name]["stream"] = [lines / dt for dt, _ in tries]
+                    out[name]["lines_lost"] = [lost for _, lost in tries]
+            for name in names:
+                if running[name].deaf:
+                    out[name]["deaf"] = running[name].deaf
         finally:
             for r in running.values():
                 stop(r.proc, r.kc)
@@ -343,8 +398,26 @@ def main():
         action="append",
         help="also run the Python kernel from another kernelkit source tree (e.g. a worktree of the commit before a change, its src/ folder) as NAME (default 'baseline'); may be repeated",
     )
+    p.add_argument("--with-task", action="store_true", help="add python+task and ipykernel+task: a background asyncio task ticks between cells")
+    p.add_argument("--with-tk", action="store_true", help="add python+tk and ipykernel+tk: %%gui tk (under Xvfb if there is no DISPLAY)")
     args = p.parse_args()
     add_baselines(args.baseline)
+    for wanted, suffix, cell in ((args.with_task, "task", BACKGROUND_TASK), (args.with_tk, "tk", "%gui tk")):
+        for name in ("python", "ipykernel") if wanted else ():
+            if name in KERNELS:
+                with_setup(name, suffix, cell)
+    xvfb = None
+    if args.with_tk and not os.environ.get("DISPLAY"):
+        os.environ["DISPLAY"], xvfb = start_xvfb()  # (the kernels inherit it)
+    try:
+        report(args, p)
+    finally:
+        if xvfb is not None:
+            xvfb.kill()
+            xvfb.wait()
+
+
+def report(args, p):
     for name in args.kernel or ():
         if name not in KERNELS:
             p.error(f"unknown kernel {name!r}: choose from {', '.join(sorted(KERNELS))}")
@@ -375,21 +448,24 @@ def main():
             else:
                 row += f"{'-':>18}"
         print(f"{name:<{width}}{row}")
+    for name in names:
+        if "deaf" in out[name]:
+            print(f"{name}: {out[name]['deaf']}")
     base = names[0]
     if len(names) > 1:
         print(f"\nratio to {base} (lowest-highest over {BLOCKS} blocks of rounds)")
         for name in names[1:]:
             row = ""
             for key, _, _, _ in COLUMNS:
-                if key == "stream" and key in out[name] and key in out[base]:
+                if key not in out[name] or key not in out[base]:
+                    row += f"{'-':>18}"
+                elif key == "stream":
                     row += f"{max(out[name][key]) / max(out[base][key]):>18.2f}"
-                elif key == "idle_rss" and key in out[name] and key in out[base]:
+                elif key == "idle_rss":
                     row += f"{out[name][key][0] / out[base][key][0]:>18.2f}"
-                elif key in out[name] and key in out[base]:
+                else:
                     ratio, low, high = compare(out[name][key], out[base][key])
                     row += f"{f'{ratio:.2f} ({low:.2f}-{high:.2f})':>18}"
-                else:
-                    row += f"{'-':>18}"
             print(f"{name:<{width}}{row}")
 
 

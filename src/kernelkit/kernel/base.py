@@ -93,6 +93,31 @@ class Kernel:
         """Called once on the main thread after the last request has been
         answered, before the sockets close."""
 
+    def idle(self, wake) -> bool | None:
+        """The main thread while the main shell has no request: override it
+        to run the kernel's own event loop between requests (asyncio, a GUI
+        toolkit's), so what cells leave scheduled there keeps running.
+
+        Run the loop until ``wake`` is readable (``wake.fileno()``: watch it
+        as a file descriptor in the loop, e.g. asyncio's ``add_reader``, Qt's
+        ``QSocketNotifier``, Tk's ``createfilehandler``), then return; it
+        becomes readable as soon as a request for the main shell arrives, so
+        the request is not delayed by a polling interval. Returning early is
+        harmless (``idle`` is called again if there is still no request).
+        Return ``False`` at once when the loop has nothing to do: the main
+        thread then waits on the request queue itself, the fastest wake-up;
+        another thread that gives the loop work calls ``wake.nudge()``, which
+        brings the main thread back into ``idle``. Interrupts are not raised
+        while idle. An exception is logged and the main thread then waits for
+        the next request without the loop.
+
+        Not overridden (this default), the main thread blocks on the request
+        queue and nothing runs between requests: the fastest path."""
+        raise NotImplementedError  # (never called: the lifecycle blocks on the queue instead)
+
+    # the lifecycle blocks on its queue instead of calling the default above
+    idle.waits_on_queue = True
+
     @classmethod
     def accept_arguments(cls, argv: list) -> None:
         """Command-line arguments the kernel core does not know, before the

@@ -40,7 +40,7 @@ from .errors import RequestError, SubshellDeleted, SubshellsNotSupported, Unknow
 from .handlers import LIFECYCLE_HANDLERS
 from .request import ABORTED, ANNOUNCED, IDLE, REPLIED, RUNNING, Request
 from .services import Services
-from .shells import STOP, Shells, ShellQueue
+from .shells import NUDGE, STOP, Shells, ShellQueue
 
 log = logging.getLogger("kernelkit.kernel")
 
@@ -76,6 +76,9 @@ class Lifecycle:
         handlers = {msg_type: getattr(kernel, name) for msg_type, name in type(kernel).message_handlers.items()}
         handlers.update(self._own)
         self.handlers = handlers
+        if not getattr(kernel.idle, "waits_on_queue", False):
+            # the kernel runs its own loop between requests (Kernel.idle)
+            self.shells.main.wake_on_put()
         kernel.start()
         self.kernel = kernel
 
@@ -119,7 +122,7 @@ class Lifecycle:
                 # the waking main thread (and wait for most of the cell)
                 self.outbound.send_now()
             self.outbound.grant_lazy()
-        shell.queue.put(req)
+        shell.put(req)
 
     def arrive_invalid(self, channel: str, msg, error) -> None:
         """A request whose content could not be parsed: an error reply."""
@@ -336,7 +339,7 @@ class Lifecycle:
         self._offers_subshells()
         shell = self.shells.remove(req.content.get("subshell_id"))
         self._refuse_queued(shell)
-        shell.queue.put(STOP)
+        shell.put(STOP)
         return {}
 
     def _list_subshells(self, req: Request) -> dict:
@@ -362,6 +365,8 @@ class Lifecycle:
         main = shell.is_main
         if main:
             self.outbound.lazy_ident = threading.get_ident()
+            if shell.waker is not None:
+                get = self._take_after_idle
         while not self.stopping.is_set():
             try:
                 req = get()
@@ -381,6 +386,45 @@ class Lifecycle:
             if shell.abort_through is not None:
                 self.abort_queued(shell, shell.abort_through)
                 shell.abort_through = None
+
+    def _take_after_idle(self):
+        """(main shell, a kernel with its own loop) The next request; until
+        there is one, the main thread runs ``Kernel.idle``, which returns as
+        soon as the waker is readable."""
+        shell = self.shells.main
+        waker = shell.waker
+        while True:
+            req = shell.take_nowait()
+            if req is not None:
+                return req
+            waker.clear()
+            waker.waiting = True  # from now on a put wakes us...
+            try:
+                req = shell.take_nowait()  # ...and one put just before is seen here
+                if req is not None:
+                    return req
+                if self.kernel.idle(waker) is False:
+                    # nothing to run in the loop: wait on the queue itself
+                    # (the fastest wake-up) until a request or a nudge
+                    waker.on_queue = True  # (before waiting ends: a nudge always sees one)
+                    waker.waiting = False  # (a put needs no write to the waker now)
+                    try:
+                        req = shell.take()
+                    finally:
+                        waker.on_queue = False
+                    if req is not NUDGE:
+                        return req
+            except KeyboardInterrupt:  # defensive: the gate is not armed here
+                continue
+            except Exception:
+                log.exception("the kernel's idle loop failed; waiting for the next request without it")
+                waker.waiting = False
+                req = shell.take()
+                while req is NUDGE:
+                    req = shell.take()
+                return req
+            finally:
+                waker.waiting = False
 
     def abort_queued(self, shell: ShellQueue, through: int) -> None:
         """After a failed execute with stop_on_error: answer the executes that

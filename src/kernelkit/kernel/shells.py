@@ -1,7 +1,9 @@
 """The shells a shell request can be routed to: the main shell and the
 subshells of JEP 91, each a queue of requests run in order on one thread."""
 
+import os
 import queue
+import sys
 import threading
 import uuid
 from collections import deque
@@ -12,6 +14,65 @@ from .request import Request
 
 # put in a shell's queue: its loop ends
 STOP = object()
+# put in the main shell's queue by Waker.nudge: not a request, the main
+# thread goes back to the kernel's idle loop (take_nowait skips it)
+NUDGE = object()
+
+
+_ONE = (1).to_bytes(8, sys.byteorder)  # (an eventfd adds this 64-bit count; a pipe takes any bytes)
+
+
+class Waker:
+    """A file descriptor that becomes readable when a request is put in the
+    main shell's queue while the main thread waits in the kernel's own event
+    loop (``Kernel.idle``): the loop watches it and returns at once.
+
+    Written only while ``waiting`` is set (the main thread sets it, then looks
+    in the queue once more before it waits, so no request is missed); a
+    spurious wake-up costs one more turn of the idle loop, nothing else."""
+
+    def __init__(self, put):
+        self.waiting = False
+        self.on_queue = False  # (the main thread blocks on the queue instead: Kernel.idle returned False)
+        self._put = put
+        if hasattr(os, "eventfd"):  # Linux: one descriptor, no buffer to fill
+            self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self._r, self._w = os.pipe()
+            os.set_blocking(self._r, False)
+            os.set_blocking(self._w, False)
+
+    def fileno(self) -> int:
+        """Readable once a request is waiting (watch it in the kernel's loop)."""
+        return self._r
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, _ONE)
+        except (BlockingIOError, OSError):  # full: it is readable already (or closed at exit)
+            pass
+
+    def nudge(self) -> None:
+        """(any thread) The kernel's loop has new work: if the main thread is
+        idle, it calls ``Kernel.idle`` again, also when that had returned
+        False and the main thread waits on the request queue itself."""
+        if self.waiting or self.on_queue:
+            self._put(NUDGE)
+
+    def clear(self) -> None:
+        """Read what was written (not readable until the next wake())."""
+        try:
+            while os.read(self._r, 4096) and self._r != self._w:
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in {self._r, self._w}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class ShellQueue:
@@ -36,6 +97,23 @@ class ShellQueue:
         # after a failed execute with stop_on_error: executes that arrived
         # up to this arrival number are answered "aborted"
         self.abort_through: int | None = None
+        #: put(request): into the queue (the I/O thread); ``wake_on_put``
+        #: makes it also wake a main thread waiting in the kernel's loop
+        self.put = self.queue.put
+        self.waker: Waker | None = None
+
+    def wake_on_put(self) -> Waker:
+        """From now on, a put while the waker is ``waiting`` makes it readable
+        (the main shell of a kernel with its own idle loop)."""
+        if self.waker is None:
+            self.waker = Waker(self._put_and_wake)
+            self.put = self._put_and_wake
+        return self.waker
+
+    def _put_and_wake(self, item) -> None:
+        self.queue.put(item)
+        if self.waker.waiting:
+            self.waker.wake()
 
     @property
     def has_request(self) -> bool:
@@ -61,7 +139,10 @@ class ShellQueue:
         except IndexError:  # the usual case; also safe if two threads race
             pass
         try:
-            return self.queue.get_nowait()
+            item = self.queue.get_nowait()
+            while item is NUDGE:
+                item = self.queue.get_nowait()
+            return item
         except queue.Empty:
             return None
 
@@ -96,4 +177,4 @@ class Shells:
 
     def stop_all(self) -> None:
         for shell in list(self._by_id.values()):
-            shell.queue.put(STOP)
+            shell.put(STOP)

@@ -9,6 +9,8 @@ import threading
 
 from .._version import __version__
 from ..kernel.base import Kernel, StdinNotAllowed, handler
+from .aioloop import CELL, KernelLoop
+from .guiloops import GuiLoops
 from .outstream import FdCapture, Flusher, OutStream
 from .patches import Patches
 
@@ -95,6 +97,8 @@ class PythonKernel(Kernel):
             self.supported_features = (*self.supported_features, "debugger")
         self._banner = None
         self._told = None  # (running cell, ended cell) of the last late-output note
+        self.asyncio = KernelLoop()  # runs between cells and during top-level await (aioloop.py)
+        self.gui = GuiLoops(self.asyncio)  # %gui: a toolkit's events processed on that loop
 
     @classmethod
     def accept_arguments(cls, argv):
@@ -115,8 +119,17 @@ class PythonKernel(Kernel):
         self.patches.thread_parents(self._parent_of_writer, _PARENT_ATTR)
         self.patches.input(self.ask)
         self.patches.at_fork(self._after_fork_in_child)
+        import asyncio
+
+        asyncio.set_event_loop(self.asyncio.get())
+        self.patches.asyncio_run(self.asyncio.loop_is_only_marked)
+
+    def idle(self, wake) -> None:
+        """Between cells the main thread runs the asyncio loop (the core's hook)."""
+        self.asyncio.idle(wake)
 
     def stop(self) -> None:
+        self.asyncio.close()
         self.patches.undo()
 
     def _after_fork_in_child(self) -> None:
@@ -179,6 +192,9 @@ class PythonKernel(Kernel):
         # request it is running
         services = self._services
         if threading.get_ident() == self._main_ident:
+            if self.asyncio.running:  # a task writes: for the cell that made it
+                cell = CELL.get()  # (else a GUI callback: the last cell, as ipykernel)
+                return cell if cell is not None else self.asyncio.last_cell
             return services.main_request or services.current_request
         # a subshell's thread writes for the request it runs
         parent = services.request_on_this_thread()
@@ -278,6 +294,17 @@ class PythonKernel(Kernel):
     def log(self):
         return log
 
+    @property
+    def io_loop(self):
+        """A tornado IOLoop on the kernel's asyncio loop (as ipykernel's
+        ``kernel.io_loop``): callbacks added to it run between cells."""
+        from tornado.ioloop import IOLoop
+        from tornado.platform.asyncio import AsyncIOLoop
+
+        loop = self.asyncio.get()
+        existing = IOLoop._ioloop_for_asyncio.get(loop)  # (tornado's map: one IOLoop per asyncio loop)
+        return existing if existing is not None else AsyncIOLoop(asyncio_loop=loop, make_current=False)
+
     # -- requests ---------------------------------------------------------------
     def execute(self, code, request):
         shell = self.shell
@@ -297,7 +324,21 @@ class PythonKernel(Kernel):
             # history and counter belong to the main shell
             store_history = False
         shell.last_error = None
-        result = shell.run_cell(code, store_history=store_history, silent=silent)
+        main = request.subshell_id is None and threading.get_ident() == self._main_ident
+        cell = CELL.set(request)  # (tasks the cell makes remember it)
+        if main:
+            self.asyncio.last_cell = request
+            self.asyncio.mark_running()
+        try:
+            result = shell.run_cell(code, store_history=store_history, silent=silent)
+        finally:
+            if main:
+                self.asyncio.unmark_running()
+            CELL.reset(cell)
+        if main:
+            said = self.asyncio.after_cell()
+            if said is not None:
+                print(f"kernelkit: {said}", file=sys.stderr)
         if request.subshell_id is None and store_history and shell.execution_count != request.execution_count + 1:
             shell.execution_count = request.execution_count + 1
         reply = {}

@@ -6,6 +6,7 @@
 | file descriptors 1 and 2, and the stream of the ``kernelkit`` logger's handler | pipes read into those streams; the real stderr | output of C code and subprocesses reaches the cell too, the kernel's own log does not (``capture_fds``; the root logger is user code's: untouched) | start |
 | ``threading.Thread.start`` | records the request that started the thread | a thread's output goes to the cell that started it | start |
 | ``builtins.input``, ``getpass.getpass`` | an ``input_request`` on stdin | ``input()`` works from a notebook | start |
+| ``asyncio.run`` | the same, run with the kernel's loop unmarked for its duration | in a cell the kernel's asyncio loop counts as running (so ``create_task`` works, aioloop.py), and ``asyncio.run`` would refuse to start; it runs as in a script instead (ipykernel refuses) | start |
 | ``os.register_at_fork`` (a child hook; cannot be undone) | ``sys.stdout``/``stderr`` on fds 1 and 2 in a forked child | a child has neither the flusher nor the I/O thread | start |
 | ``sys.displayhook`` | the IPython shell's | a cell's last value is an ``execute_result`` | the shell is made |
 | ``pdb.Pdb``, ``pdb.set_trace``, IPython's ``debugger.Pdb`` and ``set_trace`` | IPython's ``InterruptiblePdb``; its ``set_trace``, which returns at once (one line on stderr) when the request does not allow stdin | an interrupt at its prompt leaves the debugger, as in ipykernel; a leftover ``breakpoint()`` must not fail a pipeline (nbclient, papermill: no stdin) | the shell is made |
@@ -73,6 +74,29 @@ class Patches:
         active = [True]
         os.register_at_fork(after_in_child=lambda: active[0] and in_child())
         self._undo.append(lambda: active.__setitem__(0, False))
+
+    def asyncio_run(self, only_marked) -> None:
+        """``only_marked()``: the kernel's loop is marked running on this
+        thread (a cell runs) but does not run: asyncio.run may run its own."""
+        import asyncio
+
+        original = asyncio.run
+
+        def run(main, **kwargs):
+            if not only_marked():
+                return original(main, **kwargs)
+            marked = asyncio._get_running_loop()
+            policy = asyncio.get_event_loop_policy()
+            asyncio._set_running_loop(None)
+            try:
+                return original(main, **kwargs)
+            finally:  # (asyncio.run leaves no event loop set)
+                policy.set_event_loop(marked)
+                asyncio._set_running_loop(marked)
+
+        run.__doc__ = original.__doc__
+        run.__wrapped__ = original
+        self._set(asyncio, "run", run)
 
     def thread_parents(self, parent_of_writer, attr: str) -> None:
         original_start = threading.Thread.start

@@ -4,6 +4,7 @@ Results, displays, tracebacks, payloads and comms go out as Jupyter
 messages through the kernel's helpers (and so through the one outbound FIFO).
 """
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -237,13 +238,24 @@ class ZMQInteractiveShell(InteractiveShell):
 
     def _get_exc_info(self, exc_tuple=None):
         etype, value, tb = super()._get_exc_info(exc_tuple)
+        if etype is asyncio.CancelledError and getattr(_current_task(), "kernelkit_interrupted", False):
+            # an interrupt while the cell awaited: the loop cancelled the cell (aioloop.py)
+            etype, value = KeyboardInterrupt, KeyboardInterrupt()
+            value.__traceback__ = tb
         if issubclass(etype, _RAISED_BY_KERNEL):
             _cut_kernel_frames(tb)
         return etype, value, tb
 
     def enable_gui(self, gui=None):
-        if gui not in (None, "inline"):
-            raise NotImplementedError(f"GUI event loop {gui!r} is not supported by this kernel")
+        """``%gui``, ``%matplotlib tk``: the toolkit runs on the kernel's asyncio loop (guiloops.py)."""
+        self.kernel.gui.enable(gui)
+
+
+def _current_task():
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _cut_kernel_frames(tb) -> None:
@@ -270,6 +282,8 @@ def make_shell(kernel, argv) -> ZMQInteractiveShell:
         shell = ZMQInteractiveShell.instance(parent=app, profile_dir=app.profile_dir, kernel=kernel)
     kernel.patches.displayhook(shell.displayhook)
     kernel.patches.interruptible_pdb(kernel.stdin_allowed)
+    # top-level await runs on the kernel's asyncio loop (aioloop.py)
+    shell.loop_runner = kernel.asyncio.run_cell_coroutine
     app.shell = shell
     app.init_path()
     app.init_gui_pylab()
