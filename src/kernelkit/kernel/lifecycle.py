@@ -76,7 +76,11 @@ class Lifecycle:
         handlers = {msg_type: getattr(kernel, name) for msg_type, name in type(kernel).message_handlers.items()}
         handlers.update(self._own)
         self.handlers = handlers
-        kernel.start()
+        try:
+            kernel.start()
+        except BaseException:
+            kernel._unbind()
+            raise
         self.kernel = kernel
 
     # -- arrival (on the I/O thread: must not block) ----------------------------
