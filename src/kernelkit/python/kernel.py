@@ -104,7 +104,7 @@ class PythonKernel(Kernel):
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
         # (sys.stdout and sys.stderr are the core's: capture_output)
-        if self._capture_fds:
+        if self._capture_fds and self._output is not None:
             self._capture_fds_1_and_2()
         self.patches.thread_parents(self._parent_of_writer, _PARENT_ATTR)
         self.patches.input(self.ask)
