@@ -135,7 +135,8 @@ class Kernel:
         needs (a backend process, hooks). The output helpers work here (with
         no parent request). An exception ends the process before it
         registers, with one line on stderr naming it, which the launcher
-        reports (``kernel exited with code 1 before registering: ...``)."""
+        reports (``kernel exited with code 1 before registering: ...``). Its
+        time counts against the launcher's wait for the registration."""
 
     def stop(self) -> None:
         """Called once on the main thread after the last request has been
