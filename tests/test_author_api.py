@@ -163,6 +163,18 @@ class PrintKernel(Kernel):
             self.released.set()
         elif code == "streams":
             self.stream(type(sys.stdout).__name__ + " " + type(sys.stderr).__name__)
+        elif code == "fork":
+            # a forked child has no flusher: its print() writes to fd 1 at once
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                print("child")
+                os.write(w, type(sys.stdout).__name__.encode())
+                os._exit(0)
+            os.close(w)
+            _, status = os.waitpid(pid, 0)
+            self.stream(os.read(r, 100).decode() + f" exit {os.waitstatus_to_exitcode(status)}")
+            os.close(r)
 
 
 class QuietKernel(PrintKernel):
@@ -188,6 +200,7 @@ def test_print_in_a_handler_is_output_of_its_request(tmp_path):
         # in order with the stream helper's output; a thread the handler started: the same cell
         assert "".join(_streams(msgs)) == "a\nbc\nt\n" and _streams(msgs, "stderr") == ["e\n"]
         assert _streams(run(kc, "streams")[1]) == ["OutStream OutStream"]
+        assert _streams(run(kc, "fork")[1]) == ["TextIOWrapper exit 0"]
 
         # a handler on a subshell's thread: that subshell request's output,
         # while the main shell's runs and prints
