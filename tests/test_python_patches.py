@@ -15,12 +15,11 @@ def test_undo_puts_back_every_global_replaced(monkeypatch):
     monkeypatch.setenv("CLICOLOR", "0")
     monkeypatch.setenv("MPLBACKEND", "agg")
     before = {
-        "stdout": sys.stdout, "stderr": sys.stderr, "displayhook": sys.displayhook,
+        "displayhook": sys.displayhook,
         "breakpointhook": sys.breakpointhook, "input": builtins.input, "getpass": getpass.getpass,
         "start": threading.Thread.start, "meta_path": list(sys.meta_path), "pager": os.environ.get("PAGER"),
     }
     patches = Patches()
-    patches.streams(object(), object())
     patches.input(lambda prompt, password=False: f"asked {prompt} {password}")
     patches.thread_parents(lambda: "the cell", "_parent")
     patches.displayhook(print)
@@ -40,8 +39,7 @@ def test_undo_puts_back_every_global_replaced(monkeypatch):
     assert sys.modules["kernelkit_test_alias"] is sys and sys.meta_path[0] is finder
 
     patches.undo()
-    assert (sys.stdout, sys.stderr, sys.displayhook, sys.breakpointhook) == (
-        before["stdout"], before["stderr"], before["displayhook"], before["breakpointhook"])
+    assert (sys.displayhook, sys.breakpointhook) == (before["displayhook"], before["breakpointhook"])
     assert builtins.input is before["input"] and getpass.getpass is before["getpass"]
     assert threading.Thread.start is before["start"]
     assert sys.meta_path == before["meta_path"] and "kernelkit_test_alias" not in sys.modules

@@ -29,13 +29,11 @@ class AdoptedKernel(Kernel):
         self.wrapped = None
         self.iopub_socket = IOPub()
         self._loops = threading.local()
-        self._stdout = None
-        self.patches = Patches()  # the process-wide patches (streams, comm's factories), undone at stop
+        self.patches = Patches()  # comm's factories, undone at stop (print(): the core's capture_output)
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
         self.ipykernel_session = KernelSession(self)
-        self._install_streams()
         self._install_comms()
         kernelbase._binding.kernel = self
         try:
@@ -61,21 +59,6 @@ class AdoptedKernel(Kernel):
         self.banner = w.banner
         self.help_links = list(w.help_links)
 
-    def _install_streams(self) -> None:
-        """print() and sys.stdout/sys.stderr writes become stream messages of
-        the request being handled, as under ipykernel."""
-        from ..python.outstream import Flusher, OutStream
-
-        flusher = Flusher()
-        parent = self._services.request_on_this_thread
-        send = lambda name, text, req: self.publish("stream", {"name": name, "text": text}, parent=req)  # noqa: E731
-        self._stdout = OutStream("stdout", send, lambda: parent() or self.current_request, flusher)
-        self._stderr = OutStream("stderr", send, lambda: parent() or self.current_request, flusher)
-        flusher.add(self._stdout)
-        flusher.add(self._stderr)
-        flusher.start()
-        self.patches.streams(self._stdout, self._stderr)
-
     def _install_comms(self) -> None:
         try:
             from ..python.comms import install_comms
@@ -90,18 +73,14 @@ class AdoptedKernel(Kernel):
         plain stdout/stderr stream, to be published as it is."""
         if not isinstance(content, dict) or content.keys() != {"name", "text"} or not isinstance(content["text"], str):
             return False
-        out = self._stdout if content["name"] == "stdout" else self._stderr if content["name"] == "stderr" else None
+        output = self._output
+        out = output.stdout if content["name"] == "stdout" else output.stderr if content["name"] == "stderr" else None
         if out is None:
             return False
         # (the class's write: metakernel replaces sys.stdout.write with its
         # own, which sends a stream message, which would come back here)
         type(out).write(out, content["text"])
         return True
-
-    def flush_output(self) -> None:
-        if self._stdout is not None:
-            self._stdout.flush()
-            self._stderr.flush()
 
     # ------------------------------------------------------ what the layer uses
     def parent_message(self) -> dict:

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 
 import zmq
 
@@ -92,8 +93,10 @@ class KernelApp:
         self._zap: list = []  # CURVE's ZAP handlers (startup/keys.py)
 
     def start(self) -> None:
-        """Bind (picking ports if registering) and hand the ports to the launcher.
-        Raises StartupError with every socket closed."""
+        """Bind (picking ports if registering), start the I/O thread, make the
+        kernel and run its ``start()``, then hand the ports to the launcher:
+        a kernel that cannot start never registers, and the launcher reports
+        why. Raises StartupError with every socket closed."""
         fatal.install()  # from here on, a kernel thread that dies ends the process
         # the stdlib JSON path accepts MAX_DEPTH levels, as orjson does
         sys.setrecursionlimit(max(sys.getrecursionlimit(), jsonutil.RECURSION_LIMIT))
@@ -113,16 +116,6 @@ class KernelApp:
             sockets, self.ports = bind_sockets(
                 self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, options, self.port_range,
             )
-            if reg is not None or self.announce is not None:
-                try:
-                    if reg is not None:
-                        register(self.ctx, self.session, reg, self.ports, self.registration_timeout)
-                    else:
-                        self.announce(self.ports)
-                except BaseException:
-                    for s in sockets.values():
-                        s.close(linger=0)
-                    raise
         except BaseException:
             self._stop_zap()
             self.ctx.term()
@@ -141,10 +134,27 @@ class KernelApp:
         self.io = IOThread(self.ctx, self.session, sockets, self.outbound, self.lifecycle.arrive, self.lifecycle.arrive_invalid)
         self.outbound.connect()
         self.io.start()
+        self._handle_signals()
+        try:
+            self.kernel = self.kernel_class()
+            self.lifecycle.attach(self.kernel)  # calls kernel.start()
+        except Exception as e:
+            log.debug("the kernel's start() failed", exc_info=True)
+            self.close()
+            raise StartupError(_start_failed(self.kernel_class, e)) from None
+        if reg is not None or self.announce is not None:
+            try:
+                if reg is not None:
+                    register(self.ctx, self.session, reg, self.ports, self.registration_timeout)
+                else:
+                    self.announce(self.ports)
+            except BaseException:
+                self._stop_kernel()
+                self.close()
+                raise
 
-    def run(self) -> int:
-        """Make the kernel and serve until shutdown. Returns the exit code."""
-        lifecycle = self.lifecycle
+    def _handle_signals(self) -> None:
+        """SIGINT, SIGTERM and the parent's death, from before ``start()``."""
         self.gate.install()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -153,13 +163,10 @@ class KernelApp:
             self.gate.on_terminate = lambda: self.end_now("SIGTERM")
         if self.watch_parent:
             ParentWatch(lambda reason: self.end_now(reason, exit_code=1)).start()
-        try:
-            kernel = self.kernel_class()
-            lifecycle.attach(kernel)  # calls kernel.start()
-        except Exception:
-            log.exception("the kernel could not be started")
-            self.close()
-            return 1
+
+    def run(self) -> int:
+        """Serve until shutdown. Returns the exit code."""
+        lifecycle = self.lifecycle
         lifecycle.on_stop = self._arm_deadline
         threads.start(lifecycle.run_control, "control")
         try:
@@ -167,13 +174,17 @@ class KernelApp:
         except Exception as e:  # a bug: no handler exception gets this far
             fatal.die("main shell", e)
         else:
-            try:
-                kernel.stop()
-            except Exception:
-                log.exception("the kernel's stop() failed")
+            self._stop_kernel()
         finally:
             self.close()
         return 0
+
+    def _stop_kernel(self) -> None:
+        try:
+            self.kernel.stop()
+        except Exception:
+            log.exception("the kernel's stop() failed")
+        self.kernel._unbind()  # (the process's own streams are back for its last words)
 
     def _arm_deadline(self) -> None:
         t = threading.Timer(EXIT_DEADLINE, self._force_exit)
@@ -232,6 +243,16 @@ class KernelApp:
         for auth in self._zap:
             auth.stop()
         self._zap = []
+
+
+def _start_failed(kernel_class, e: Exception) -> str:
+    """One line: what the kernel's start() raised, and where."""
+    where = ""
+    tb = traceback.extract_tb(e.__traceback__)
+    if tb:
+        frame = tb[-1]
+        where = f" ({os.path.basename(frame.filename)}, line {frame.lineno})"
+    return f"{kernel_class.__name__} could not start: {type(e).__name__}: {e}{where}"
 
 
 def _term(ctx: zmq.Context, timeout: float) -> None:

@@ -16,6 +16,8 @@ execution counts, errors, interrupts, stdin, the handshake and the sockets.
         EchoKernel.main()
 """
 
+import threading
+
 from .._version import __version__ as _kernelkit_version
 from ..wire import PROTOCOL_VERSION
 from .errors import ExecutionError
@@ -39,6 +41,7 @@ class Kernel:
     ``status: ok`` is added) and gets the ``Request`` last. An exception
     becomes an error reply (and, from ``execute``, an ``error`` message),
     shown from the first frame of the kernel's own code; the kernel goes on.
+    ``print()`` in a handler is output of its request (``capture_output``).
     """
 
     #: ``kernel_info_reply`` fields; override as class attributes. Keep them
@@ -57,6 +60,15 @@ class Kernel:
     #: subshell requests get an error reply saying subshells are not supported.
     supported_features: tuple = ("iopub_welcome",)
 
+    #: ``print()`` and ``sys.stdout`` / ``sys.stderr`` writes, from a handler
+    #: or any thread, become ``stream`` messages (batched: sent within 50 ms,
+    #: and before the request's next display, input prompt or reply), as
+    #: under ipykernel: a handler's output goes to the request it handles,
+    #: other threads' to the main shell's request. Set False to leave the
+    #: process's streams alone (they then go where the kernel's own do);
+    #: the kernel then pays nothing for it.
+    capture_output: bool = True
+
     #: ``msg_type -> method name``: the requests this kernel handles besides
     #: the lifecycle's own (execute, kernel_info, interrupt, shutdown,
     #: subshells). Built from the ``@handler`` declarations of the class and
@@ -71,6 +83,9 @@ class Kernel:
         #: Stored executions so far; the next stored execute gets count + 1.
         self.execution_count = 0
         self._services = None  # kernelkit.kernel.services.Services, once connected
+        #: kernelkit.kernel.outstream.CapturedOutput (``.stdout``, ``.stderr``)
+        #: once the kernel runs, if ``capture_output``
+        self._output = None
 
     # ------------------------------------------------------------------ start
     @classmethod
@@ -83,11 +98,45 @@ class Kernel:
     def _bind(self, services) -> None:
         # (called by the lifecycle, once, before start(); not for overriding)
         self._services = services
+        self._main_ident = threading.main_thread().ident
+        if self.capture_output:
+            from .outstream import CapturedOutput
+
+            self._output = CapturedOutput(self._send_stream, self._parent_of_writer)
+
+    def _unbind(self) -> None:
+        # (called once after stop(), or after a start() that raised: the
+        # process's own streams come back)
+        if self._output is not None:
+            self._output.close()
+
+    def _parent_of_writer(self) -> Request | None:
+        """The request a write to sys.stdout/sys.stderr on this thread is for."""
+        # hot path (every write): the main thread's output belongs to the
+        # request it is running
+        services = self._services
+        if threading.get_ident() == self._main_ident:
+            return services.main_request or services.current_request
+        # a subshell's thread writes for the request it runs
+        return services.request_on_this_thread() or self._parent_of_other_thread()
+
+    def _parent_of_other_thread(self) -> Request | None:
+        """The parent of output from a thread that handles no request (one the
+        kernel started): the main shell's request."""
+        return self._services.current_request
+
+    def _send_stream(self, name: str, text: str, parent: Request | None) -> None:
+        """Send a batch of captured output."""
+        self._services.publish("stream", {"name": name, "text": text}, parent=parent)
 
     def start(self) -> None:
-        """Called once on the main thread when the sockets are up, before the
-        first request is served: install what the kernel needs (streams,
-        hooks). The output helpers work here (with no parent request)."""
+        """Called once on the main thread when the sockets are bound, before
+        the kernel tells the launcher where they are: start what the kernel
+        needs (a backend process, hooks). The output helpers work here (with
+        no parent request). An exception ends the process before it
+        registers, with one line on stderr naming it, which the launcher
+        reports (``kernel exited with code 1 before registering: ...``). Its
+        time counts against the launcher's wait for the registration."""
 
     def stop(self) -> None:
         """Called once on the main thread after the last request has been
@@ -219,12 +268,17 @@ class Kernel:
         display, error or status that the code produced after it."""
         if msg_type != "stream":
             self.flush_output()
+        elif self._output is not None:  # after what was printed before it
+            self._output.flush()
         self._services.publish(msg_type, content, metadata, buffers, parent or self._services.current_request)
 
     def flush_output(self) -> None:
-        """Send any output the kernel has buffered. Called before every
-        non-stream iopub message, before an input_request and before each
-        reply; kernels that batch output (see kernelkit.python) override it."""
+        """Send any output the kernel has buffered (what was printed, with
+        ``capture_output``). Called before every non-stream iopub message,
+        before an input_request and before each reply; a kernel that batches
+        output of its own overrides it and calls ``super().flush_output()``."""
+        if self._output is not None:
+            self._output.flush()
 
     def stream(self, text: str, name: str = "stdout") -> None:
         """Text on the request's ``stdout`` (or ``stderr``): a ``stream`` message.

@@ -79,7 +79,11 @@ class Lifecycle:
         if not getattr(kernel.idle, "waits_on_queue", False):
             # the kernel runs its own loop between requests (Kernel.idle)
             self.shells.main.wake_on_put()
-        kernel.start()
+        try:
+            kernel.start()
+        except BaseException:
+            kernel._unbind()
+            raise
         self.kernel = kernel
 
     # -- arrival (on the I/O thread: must not block) ----------------------------

@@ -9,9 +9,9 @@ import threading
 
 from .._version import __version__
 from ..kernel.base import Kernel, StdinNotAllowed, handler
+from ..kernel.outstream import FdCapture
 from .aioloop import CELL, KernelLoop
 from .guiloops import GuiLoops
-from .outstream import FdCapture, Flusher, OutStream
 from .patches import Patches
 
 log = logging.getLogger("kernelkit.python")
@@ -47,13 +47,6 @@ def _default_ipython_banner() -> str:
         "Type 'copyright', 'credits' or 'license' for more information\n"
         f"IPython {version} -- An enhanced Interactive Python. Type '?' for help.\n"
     )
-
-
-def _fd_writer(fd: int):
-    """Line-buffered text output on a file descriptor (a forked child's
-    stdout): a line is one write, so children writing at once do not mix
-    their lines; the rest is written at exit or flush, as on a terminal."""
-    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
 
 
 class PythonKernel(Kernel):
@@ -114,11 +107,11 @@ class PythonKernel(Kernel):
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
-        self._main_ident = threading.main_thread().ident
-        self._install_streams()
+        # (sys.stdout and sys.stderr are the core's: capture_output)
+        if self._capture_fds and self._output is not None:
+            self._capture_fds_1_and_2()
         self.patches.thread_parents(self._parent_of_writer, _PARENT_ATTR)
         self.patches.input(self.ask)
-        self.patches.at_fork(self._after_fork_in_child)
         import asyncio
 
         asyncio.set_event_loop(self.asyncio.get())
@@ -132,38 +125,22 @@ class PythonKernel(Kernel):
         self.asyncio.close()
         self.patches.undo()
 
-    def _after_fork_in_child(self) -> None:
-        # a forked child (os.fork, multiprocessing's fork start method) has
-        # neither the flusher nor the I/O thread: it writes straight to file
-        # descriptors 1 and 2, which are the pipes the kernel reads into the
-        # running cell (or, without capture, where the kernel's own go)
-        sys.stdout = _fd_writer(1)
-        sys.stderr = _fd_writer(2)
-
-    def _install_streams(self) -> None:
-        self._flusher = Flusher()
-        send = self._send_stream
-        self.stdout = OutStream("stdout", send, self._parent_of_writer, self._flusher)
-        self.stderr = OutStream("stderr", send, self._parent_of_writer, self._flusher)
-        self._flusher.add(self.stdout)
-        self._flusher.add(self.stderr)
-        self._flusher.start()
-        if self._capture_fds:
-            try:
-                sys.__stdout__ and sys.__stdout__.flush()
-                sys.__stderr__ and sys.__stderr__.flush()
-                out = FdCapture(1, self.stdout)
-                err = FdCapture(2, self.stderr)
-            except OSError as e:
-                log.warning("cannot capture file descriptors 1 and 2: %s", e)
-            else:
-                self._captures = [out, err]
-                for capture in self._captures:
-                    self.patches.captured_fd(capture.fd, capture.saved)
-                # the kernel's own log keeps going to the real stderr
-                real_stderr = os.fdopen(os.dup(err.saved), "w", buffering=1, encoding="utf-8", errors="replace")
-                self.patches.log_streams(real_stderr)
-        self.patches.streams(self.stdout, self.stderr)
+    def _capture_fds_1_and_2(self) -> None:
+        """Output of C code and subprocesses joins print()'s streams."""
+        try:
+            sys.__stdout__ and sys.__stdout__.flush()
+            sys.__stderr__ and sys.__stderr__.flush()
+            out = FdCapture(1, self._output.stdout)
+            err = FdCapture(2, self._output.stderr)
+        except OSError as e:
+            log.warning("cannot capture file descriptors 1 and 2: %s", e)
+        else:
+            self._captures = [out, err]
+            for capture in self._captures:
+                self.patches.captured_fd(capture.fd, capture.saved)
+            # the kernel's own log keeps going to the real stderr
+            real_stderr = os.fdopen(os.dup(err.saved), "w", buffering=1, encoding="utf-8", errors="replace")
+            self.patches.log_streams(real_stderr)
 
     def ask(self, prompt: str, password: bool = False) -> str:
         """input() and getpass(): IPython's StdinNotImplementedError when the
@@ -188,8 +165,8 @@ class PythonKernel(Kernel):
         self._services.stop_after(self._services.request_on_this_thread() or self.current_request)
 
     def _parent_of_writer(self):
-        # hot path (every write): the main thread's output belongs to the
-        # request it is running
+        # hot path (every write): the base class's rule, plus tasks and GUI
+        # callbacks on the main thread while the asyncio loop runs
         services = self._services
         if threading.get_ident() == self._main_ident:
             if self.asyncio.running:  # a task writes: for the cell that made it
@@ -197,16 +174,16 @@ class PythonKernel(Kernel):
                 return cell if cell is not None else self.asyncio.last_cell
             return services.main_request or services.current_request
         # a subshell's thread writes for the request it runs
-        parent = services.request_on_this_thread()
-        if parent is not None:
-            return parent
-        # a thread user code started, for the request that started it, also
-        # after that ended (JupyterLab shows it in that cell)
+        return services.request_on_this_thread() or self._parent_of_other_thread()
+
+    def _parent_of_other_thread(self):
+        # a thread user code started writes for the request that started it,
+        # also after that ended (JupyterLab shows it in that cell)
         parent = getattr(threading.current_thread(), _PARENT_ATTR, None)
         return self.current_request if parent is None else parent
 
     def _send_stream(self, name: str, text: str, parent) -> None:
-        self._services.publish("stream", {"name": name, "text": text}, parent=parent)
+        super()._send_stream(name, text, parent)
         if parent is not None and parent.shell is not None and parent.shell.current is not parent:
             self._copy_to_running_cell(name, text, parent)
 
@@ -232,8 +209,7 @@ class PythonKernel(Kernel):
     def flush_output(self) -> None:
         for capture in self._captures:
             capture.flush()
-        self.stdout.flush()
-        self.stderr.flush()
+        super().flush_output()
 
     @property
     def shell(self):

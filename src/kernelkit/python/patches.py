@@ -1,13 +1,15 @@
 """The Python kernel's process-wide patches: every global it replaces, and why.
 
+(``sys.stdout`` and ``sys.stderr``, and what they become in a forked child,
+are the kernel core's, as for every kernel that captures output:
+kernel/outstream.py's ``CapturedOutput``.)
+
 | what is replaced | by | why | installed |
 |---|---|---|---|
-| ``sys.stdout``, ``sys.stderr`` | an ``OutStream`` each | ``print`` from any thread becomes a stream message of the right cell | start |
 | file descriptors 1 and 2, and the stream of the ``kernelkit`` logger's handler | pipes read into those streams; the real stderr | output of C code and subprocesses reaches the cell too, the kernel's own log does not (``capture_fds``; the root logger is user code's: untouched) | start |
 | ``threading.Thread.start`` | records the request that started the thread | a thread's output goes to the cell that started it | start |
 | ``builtins.input``, ``getpass.getpass`` | an ``input_request`` on stdin | ``input()`` works from a notebook | start |
 | ``asyncio.run`` | the same, run with the kernel's loop unmarked for its duration | in a cell the kernel's asyncio loop counts as running (so ``create_task`` works, aioloop.py), and ``asyncio.run`` would refuse to start; it runs as in a script instead (ipykernel refuses) | start |
-| ``os.register_at_fork`` (a child hook; cannot be undone) | ``sys.stdout``/``stderr`` on fds 1 and 2 in a forked child | a child has neither the flusher nor the I/O thread | start |
 | ``sys.displayhook`` | the IPython shell's | a cell's last value is an ``execute_result`` | the shell is made |
 | ``pdb.Pdb``, ``pdb.set_trace``, IPython's ``debugger.Pdb`` and ``set_trace`` | IPython's ``InterruptiblePdb``; its ``set_trace``, which returns at once (one line on stderr) when the request does not allow stdin | an interrupt at its prompt leaves the debugger, as in ipykernel; a leftover ``breakpoint()`` must not fail a pipeline (nbclient, papermill: no stdin) | the shell is made |
 | ``TERM``, ``CLICOLOR``, ``FORCE_COLOR``, ``CLICOLOR_FORCE``, ``PAGER``, ``GIT_PAGER``, ``MPLBACKEND``, ``PLOTLY_RENDERER`` | ``xterm-color``, ``1``, ``1``, ``1``, ``cat``, ``cat`` (as ipykernel's ``init_environment``, whatever was set), matplotlib-inline, ``plotly_mimetype`` (the last two only if unset) | colour from ``ls``, pytest, rich in the kernel and its subprocesses, no pager, as under ipykernel; inline figures; what plotly picks for ipykernel | the shell is made |
@@ -51,12 +53,8 @@ class Patches:
         while self._undo:
             self._undo.pop()()
     # -- at start --------------------------------------------------------------
-    def streams(self, stdout, stderr) -> None:
-        self._set(sys, "stdout", stdout)
-        self._set(sys, "stderr", stderr)
-
     def captured_fd(self, fd: int, saved: int) -> None:
-        """``fd`` now writes into a pipe (outstream.FdCapture); ``saved`` is
+        """``fd`` now writes into a pipe (kernel/outstream.py's FdCapture); ``saved`` is
         what it was. (Undone, the pipe's reader sees its end and stops.)"""
         self._undo.append(lambda: os.dup2(saved, fd))
 
@@ -67,13 +65,6 @@ class Patches:
             if isinstance(handler, logging.StreamHandler):
                 handler.flush()
                 self._set(handler, "stream", stream)
-
-    def at_fork(self, in_child) -> None:
-        """``in_child()`` runs in every forked child (until undone: a fork
-        hook cannot be unregistered, so it is switched off instead)."""
-        active = [True]
-        os.register_at_fork(after_in_child=lambda: active[0] and in_child())
-        self._undo.append(lambda: active.__setitem__(0, False))
 
     def asyncio_run(self, only_marked) -> None:
         """``only_marked()``: the kernel's loop is marked running on this

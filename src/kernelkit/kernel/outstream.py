@@ -1,4 +1,8 @@
-"""stdout and stderr of user code as batched ``stream`` messages.
+"""stdout and stderr of a kernel's code as batched ``stream`` messages.
+
+``CapturedOutput`` puts an ``OutStream`` in ``sys.stdout`` and ``sys.stderr``
+for every kernel whose class keeps ``capture_output`` (kernel/base.py): what
+a handler prints reaches its request's iopub stream, as under ipykernel.
 
 Writes are collected and sent when the batch is big enough, when it is old
 enough (a flusher thread), when output for another cell starts, or when the
@@ -7,13 +11,15 @@ loop becomes a few large messages instead of one per line, and ordering with
 everything else is kept.
 
 Output written to file descriptors 1 and 2 (C extensions, ``os.system``,
-subprocesses) is captured through pipes and joins the same streams.
+subprocesses) can be captured through pipes into the same streams
+(``FdCapture``; the Python kernel does).
 """
 
 import codecs
 import io
 import os
 import select
+import sys
 import threading
 import time
 
@@ -87,6 +93,8 @@ class OutStream(io.TextIOBase):
             self.write(line)
 
     def flush(self) -> None:
+        if not self._parts:  # (nothing this thread wrote is waiting: no lock needed)
+            return
         with self._lock:
             if self._parts:
                 self._flush_locked()
@@ -102,6 +110,59 @@ class OutStream(io.TextIOBase):
     def due(self) -> float | None:
         """When the current batch must be sent (monotonic), or None if empty."""
         return self._since + MAX_BATCH_AGE if self._parts else None
+
+
+class CapturedOutput:
+    """``sys.stdout`` and ``sys.stderr`` as two OutStreams and their flusher,
+    until ``close()`` puts back what was there.
+
+    ``send(name, text, parent)`` publishes a batch; ``parent_of_writer()``
+    names the request the writing thread works for. In a forked child (which
+    has neither the flusher nor the I/O thread) the two write straight to
+    file descriptors 1 and 2 instead."""
+
+    def __init__(self, send, parent_of_writer):
+        self._saved = (sys.stdout, sys.stderr)
+        flusher = Flusher()
+        self.stdout = OutStream("stdout", send, parent_of_writer, flusher)
+        self.stderr = OutStream("stderr", send, parent_of_writer, flusher)
+        flusher.add(self.stdout)
+        flusher.add(self.stderr)
+        flusher.start()
+        self._active = True
+        # (a fork hook cannot be unregistered: close() switches it off)
+        os.register_at_fork(after_in_child=lambda: self._active and self._in_forked_child())
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+
+    def flush(self) -> None:
+        self.stdout.flush()
+        self.stderr.flush()
+
+    def close(self) -> None:
+        """Send what is buffered; put back the streams that were there."""
+        if not self._active:
+            return
+        self._active = False
+        self.flush()
+        if sys.stdout is self.stdout:
+            sys.stdout = self._saved[0]
+        if sys.stderr is self.stderr:
+            sys.stderr = self._saved[1]
+
+    @staticmethod
+    def _in_forked_child() -> None:
+        # (os.fork, multiprocessing's fork start method): fds 1 and 2 are the
+        # pipes the kernel reads into the running cell, if it captures them,
+        # else where the kernel's own output goes
+        sys.stdout = _fd_writer(1)
+        sys.stderr = _fd_writer(2)
+
+
+def _fd_writer(fd: int):
+    """Line-buffered text output on a file descriptor: a line is one write,
+    so children writing at once do not mix their lines; the rest is written
+    at exit or flush, as on a terminal."""
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
 
 
 class Flusher(threading.Thread):
@@ -164,7 +225,7 @@ class FdCapture:
 
     def _drain_locked(self) -> bool:
         """Move what the pipe holds into the stream; False once every write
-        end is closed (the fd was given back: python/patches.py)."""
+        end is closed (the fd was given back)."""
         while True:
             try:
                 data = os.read(self._read_end, 65536)
