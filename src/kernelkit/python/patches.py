@@ -14,7 +14,7 @@
 | ``sys.meta_path`` | one-shot import hooks | the two below, run as their module is first imported | the shell is made |
 | ``sys.modules["ipykernel.zmqshell"]`` (ipykernel not installed) | ``kernelkit.python.shell`` | ``tqdm.autonotebook`` picks notebook bars only when it is there | ``tqdm.autonotebook`` is imported |
 | ``PYDEVD_DISABLE_FILE_VALIDATION`` (if unset) | ``1`` | debugpy's warning about frozen modules would land in the cell | the debugger starts |
-| ``sys.breakpointhook`` | the debugger's | ``breakpoint()``: the visual debugger while one is attached, else pdb | the debugger starts |
+| ``sys.breakpointhook`` | Python's own (importing debugpy replaced it), the debugger's while a client is attached | ``breakpoint()``: the visual debugger while one is attached, else pdb, with no frame of ours between (pdb would stop in it) | the debugger starts; each attach and disconnect |
 
 Each goes through ``Patches``, which remembers what it replaced; ``undo``
 (the kernel's ``stop``) puts everything back, newest first.
@@ -32,6 +32,7 @@ _MISSING = object()
 class Patches:
     def __init__(self):
         self._undo: list = []  # how to put each back, oldest first
+        self._breakpointhook_set = False
 
     def _set(self, owner, name: str, value) -> None:
         original = getattr(owner, name, _MISSING)
@@ -148,5 +149,10 @@ class Patches:
         self._set_item(os.environ, "PYDEVD_DISABLE_FILE_VALIDATION", "1", if_unset=True)
 
     def breakpointhook(self, hook) -> None:
-        self._set(sys, "breakpointhook", hook)
+        """(Switched at each attach and disconnect; undone to what was there first.)"""
+        if self._breakpointhook_set:
+            sys.breakpointhook = hook
+        else:
+            self._breakpointhook_set = True
+            self._set(sys, "breakpointhook", hook)
 
