@@ -115,6 +115,9 @@ class PythonKernel(Kernel):
         self.patches.thread_parents(self._parent_of_writer, _PARENT_ATTR)
         self.patches.input(self.ask)
         self.patches.at_fork(self._after_fork_in_child)
+        if self._services.sigint_handler is not None:
+            # (libraries test getsignal(SIGINT) against this name: see patches.py)
+            self.patches.default_int_handler(self._services.sigint_handler)
 
     def stop(self) -> None:
         self.patches.undo()

@@ -4,6 +4,7 @@
 |---|---|---|---|
 | ``sys.stdout``, ``sys.stderr`` | an ``OutStream`` each | ``print`` from any thread becomes a stream message of the right cell | start |
 | file descriptors 1 and 2, and the stream of the ``kernelkit`` logger's handler | pipes read into those streams; the real stderr | output of C code and subprocesses reaches the cell too, the kernel's own log does not (``capture_fds``; the root logger is user code's: untouched) | start |
+| ``signal.default_int_handler`` | the kernel's SIGINT handler (a bound method that raises KeyboardInterrupt while a request runs, as Python's does, and defers it inside the kernel's send path) | ``signal.getsignal(SIGINT) is signal.default_int_handler`` during a cell, as on ipykernel: ``asyncio.run`` and trio then install their Ctrl-C handling, and put back (by that name) the kernel's handler, not one without its deferral | start |
 | ``threading.Thread.start`` | records the request that started the thread | a thread's output goes to the cell that started it | start |
 | ``builtins.input``, ``getpass.getpass`` | an ``input_request`` on stdin | ``input()`` works from a notebook | start |
 | ``os.register_at_fork`` (a child hook; cannot be undone) | ``sys.stdout``/``stderr`` on fds 1 and 2 in a forked child | a child has neither the flusher nor the I/O thread | start |
@@ -23,6 +24,7 @@ Each goes through ``Patches``, which remembers what it replaced; ``undo``
 import builtins
 import getpass
 import os
+import signal
 import sys
 import threading
 
@@ -54,6 +56,11 @@ class Patches:
     def streams(self, stdout, stderr) -> None:
         self._set(sys, "stdout", stdout)
         self._set(sys, "stderr", stderr)
+
+    def default_int_handler(self, handler) -> None:
+        """``handler`` (the kernel's SIGINT handler, installed) is what
+        ``signal.default_int_handler`` names."""
+        self._set(signal, "default_int_handler", handler)
 
     def captured_fd(self, fd: int, saved: int) -> None:
         """``fd`` now writes into a pipe (outstream.FdCapture); ``saved`` is
