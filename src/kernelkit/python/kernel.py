@@ -58,6 +58,10 @@ class PythonKernel(Kernel):
     implementation = "kernelkit"
     # IPython's shell is safe to run from several threads (each cell on its own)
     supported_features = ("iopub_welcome", "kernel subshells")
+    # a widget callback must not draw beside a cell that draws (pyplot is
+    # process-wide): comm messages on a subshell wait for the main shell
+    # unless a cell runs there alone (README: "Comms and subshells")
+    comms_follow_main_shell = True
     implementation_version = __version__
     language_info = {
         "name": "python",
@@ -276,6 +280,14 @@ class PythonKernel(Kernel):
         from .comms import manager
 
         return manager()
+
+    @property
+    def comm_lock(self):
+        """Held while a comm handler runs: take it in a cell around state that
+        comm handlers share (pyplot, a widget's state) to keep them out."""
+        from .comms import comm_lock
+
+        return comm_lock
 
     @property
     def log(self):
