@@ -93,14 +93,14 @@ class Lifecycle:
             self.control_queue.put(req)
             return
         shell = self.shells.get(msg.header.get("subshell_id"))
-        if msg.msg_type in COMM_MESSAGES:
+        if shell is not self.shells.main and msg.msg_type in COMM_MESSAGES:
             if shell is None:
                 # a comm belongs to the kernel, not to a subshell: JupyterLab sends
                 # a comm's last messages (comm_close) on the subshell it has just
                 # deleted, and dropping them would leave the comm open
                 log.debug("%s for unknown subshell_id %r: run on the main shell", msg.msg_type, msg.header.get("subshell_id"))
                 shell = self.shells.main
-            elif not shell.is_main and self.kernel is not None and self.kernel.comms_follow_main_shell and not self._main_runs_a_cell_alone():
+            elif self.kernel is not None and self.kernel.comms_follow_main_shell and not self._main_runs_a_cell_alone():
                 shell = self.shells.main  # (Kernel.comms_follow_main_shell)
         if shell is None:
             req.invalid = UnknownSubshell(f"unknown subshell_id {msg.header.get('subshell_id')!r}")
