@@ -718,6 +718,26 @@ def test_comms_on_a_subshell_take_their_turn_on_the_main_shell_unless_a_cell_run
     assert fe.eval("state") == "['cell 1', 'cell 2', ('comm', False)]"
 
 
+def test_a_slider_moves_its_label_while_a_cell_runs(pykernel):
+    # what JupyterLab sends when the slider is dragged: an update on the slider's
+    # comm, on a subshell; the label's update comes while the cell still runs
+    fe = pykernel.fe
+    fe.run(
+        "from ipywidgets import IntSlider, Label\nslider, label = IntSlider(), Label('0')\n"
+        "slider.observe(lambda change: setattr(label, 'value', str(change['new'])), 'value')\ndisplay(slider, label)"
+    )
+    slider_id, label_id = ast.literal_eval(fe.eval("slider.comm.comm_id, label.comm.comm_id"))
+    sid = fe.create_subshell()
+    main_id = fe.execute("import time\nprint('started', flush=True)\ntime.sleep(10)")
+    fe.started(main_id)
+    msg_id = fe.shell("comm_msg", {"comm_id": slider_id, "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}}, sid)
+    updates = [m["content"] for m in fe.iopub(msg_id, timeout=5) if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == label_id]
+    assert [u["data"]["state"] for u in updates] == [{"value": "7"}], updates
+    assert not fe.got["shell"][main_id], "the cell ended first: the test proved nothing"
+    assert fe.reply(fe.control("interrupt_request"), "control")["content"]["status"] == "ok"
+    assert_error_reply(fe.reply(main_id, timeout=5), "KeyboardInterrupt")
+
+
 def test_a_comm_message_for_a_deleted_subshell_is_applied(pykernel):
     # JupyterLab sends comm messages on a subshell (commsOverSubshells) and a
     # comm's comm_close on the subshell it has just deleted: the comm is the
