@@ -73,6 +73,8 @@ def lab(tmp_path):
     spec = {"argv": [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"], "display_name": "kernelkit",
             "language": "python", "metadata": {"kernel_provisioner": {"provisioner_name": "kernelkit-handshake",
                                                                       "config": {"preferred_ports": True}}}}
+    if os.environ.get("KERNELKIT_LAB_KERNEL") == "ipykernel":  # (to measure the peer: ipykernel 7)
+        spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "ipykernel", "language": "python"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     root = tmp_path / "root"
     root.mkdir()
@@ -180,3 +182,81 @@ def test_thread_output_after_its_cell_ended_shows_in_that_cell(lab, browser):
         time.sleep(0.1)
     # the running cell has it too, with no text of the kernel's around it
     assert second == "late line\nsecond cell\n", second
+
+
+# -- comms over subshells (JupyterLab's default commsOverSubshells: perCommTarget) -----
+# A small Lorenz picture behind ipywidgets' ``interactive``, as in JupyterLab's docs
+# notebook: pyplot's current figure is process-wide, so a widget callback drawing
+# beside a cell that draws (or the reverse) mixes their pictures.
+LORENZ = """\
+%matplotlib inline
+import numpy as np
+import matplotlib.pyplot as plt
+from ipywidgets import interactive, IntSlider, Label
+
+def solve_lorenz(sigma=10.0, rho=28.0, beta=8 / 3, steps=1200, dt=0.01):
+    fig = plt.figure(figsize=(3, 2.5), dpi=50)
+    ax = fig.add_axes([0, 0, 1, 1], projection='3d')
+    ax.axis('off')
+    ax.set_xlim(-20, 20), ax.set_ylim(-30, 30), ax.set_zlim(5, 55)
+    for start in np.random.default_rng(1).uniform(-15, 15, (6, 3)):
+        path = np.empty((steps, 3))
+        path[0] = start
+        for i in range(1, steps):
+            x, y, z = path[i - 1]
+            path[i] = path[i - 1] + dt * np.array([sigma * (y - x), x * (rho - z) - y, x * y - beta * z])
+        ax.plot(*path.T, lw=0.8)
+    plt.show()
+"""
+RENDERS = 12
+SLIDER = """\
+slider, label = IntSlider(), Label('0')
+label.add_class('kk-label')
+slider.observe(lambda change: setattr(label, 'value', str(change['new'])), 'value')
+display(slider, label)
+"""
+RUN_ALL = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  const app = window.jupyterapp;
+  const panel = window.kkPanel = app.shell.currentWidget;
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  app.commands.execute('notebook:run-all-cells');  // (not awaited: it ends with the last cell)
+  done('ok');
+})().catch(e => done(String(e)));
+"""
+# per cell: the pictures in its outputs (widget views included), and its text
+# (the slider and the sleeping cell at the end: comm messages beside a cell running alone)
+CELL_VIEWS = """
+return window.kkPanel.content.widgets.map(c => ({
+  images: Array.from(c.node.querySelectorAll('.jp-OutputArea-output img')).map(i => i.src),
+  text: c.node.querySelector('.jp-Cell-outputArea') ? c.node.querySelector('.jp-Cell-outputArea').innerText : ''}));
+"""
+
+
+@pytest.mark.timeout(180)
+def test_widgets_over_subshells_draw_the_same_picture_in_a_run_all(lab, browser, tmp_path):
+    url, server_log = lab
+    root = server_log.parent / "root"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "kk", "display_name": "kernelkit", "language": "python"}})
+    nb.cells.append(nbformat.v4.new_code_cell(LORENZ))
+    for _ in range(RENDERS):
+        nb.cells.append(nbformat.v4.new_code_cell("interactive(solve_lorenz, sigma=(0.0, 50.0), rho=(0.0, 50.0))"))
+    nb.cells.append(nbformat.v4.new_code_cell(SLIDER))
+    nb.cells.append(nbformat.v4.new_code_cell("import time\nprint('sleeping', flush=True)\ntime.sleep(10)\nprint('slept')"))
+    nbformat.write(nb, root / "lorenz.ipynb")
+    open_notebook(browser, url.replace("crash.ipynb", "lorenz.ipynb"))
+    assert browser.execute_async_script(RUN_ALL) == "ok"
+    renders = slice(1, 1 + RENDERS)
+    deadline = time.monotonic() + 45
+    while True:
+        views = browser.execute_script(CELL_VIEWS)
+        if all(v["images"] for v in views[renders]) and "sleeping" in views[-1]["text"]:
+            break
+        assert time.monotonic() < deadline, [(len(v["images"]), v["text"][:200]) for v in views]
+        time.sleep(0.2)
+    pictures = [v["images"] for v in views[renders]]
+    assert all(len(p) == 1 for p in pictures), [len(p) for p in pictures]
+    assert len({p[0] for p in pictures}) == 1, f"{len({p[0] for p in pictures})} different pictures in {RENDERS} renders"
+    assert "kernelkit WARNING" not in server_log.read_text()

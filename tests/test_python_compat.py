@@ -601,6 +601,28 @@ def test_a_sigint_handler_set_by_a_cell_lasts_for_that_cell_only(kc):
     assert interrupted_sleep(kc) == "KeyboardInterrupt"
 
 
+def test_the_sigint_handler_is_default_int_handler_during_a_cell(kc):
+    # (asyncio.run and trio install their Ctrl-C handling only when it is;
+    # asyncio.run puts signal.default_int_handler back after)
+    code = (
+        "import signal, threading\nseen = []\n"
+        "t = threading.Thread(target=lambda: seen.append(signal.getsignal(signal.SIGINT) is signal.default_int_handler))\n"
+        "t.start(); t.join()\n[signal.getsignal(signal.SIGINT) is signal.default_int_handler, *seen]"
+    )
+    assert value_of(kc, code) == [True, True]
+    # a cell that sets a handler and puts signal.default_int_handler back, as
+    # asyncio.run does: interrupts are KeyboardInterrupt in that cell and after
+    msg_id = kc.execute(
+        "import signal, time\nsignal.signal(signal.SIGINT, lambda *a: None)\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "print('sleeping', flush=True)\ntime.sleep(30)"
+    )
+    iopub_until(kc, msg_id, lambda m: m["msg_type"] == "stream", TIMEOUT, what="the cell's first line")
+    kc.kernel_process.interrupt()
+    assert reply_to(kc, msg_id, TIMEOUT)["content"].get("ename") == "KeyboardInterrupt"
+    iopub_until_idle(kc, msg_id, TIMEOUT)
+    assert interrupted_sleep(kc) == "KeyboardInterrupt"
+
+
 def test_colour_and_stream_settings_as_on_ipykernel(kc):
     # ipykernel's ZMQInteractiveShell.init_environment sets these for the
     # kernel and so for its subprocesses (ls, pytest, rich print in colour);

@@ -373,12 +373,17 @@ def test_builtin_breakpoint_visual_when_attached_pdb_otherwise(debug_kernel):
     fe.ok("continue", {"threadId": tid})
     assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
     assert not kc.stdin_channel.msg_ready()
-    # disconnected again: pdb again
+    # disconnected again (debugpy loaded, nobody attached): pdb again, in the
+    # cell's frame (not one of the kernel's between breakpoint() and pdb)
     fe.ok("disconnect", {"restart": False, "terminateDebuggee": False})
-    msg_id = kc.execute("breakpoint()\n", allow_stdin=True)
+    msg_id = kc.execute("b = 2\nbreakpoint()\nprint('after', b)\n", allow_stdin=True)
     assert "ipdb>" in kc.get_stdin_msg(timeout=20)["content"]["prompt"]
+    kc.input("p b + 100")
+    kc.get_stdin_msg(timeout=20)
     kc.input("c")
     assert reply_to(kc, msg_id, 20)["content"]["status"] == "ok"
+    out = fe.output(msg_id)
+    assert "102" in out and "after 2" in out and "_breakpointhook" not in out, out
 
 
 # ------------------------------------------------------------- variables panel

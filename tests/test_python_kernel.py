@@ -680,3 +680,34 @@ def test_comm_info(kc):
     r = ok(kc, "test_comm.close()")
     assert [m["content"]["comm_id"] for m in r.msgs("comm_close")] == [comm_id]
     assert comm_id not in request(kc, "comm_info")["comms"]
+
+
+def test_a_start_probed_as_jupyter_server_does_logs_no_warning(tmp_path):
+    """jupyter_server's nudge, at every kernel start: kernel_info_request on
+    shell and on control, both sockets closed at the first reply. The other
+    reply then finds its client gone: that is logged at INFO, and a normal
+    start and cell log nothing at WARNING or above."""
+    import zmq
+
+    proc, kc = start_kernel(tmp_path, PYTHON_KERNEL, extra_args=["--log-level", "INFO"], ready_timeout=TIMEOUT)
+    try:
+        dropped = "[kernelkit.io INFO] control: dropped a reply for a client that has gone"
+        deadline = time.monotonic() + TIMEOUT
+        while dropped not in proc.stderr:  # (the probe's socket must close before the reply leaves)
+            assert time.monotonic() < deadline, proc.stderr
+            shell, control = kc.connect_shell(), kc.connect_control()
+            kc.session.send(shell, "kernel_info_request")
+            kc.session.send(control, "kernel_info_request")
+            poller = zmq.Poller()
+            poller.register(shell, zmq.POLLIN)
+            poller.register(control, zmq.POLLIN)
+            assert poller.poll(TIMEOUT * 1000), "no kernel_info_reply"
+            shell.close(linger=0)
+            control.close(linger=0)
+        msg_id = kc.execute("print('ran')")
+        assert get_reply(kc, msg_id)["content"]["status"] == "ok"
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("[kernelkit")]
+        assert not [line for line in lines if re.match(r"\[kernelkit\S* (WARNING|ERROR|CRITICAL)\]", line)], lines
+    finally:
+        kc.stop_channels()
+        proc.kill()

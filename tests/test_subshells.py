@@ -656,6 +656,88 @@ def test_unknown_subshell_id_is_an_error_reply_even_while_the_main_shell_is_busy
     assert_error_reply(fe.reply(main_id, timeout=5), "KeyboardInterrupt")
 
 
+COMM_PROBE = """\
+import threading, time, comm
+state, go = [], []
+def _target(c, open_msg):
+    @c.on_msg
+    def _record(msg):
+        state.append(('comm', threading.current_thread() is threading.main_thread()))
+comm.get_comm_manager().register_target('probe', _target)
+def wait_for(condition, timeout=10):
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.005)
+"""
+
+
+def test_comms_on_a_subshell_take_their_turn_on_the_main_shell_unless_a_cell_runs_alone(pykernel):
+    # JupyterLab sends every comm message on a subshell: a widget callback must
+    # not run beside cells queued by a run-all (pyplot, widget state), and must
+    # still answer during one long cell
+    fe = pykernel.fe
+    fe.run(COMM_PROBE)
+    fe.iopub(fe.shell("comm_open", {"comm_id": "c-probe", "target_name": "probe", "data": {}}))
+    sid, other = fe.create_subshell(), fe.create_subshell()
+
+    def comm_msg():
+        return fe.shell("comm_msg", {"comm_id": "c-probe", "data": {}}, sid)
+
+    # main shell idle: on the main thread
+    fe.iopub(comm_msg())
+    assert fe.eval("state") == "[('comm', True)]"
+
+    # a cell running with another queued behind it: after both, on the main thread
+    first = fe.execute("state.clear()\nprint('started', flush=True)\nwait_for(lambda: go)\nstate.append('first')")
+    fe.started(first)
+    second = fe.execute("state.append('second')")
+    msg_id = comm_msg()
+    fe.run("go.append(1)", other)  # (a subshell's execute runs at once)
+    for m in (first, second, msg_id):
+        fe.iopub(m)
+    assert fe.eval("state") == "['first', 'second', ('comm', True)]"
+
+    # one cell running alone: beside it, on the subshell, at once
+    alone = fe.execute("state.clear()\nprint('started', flush=True)\nwait_for(lambda: state)\nprint(state)")
+    fe.started(alone)
+    fe.iopub(comm_msg())
+    assert stream_text(fe.iopub(alone)) == "started\n[('comm', False)]\n"
+
+    # ... but not inside a cell that holds comm_lock: no interleaving
+    locked = fe.execute(
+        "state.clear(); go.clear()\nwith get_ipython().kernel.comm_lock:\n    state.append('cell 1')\n"
+        "    print('started', flush=True)\n    wait_for(lambda: go)\n    state.append('cell 2')\n"
+    )
+    fe.started(locked)
+    msg_id = comm_msg()
+    # its busy: the subshell's thread is about to run it (and waits for the lock)
+    fe.iopub_until(msg_id, lambda m: is_status(m, "busy"), "the comm message's busy")
+    fe.run("go.append(1)", other)
+    fe.iopub(locked)
+    fe.iopub(msg_id)
+    assert fe.eval("state") == "['cell 1', 'cell 2', ('comm', False)]"
+
+
+def test_a_slider_moves_its_label_while_a_cell_runs(pykernel):
+    # what JupyterLab sends when the slider is dragged: an update on the slider's
+    # comm, on a subshell; the label's update comes while the cell still runs
+    fe = pykernel.fe
+    fe.run(
+        "from ipywidgets import IntSlider, Label\nslider, label = IntSlider(), Label('0')\n"
+        "slider.observe(lambda change: setattr(label, 'value', str(change['new'])), 'value')\ndisplay(slider, label)"
+    )
+    slider_id, label_id = ast.literal_eval(fe.eval("slider.comm.comm_id, label.comm.comm_id"))
+    sid = fe.create_subshell()
+    main_id = fe.execute("import time\nprint('started', flush=True)\ntime.sleep(10)")
+    fe.started(main_id)
+    msg_id = fe.shell("comm_msg", {"comm_id": slider_id, "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}}, sid)
+    updates = [m["content"] for m in fe.iopub(msg_id, timeout=5) if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == label_id]
+    assert [u["data"]["state"] for u in updates] == [{"value": "7"}], updates
+    assert not fe.got["shell"][main_id], "the cell ended first: the test proved nothing"
+    assert fe.reply(fe.control("interrupt_request"), "control")["content"]["status"] == "ok"
+    assert_error_reply(fe.reply(main_id, timeout=5), "KeyboardInterrupt")
+
+
 def test_a_comm_message_for_a_deleted_subshell_is_applied(pykernel):
     # JupyterLab sends comm messages on a subshell (commsOverSubshells) and a
     # comm's comm_close on the subshell it has just deleted: the comm is the

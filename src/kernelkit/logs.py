@@ -37,7 +37,7 @@ class LogLimiter:
         self._last: dict = {}
         self._suppressed: dict = {}
 
-    def warn(self, key, text: str, logger=None) -> None:
+    def warn(self, key, text: str, logger=None, level: int = logging.WARNING) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
@@ -45,4 +45,4 @@ class LogLimiter:
             return
         extra = self._suppressed.pop(key, 0)
         self._last[key] = now
-        (logger or log).warning("%s%s", text, f" ({extra} more like it suppressed)" if extra else "")
+        (logger or log).log(level, "%s%s", text, f" ({extra} more like it suppressed)" if extra else "")

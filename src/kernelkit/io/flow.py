@@ -34,6 +34,7 @@ control) apply the rest on the I/O thread; ``io/outbound.py`` applies the
 FIFO's two bounds.
 """
 
+import json
 import logging
 import time
 from collections import deque
@@ -41,6 +42,7 @@ from collections import deque
 import zmq
 
 from ..wire.channels import CONTROL, IOPUB, SHELL, STDIN
+from ..wire.session import DELIMITER
 from .shortcuts import MORE, backend_send, name_pyzmq_gc_thread, send_multipart
 
 log = logging.getLogger("kernelkit.io")
@@ -409,7 +411,7 @@ class Routed:
             if e.errno != zmq.EHOSTUNREACH:
                 self._limiter.warn((channel, e.errno), f"cannot send on {channel}: {e}")
             elif channel != STDIN:
-                self._limiter.warn((channel, "gone"), f"{channel}: dropped a reply for a client that has gone")
+                self._client_gone(channel, frames)
             elif self._hold.note() < STDIN_CONNECT_WAIT:
                 return False  # the client's stdin socket is not connected yet
             else:
@@ -428,7 +430,24 @@ class Routed:
             self._limiter.warn((CONTROL, "unread"), "control: a client has 1,000 replies unread; a reply to it was dropped")
         except zmq.ZMQError as e:
             if e.errno == zmq.EHOSTUNREACH:
-                self._limiter.warn((CONTROL, "gone"), "control: dropped a reply for a client that has gone")
+                self._client_gone(CONTROL, frames)
             else:
                 self._limiter.warn((CONTROL, e.errno), f"cannot send on {CONTROL}: {e}")
 
+    def _client_gone(self, channel: str, frames) -> None:
+        """A reply whose client has closed its socket is dropped. A
+        kernel_info_reply is the usual case and no fault: a probe asks on
+        several channels and leaves at the first answer (jupyter_server's
+        nudge asks on shell and control at every start): logged at INFO."""
+        level = logging.INFO if _msg_type(frames) == "kernel_info_reply" else logging.WARNING
+        self._limiter.warn((channel, "gone", level), f"{channel}: dropped a reply for a client that has gone", log, level)
+
+
+def _msg_type(frames) -> str | None:
+    """The msg_type of a message's frames (identities, delimiter, signature,
+    header ...), None if unreadable. (Off the hot path: for log lines.)"""
+    try:
+        header = frames[list(map(bytes, frames)).index(DELIMITER) + 2]
+        return json.loads(bytes(header)).get("msg_type")
+    except (ValueError, IndexError, AttributeError, TypeError):
+        return None

@@ -59,6 +59,14 @@ class Kernel:
     #: several threads at once (its state is thread-safe). Without it the
     #: subshell requests get an error reply saying subshells are not supported.
     supported_features: tuple = ("iopub_welcome",)
+    #: Comm messages a client sends on a subshell (JupyterLab sends every comm
+    #: message on one). False: they run on that subshell's thread (JEP 91),
+    #: beside whatever the main shell runs. True: they take their turn on the
+    #: main shell, except while it runs a cell with nothing queued behind it,
+    #: when they run on the subshell (so widgets answer during a long cell);
+    #: the kernel then guards what its comm handlers share (the Python kernel:
+    #: ``comm_lock``). README: "Comms and subshells".
+    comms_follow_main_shell = False
 
     #: ``print()`` and ``sys.stdout`` / ``sys.stderr`` writes, from a handler
     #: or any thread, become ``stream`` messages (batched: sent within 50 ms,

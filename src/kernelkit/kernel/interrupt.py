@@ -51,6 +51,9 @@ MAX_KICKS = 20
 KICK_SIGNAL = signal.SIGURG  # ignored by default; ours has a no-op handler
 
 log = logging.getLogger("kernelkit.kernel")
+# Python's own (the Python kernel names the kernel's handler
+# signal.default_int_handler: a forked child must get the real one)
+_DEFAULT_INT_HANDLER = signal.default_int_handler
 
 
 class InterruptGate:
@@ -71,6 +74,11 @@ class InterruptGate:
         self.on_idle_interrupt = None
         # called on the watcher thread for a SIGTERM (when SIGTERM has a Python handler)
         self.on_terminate = None
+
+    @property
+    def handler(self):
+        """The kernel's SIGINT handler, None if not installed (embedded)."""
+        return self._handler if self._installed else None
 
     def install(self) -> None:
         if threading.current_thread() is not self._main:
@@ -165,7 +173,7 @@ def _default_signals() -> None:
     of Pool.terminate ends a worker) and none reaches the kernel's watcher."""
     try:
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _DEFAULT_INT_HANDLER)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(KICK_SIGNAL, signal.SIG_DFL)
     except (OSError, ValueError):  # (not the main thread: nothing was installed here)

@@ -100,12 +100,15 @@ class Lifecycle:
             self.control_queue.put(req)
             return
         shell = self.shells.get(msg.header.get("subshell_id"))
-        if shell is None and msg.msg_type in COMM_MESSAGES:
-            # a comm belongs to the kernel, not to a subshell: JupyterLab sends
-            # a comm's last messages (comm_close) on the subshell it has just
-            # deleted, and dropping them would leave the comm open
-            log.debug("%s for unknown subshell_id %r: run on the main shell", msg.msg_type, msg.header.get("subshell_id"))
-            shell = self.shells.main
+        if shell is not self.shells.main and msg.msg_type in COMM_MESSAGES:
+            if shell is None:
+                # a comm belongs to the kernel, not to a subshell: JupyterLab sends
+                # a comm's last messages (comm_close) on the subshell it has just
+                # deleted, and dropping them would leave the comm open
+                log.debug("%s for unknown subshell_id %r: run on the main shell", msg.msg_type, msg.header.get("subshell_id"))
+                shell = self.shells.main
+            elif self.kernel is not None and self.kernel.comms_follow_main_shell and not self._main_runs_a_cell_alone():
+                shell = self.shells.main  # (Kernel.comms_follow_main_shell)
         if shell is None:
             req.invalid = UnknownSubshell(f"unknown subshell_id {msg.header.get('subshell_id')!r}")
             self.control_queue.put(req)  # answered at once, not behind running code
@@ -137,6 +140,13 @@ class Lifecycle:
         self._arrived += 1
         req.arrival = self._arrived
         return req
+
+    def _main_runs_a_cell_alone(self) -> bool:
+        """The main shell runs (or has announced) an execute and nothing is
+        queued behind it: a comm message beside it is what subshells are for."""
+        main = self.shells.main
+        req = main.current or main.announced
+        return req is not None and req.msg_type == "execute_request" and not main.put_back and main.queue.empty()
 
     def _answer_kernel_info_now(self, req: Request) -> bool:
         """Answer a kernel_info_request on the I/O thread, when the main shell

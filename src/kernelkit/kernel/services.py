@@ -41,6 +41,11 @@ class Services:
         finally:
             self._gate.disarm()
 
+    @property
+    def sigint_handler(self):
+        """The kernel's SIGINT handler (None if it has none: embedded)."""
+        return self._gate.handler
+
     def interrupt(self) -> None:
         """Interrupt the main thread as SIGINT would, if the main shell has a
         request (running, or announced to the client), and cancel every input

@@ -2,6 +2,7 @@
 
 import importlib
 import importlib.util
+import threading
 
 from comm.base_comm import BaseComm, CommManager
 
@@ -9,6 +10,11 @@ from .compat import parent_of
 
 _kernel = None
 _manager = CommManager()
+# held while a comm handler runs (one at a time, on whatever thread): a comm
+# message on a subshell runs beside a cell only while the cell runs alone
+# (Kernel.comms_follow_main_shell), and code of a cell that shares state with
+# comm handlers (pyplot, a widget's state) takes it to keep them out
+comm_lock = threading.RLock()
 
 # targets a frontend opens before user code has imported the library that
 # serves them: JupyterLab's widget manager opens jupyter.widget.control as
@@ -39,7 +45,8 @@ def manager() -> CommManager:
 def dispatch(kind: str, request) -> None:
     if kind == "comm_open":
         _import_provider(request.content.get("target_name"))
-    getattr(_manager, kind)(None, None, parent_of(request))
+    with comm_lock:
+        getattr(_manager, kind)(None, None, parent_of(request))
 
 
 def _import_provider(target_name) -> None:

@@ -412,8 +412,9 @@ class Debugger:
         debugpy.configure(subProcess=False)
         started = time.monotonic()
         endpoint = debugpy.listen(("127.0.0.1", 0))
-        # importing pydevd replaced breakpoint(); ours picks pydb or pdb
-        self.kernel.patches.breakpointhook(self._breakpointhook)
+        # importing pydevd replaced breakpoint(): Python's own again (ours
+        # while a client is attached)
+        self.kernel.patches.breakpointhook(self._original_breakpointhook)
         log.info("debugger: debugpy listening on %s:%s (%.0f ms)", *endpoint, 1000 * (time.monotonic() - started))
         return endpoint
 
@@ -443,6 +444,7 @@ class Debugger:
         if response.get("success"):
             self.attached = True
             self._keep_leading_empty_lines(True)
+            self.kernel.patches.breakpointhook(self._breakpointhook)
         return response
 
     def disconnect(self, args: dict) -> dict:
@@ -466,6 +468,10 @@ class Debugger:
         self.breakpoints = {}
         self.stopped_threads = set()
         self._keep_leading_empty_lines(False)
+        if self._original_breakpointhook is not None:
+            # (not ours: a frame of ours between breakpoint() and pdb made pdb
+            # stop in it, one frame too deep)
+            self.kernel.patches.breakpointhook(self._original_breakpointhook)
 
     def close(self) -> None:
         """The kernel shuts down: let stopped threads go, leave debugpy, remove
@@ -526,7 +532,8 @@ class Debugger:
                 cleanup.insert(0, self._removed_transforms.pop())
 
     def _breakpointhook(self, *args, **kwargs):
-        """``breakpoint()``: the visual debugger while one is attached, else pdb."""
+        """``breakpoint()`` while a client is attached: the visual debugger.
+        (Installed only then; otherwise Python's own hook, pdb.)"""
         if self.attached:
             import pydevd
 

@@ -53,6 +53,10 @@ class PythonKernel(Kernel):
     implementation = "kernelkit"
     # IPython's shell is safe to run from several threads (each cell on its own)
     supported_features = ("iopub_welcome", "kernel subshells")
+    # a widget callback must not draw beside a cell that draws (pyplot is
+    # process-wide): comm messages on a subshell wait for the main shell
+    # unless a cell runs there alone (README: "Comms and subshells")
+    comms_follow_main_shell = True
     implementation_version = __version__
     language_info = {
         "name": "python",
@@ -112,6 +116,9 @@ class PythonKernel(Kernel):
             self._capture_fds_1_and_2()
         self.patches.thread_parents(self._parent_of_writer, _PARENT_ATTR)
         self.patches.input(self.ask)
+        if self._services.sigint_handler is not None:
+            # (libraries test getsignal(SIGINT) against this name: see patches.py)
+            self.patches.default_int_handler(self._services.sigint_handler)
         import asyncio
 
         asyncio.set_event_loop(self.asyncio.get())
@@ -265,6 +272,14 @@ class PythonKernel(Kernel):
         from .comms import manager
 
         return manager()
+
+    @property
+    def comm_lock(self):
+        """Held while a comm handler runs: take it in a cell around state that
+        comm handlers share (pyplot, a widget's state) to keep them out."""
+        from .comms import comm_lock
+
+        return comm_lock
 
     @property
     def log(self):

@@ -7,6 +7,7 @@ kernel/outstream.py's ``CapturedOutput``.)
 | what is replaced | by | why | installed |
 |---|---|---|---|
 | file descriptors 1 and 2, and the stream of the ``kernelkit`` logger's handler | pipes read into those streams; the real stderr | output of C code and subprocesses reaches the cell too, the kernel's own log does not (``capture_fds``; the root logger is user code's: untouched) | start |
+| ``signal.default_int_handler`` | the kernel's SIGINT handler (a bound method that raises KeyboardInterrupt while a request runs, as Python's does, and defers it inside the kernel's send path) | ``signal.getsignal(SIGINT) is signal.default_int_handler`` during a cell, as on ipykernel: ``asyncio.run`` and trio then install their Ctrl-C handling, and put back (by that name) the kernel's handler, not one without its deferral | start |
 | ``threading.Thread.start`` | records the request that started the thread | a thread's output goes to the cell that started it | start |
 | ``builtins.input``, ``getpass.getpass`` | an ``input_request`` on stdin | ``input()`` works from a notebook | start |
 | ``asyncio.run`` | the same, run with the kernel's loop unmarked for its duration | in a cell the kernel's asyncio loop counts as running (so ``create_task`` works, aioloop.py), and ``asyncio.run`` would refuse to start; it runs as in a script instead (ipykernel refuses) | start |
@@ -17,7 +18,7 @@ kernel/outstream.py's ``CapturedOutput``.)
 | ``sys.meta_path`` | one-shot import hooks | the two below, run as their module is first imported | the shell is made |
 | ``sys.modules["ipykernel.zmqshell"]`` (ipykernel not installed) | ``kernelkit.python.shell`` | ``tqdm.autonotebook`` picks notebook bars only when it is there | ``tqdm.autonotebook`` is imported |
 | ``PYDEVD_DISABLE_FILE_VALIDATION`` (if unset) | ``1`` | debugpy's warning about frozen modules would land in the cell | the debugger starts |
-| ``sys.breakpointhook`` | the debugger's | ``breakpoint()``: the visual debugger while one is attached, else pdb | the debugger starts |
+| ``sys.breakpointhook`` | Python's own (importing debugpy replaced it), the debugger's while a client is attached | ``breakpoint()``: the visual debugger while one is attached, else pdb, with no frame of ours between (pdb would stop in it) | the debugger starts; each attach and disconnect |
 
 Each goes through ``Patches``, which remembers what it replaced; ``undo``
 (the kernel's ``stop``) puts everything back, newest first.
@@ -26,6 +27,7 @@ Each goes through ``Patches``, which remembers what it replaced; ``undo``
 import builtins
 import getpass
 import os
+import signal
 import sys
 import threading
 
@@ -35,6 +37,7 @@ _MISSING = object()
 class Patches:
     def __init__(self):
         self._undo: list = []  # how to put each back, oldest first
+        self._breakpointhook_set = False
 
     def _set(self, owner, name: str, value) -> None:
         original = getattr(owner, name, _MISSING)
@@ -53,6 +56,11 @@ class Patches:
         while self._undo:
             self._undo.pop()()
     # -- at start --------------------------------------------------------------
+    def default_int_handler(self, handler) -> None:
+        """``handler`` (the kernel's SIGINT handler, installed) is what
+        ``signal.default_int_handler`` names."""
+        self._set(signal, "default_int_handler", handler)
+
     def captured_fd(self, fd: int, saved: int) -> None:
         """``fd`` now writes into a pipe (kernel/outstream.py's FdCapture); ``saved`` is
         what it was. (Undone, the pipe's reader sees its end and stops.)"""
@@ -163,5 +171,10 @@ class Patches:
         self._set_item(os.environ, "PYDEVD_DISABLE_FILE_VALIDATION", "1", if_unset=True)
 
     def breakpointhook(self, hook) -> None:
-        self._set(sys, "breakpointhook", hook)
+        """(Switched at each attach and disconnect; undone to what was there first.)"""
+        if self._breakpointhook_set:
+            sys.breakpointhook = hook
+        else:
+            self._breakpointhook_set = True
+            self._set(sys, "breakpointhook", hook)
 
