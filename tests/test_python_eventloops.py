@@ -180,6 +180,42 @@ def test_an_aiohttp_server_started_in_a_cell_answers_between_cells(kc):
     run_ok(kc, "await runner.cleanup()", TIMEOUT)
 
 
+BOKEH_APP = """
+from bokeh.io import output_notebook, show
+from bokeh.models import Div
+output_notebook(hide_banner=True)
+sessions = []
+def app(doc):
+    sessions.append(doc)
+    doc.add_root(Div(text='a Bokeh app'))
+show(app)
+"""
+
+
+def test_a_bokeh_server_app_shown_in_a_cell_answers_between_cells(kc):
+    """``show(app)`` starts a Bokeh server on ``IOLoop.current()`` (the kernel's loop) and
+    displays a script that loads the app from it: the notebook page fetches that script
+    after the cell has ended, so the server must answer between cells."""
+    import re
+    import urllib.request
+
+    reply, out = execute(kc, BOKEH_APP)
+    assert reply["status"] == "ok", reply
+    scripts = [m["content"]["data"]["text/html"] for m in out if m["msg_type"] == "display_data" and "text/html" in m["content"]["data"]]
+    urls = [url for script in scripts for url in re.findall(r"'GET', \"(http://localhost:\d+/autoload\.js[^\"]*)\"", script)]
+    assert len(urls) == 1, scripts
+    element = re.search(r"bokeh-autoload-element=([\w-]+)", urls[0])[1]
+    # what the notebook page fetches after the cell, then the app's own page; no cell
+    # runs meanwhile: each makes a session, which runs ``app`` in the kernel
+    with urllib.request.urlopen(urls[0], timeout=TIMEOUT) as r:
+        assert element.encode() in r.read()
+    port = re.search(r"localhost:(\d+)/", urls[0])[1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=TIMEOUT) as r:
+        assert r.status == 200 and b"Bokeh" in r.read()
+    assert value(kc, "len(sessions)") == "2"
+    run_ok(kc, "from bokeh.io.state import curstate\nfor s in curstate().uuid_to_server.values():\n    s.stop()", TIMEOUT)
+
+
 # ============================================================ interrupts
 def interrupt(proc, kc, how):
     """SIGINT to the kernel's process group, or an interrupt_request on control."""
