@@ -260,3 +260,65 @@ def test_widgets_over_subshells_draw_the_same_picture_in_a_run_all(lab, browser,
     assert all(len(p) == 1 for p in pictures), [len(p) for p in pictures]
     assert len({p[0] for p in pictures}) == 1, f"{len({p[0] for p in pictures})} different pictures in {RENDERS} renders"
     assert "kernelkit WARNING" not in server_log.read_text()
+
+
+# -- widgets on the kernel's asyncio loop (issue #23): ipywidgets' docs pattern
+# "asynchronous widgets", a coroutine awaiting futures a widget observer resolves.
+# The slider sends its value when the mouse lets go of the handle (continuous_update
+# off), so each drag is one change.
+ASYNC_WIDGETS = """\
+import asyncio
+from ipywidgets import IntSlider
+
+def wait_for_change(widget, value):
+    future = asyncio.Future()
+    def getvalue(change):
+        future.set_result(change.new)
+        widget.unobserve(getvalue, value)
+    widget.observe(getvalue, value)
+    return future
+
+slider = IntSlider(continuous_update=False)
+
+async def f():
+    for i in range(3):
+        x = await wait_for_change(slider, 'value')
+        print('awaited', x)
+
+asyncio.ensure_future(f())
+slider
+"""
+# the slider's handle and readout in the last cell, and that cell's printed text
+LAST_SLIDER = """
+const cell = window.kkPanel.content.widgets[window.kkPanel.content.widgets.length - 1];
+const text = cell.model.outputs.toJSON().filter(o => o.output_type === 'stream')
+  .map(o => Array.isArray(o.text) ? o.text.join('') : o.text).join('');
+return {handle: cell.node.querySelector('.noUi-handle'), readout: cell.node.querySelector('.widget-readout')?.innerText, text};
+"""
+
+
+@pytest.mark.timeout(120)
+def test_async_widgets_print_each_awaited_value_as_the_slider_moves(lab, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    url, server_log = lab
+    open_notebook(browser, url)
+    shown = browser.execute_async_script(RUN_CELL, ASYNC_WIDGETS, "output", 60_000)
+    assert "error" not in shown, shown
+    deadline = time.monotonic() + 30
+    while not (state := browser.execute_script(LAST_SLIDER))["handle"]:
+        assert time.monotonic() < deadline, f"no slider shown: {shown}"
+        time.sleep(0.1)
+    printed = ""
+    for move in range(3):
+        # a user's drag of the handle to the right; no cell runs from here on
+        ActionChains(browser).click_and_hold(state["handle"]).move_by_offset(60, 0).release().perform()
+        state = browser.execute_script(LAST_SLIDER)
+        printed += f"awaited {state['readout']}\n"
+        deadline = time.monotonic() + 15
+        while (state := browser.execute_script(LAST_SLIDER))["text"] != printed:
+            assert time.monotonic() < deadline, f"move {move + 1}: printed {state['text']!r}, expected {printed!r}"
+            time.sleep(0.1)
+    values = [int(line.split()[1]) for line in printed.splitlines()]
+    assert values == sorted(set(values)) and values[0] > 0, printed
+    assert "kernelkit WARNING" not in server_log.read_text()
