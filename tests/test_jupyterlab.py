@@ -2,7 +2,8 @@
 a notebook whose kernel crashes (``os._exit(1)``) 20 times in a row runs the next
 cell every time (jupyter_server's autorestarter brings the kernel back on its ports);
 a thread's output after its cell ended shows in that cell (and, while another cell
-runs, also there).
+runs, also there); widgets over subshells (JupyterLab's default) draw the same picture in
+a run-all, and a slider moves its label while a 10 s cell runs.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (the debugger's browser test's
 ``browser`` fixture installs them with apt-get when missing, or skips saying so),
