@@ -2,7 +2,8 @@
 a notebook whose kernel crashes (``os._exit(1)``) 20 times in a row runs the next
 cell every time (jupyter_server's autorestarter brings the kernel back on its ports);
 a thread's output after its cell ended shows in that cell (and, while another cell
-runs, also there).
+runs, also there); widgets over subshells (JupyterLab's default) draw the same picture in
+a run-all, and a slider moves its label while a 10 s cell runs.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (the debugger's browser test's
 ``browser`` fixture installs them with apt-get when missing, or skips saying so),
@@ -296,6 +297,22 @@ const text = cell.model.outputs.toJSON().filter(o => o.output_type === 'stream')
 return {handle: cell.node.querySelector('.noUi-handle'), readout: cell.node.querySelector('.widget-readout')?.innerText, text};
 """
 
+# what the notebook's kernel connection sends and receives, kept in the page:
+# [time, direction, channel, msg_type, subshell_id, parent's msg_type]
+RECORD_MESSAGES = """
+const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+window.kkMessages = [];
+k.anyMessage.connect((_, a) => window.kkMessages.push([Date.now(), a.direction, a.msg.channel, a.msg.header.msg_type,
+  a.msg.header.subshell_id || null, (a.msg.parent_header && a.msg.parent_header.msg_type) || null]));
+"""
+SLIDER_VIEW = """
+const out = window.kkPanel.content.widgets[0].node;
+const label = out.querySelector('.kk-label'), readout = out.querySelector('.widget-readout');
+return {label: label ? label.innerText : null, readout: readout ? readout.innerText : null,
+        last: window.kkPanel.content.widgets[1].node.querySelector('.jp-Cell-outputArea').innerText,
+        messages: window.kkMessages};
+"""
+
 
 @pytest.mark.timeout(120)
 def test_async_widgets_print_each_awaited_value_as_the_slider_moves(lab, browser):
@@ -322,3 +339,45 @@ def test_async_widgets_print_each_awaited_value_as_the_slider_moves(lab, browser
     values = [int(line.split()[1]) for line in printed.splitlines()]
     assert values == sorted(set(values)) and values[0] > 0, printed
     assert "kernelkit WARNING" not in server_log.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_slider_moves_its_label_while_a_10_s_cell_runs(lab, browser):
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, server_log = lab
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "kk", "display_name": "kernelkit", "language": "python"}})
+    nb.cells.append(nbformat.v4.new_code_cell("from ipywidgets import IntSlider, Label\n" + SLIDER))
+    nb.cells.append(nbformat.v4.new_code_cell("import time\nprint('sleeping', flush=True)\ntime.sleep(10)\nprint('slept')"))
+    nbformat.write(nb, server_log.parent / "root" / "slider.ipynb")
+    open_notebook(browser, url.replace("crash.ipynb", "slider.ipynb"))
+    browser.execute_script(RECORD_MESSAGES)
+    assert browser.execute_async_script(RUN_ALL) == "ok"
+
+    def wait_for(what, until, seconds=8):
+        deadline = time.monotonic() + seconds
+        while not until(view := browser.execute_script(SLIDER_VIEW)):
+            assert time.monotonic() < deadline, f"{what}: {view}"
+            time.sleep(0.05)
+        return view
+
+    # the slider is drawn, the 10 s cell runs, and JupyterLab has the widgets' subshell
+    # (a person takes longer than that to reach for the mouse)
+    wait_for("slider drawn, cell running, subshell made", lambda v: v["readout"] == "0" and "sleeping" in v["last"] and any(
+        m[3] == "create_subshell_reply" for m in v["messages"]))
+    handle = browser.find_element(By.CSS_SELECTOR, ".noUi-handle")
+    ActionChains(browser).click_and_hold(handle).move_by_offset(60, 0).release().perform()
+    dragged = wait_for("the label follows a mouse drag", lambda v: v["readout"] not in ("0", None) and v["label"] == v["readout"])
+    handle.send_keys(Keys.ARROW_RIGHT)  # (the handle has the focus: the keyboard moves it by one step)
+    moved = wait_for("the label follows a key press", lambda v: v["label"] == str(int(dragged["readout"]) + 1) == v["readout"])
+    assert "slept" not in moved["last"], moved["last"]
+    sent = [m for m in moved["messages"] if m[1] == "send" and m[3] == "comm_msg"]
+    # both moves went to the kernel on the widgets' subshell (JupyterLab's default), and
+    # the label's updates came back before the cell's reply
+    assert sent and all(m[4] for m in sent), sent
+    assert [m[3] for m in moved["messages"] if m[1] == "recv" and m[2] == "shell"].count("execute_reply") == 1  # (the slider's cell's)
+    wait_for("the cell ends", lambda v: "slept" in v["last"], 15)
+    log = server_log.read_text()
+    assert "kernelkit WARNING" not in log and "Got events for closed stream" not in log, log[-3000:]
