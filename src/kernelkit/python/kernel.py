@@ -190,11 +190,14 @@ class PythonKernel(Kernel):
         return self.current_request if parent is None else parent
 
     def _send_stream(self, name: str, text: str, parent) -> None:
+        # the running cell is read before the output leaves: a client that
+        # sees it may send its next cell at once, which must get no copy
+        running = self._services.main_request
         super()._send_stream(name, text, parent)
         if parent is not None and parent.shell is not None and parent.shell.current is not parent:
-            self._copy_to_running_cell(name, text, parent)
+            self._copy_to_running_cell(name, text, parent, running)
 
-    def _copy_to_running_cell(self, name: str, text: str, ended) -> None:
+    def _copy_to_running_cell(self, name: str, text: str, ended, running) -> None:
         """Output of a thread whose cell has ended went to that cell (where
         JupyterLab shows it); while another cell runs it goes there too: the
         kernel cannot tell whether a client still listens to an ended cell,
@@ -202,8 +205,7 @@ class PythonKernel(Kernel):
         it). Whose the copy is goes where no saved notebook keeps it: the
         copy's message metadata (``copied_from``) and, once per pair of
         cells, the kernel's log; the cell's text is the user's only."""
-        running = self._services.main_request
-        if running is None or running.msg_type != "execute_request" or running.content.get("silent"):
+        if running is None or running is ended or running.msg_type != "execute_request" or running.content.get("silent"):
             return
         count = ended.execution_count
         if self._told != (running, ended):
