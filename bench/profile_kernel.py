@@ -24,6 +24,7 @@ bench/README.md has the figures and what they say.
 
 import argparse
 import collections
+import datetime
 import hmac
 import json
 import os
@@ -74,13 +75,16 @@ class RawClient:
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self.iopub.connect(f"tcp://{info['ip']}:{info['iopub_port']}")
         self.session = uuid.uuid4().hex
+        # one date for every request (formatting one per request would add client time): the
+        # kernel refuses a message dated more than 5 min before its start as a replay
+        self.date = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
         self.n = 0
 
     def frames(self, msg_type, content):
         self.n += 1
         msg_id = f"{self.session}_{self.n}"
         parts = [
-            json.dumps({"msg_id": msg_id, "msg_type": msg_type, "username": "bench", "session": self.session, "date": "2026-01-01T00:00:00.000000Z", "version": "5.4"}).encode(),
+            json.dumps({"msg_id": msg_id, "msg_type": msg_type, "username": "bench", "session": self.session, "date": self.date, "version": "5.4"}).encode(),
             b"{}",
             b"{}",
             json.dumps(content).encode(),

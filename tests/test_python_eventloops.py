@@ -11,6 +11,7 @@ these tests are about, so they wait for output a task sends by itself.
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from support import ensure_debian, iopub_until, iopub_until_idle, reply_to, run_ok, start_kernel
@@ -107,6 +108,26 @@ def test_a_thread_that_gives_the_idle_loop_work_wakes_it(kc):
     msg_id = kc.execute(code)
     assert "the thread said" not in stream_text(iopub_until_idle(kc, msg_id, TIMEOUT))
     assert "the thread said hi" in printed_later(kc, msg_id, "the thread said hi")
+
+
+def cpu_seconds(pid) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("scheduled", ["nothing", "a task that sleeps an hour"])
+def test_an_idle_kernel_uses_no_cpu(kernel, scheduled):
+    # (the second of waiting is what is measured: a main thread that spins
+    # between cells burns it all, even with the other core busy a good share)
+    proc, kc = kernel
+    run_ok(kc, "import asyncio\nsleeper = asyncio.ensure_future(asyncio.sleep(3600))" if scheduled != "nothing" else "pass", TIMEOUT)
+    value(kc, "1")  # the after-cell passes are done once this cell has run
+    before = cpu_seconds(proc.proc.pid)
+    time.sleep(1.0)
+    used = cpu_seconds(proc.proc.pid) - before
+    run_ok(kc, "sleeper.cancel()" if scheduled != "nothing" else "pass", TIMEOUT)
+    assert used < 0.1, f"the idle kernel used {used:.2f} s of CPU in 1 s"
 
 
 def test_a_tasks_quick_steps_are_done_when_the_next_cell_runs(kc):

@@ -124,9 +124,11 @@ class PythonKernel(Kernel):
         asyncio.set_event_loop(self.asyncio.get())
         self.patches.asyncio_run(self.asyncio.loop_is_only_marked)
 
-    def idle(self, wake) -> None:
-        """Between cells the main thread runs the asyncio loop (the core's hook)."""
-        self.asyncio.idle(wake)
+    def idle(self, wake) -> bool | None:
+        """Between cells the main thread runs the asyncio loop (the core's hook).
+        Its False (nothing to run) must reach the lifecycle: dropped, the main
+        thread called ``idle`` again at once, spinning a core while idle."""
+        return self.asyncio.idle(wake)
 
     def stop(self) -> None:
         self.asyncio.close()
