@@ -933,15 +933,3 @@ def test_history_request_good_access_types(access):
 def test_other_requests_invalid(msg_type, content):
     with pytest.raises(InvalidContent):
         validate(_req(msg_type, content))
-
-
-def test_new_ids_are_version_4_uuids_in_hex():
-    import uuid
-
-    from kernelkit.wire.session import new_id
-
-    ids = {new_id() for _ in range(1000)}
-    assert len(ids) == 1000
-    for i in ids:
-        u = uuid.UUID(hex=i)
-        assert (u.version, u.variant, u.hex) == (4, uuid.RFC_4122, i)

@@ -5,10 +5,10 @@ import os
 import queue
 import sys
 import threading
+import uuid
 from collections import deque
 
 from .. import threads
-from ..wire.session import new_id
 from .errors import UnknownSubshell
 from .request import Request
 
@@ -160,7 +160,7 @@ class Shells:
 
     def create(self, run) -> ShellQueue:
         """A new subshell whose thread runs ``run(shell)``."""
-        shell = ShellQueue(new_id())
+        shell = ShellQueue(uuid.uuid4().hex)
         shell.thread = threading.Thread(target=run, args=(shell,), name=threads.subshell_name(shell.subshell_id), daemon=True)
         shell.thread.start()
         self._by_id[shell.subshell_id] = shell  # routable once its thread runs

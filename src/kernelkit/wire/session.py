@@ -9,6 +9,7 @@ import getpass
 import itertools
 import os
 import time
+import uuid
 from datetime import datetime, timezone
 
 from . import jsonutil
@@ -42,15 +43,6 @@ def _refresh_pid() -> None:
 
 
 os.register_at_fork(after_in_child=_refresh_pid)
-
-
-def new_id() -> str:
-    """A random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex``,
-    without the uuid module: it loads platform and _uuid, a few ms of launch."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return b.hex()
 
 
 def _username() -> str:
@@ -97,7 +89,7 @@ class Session:
 
     def __init__(self, key: bytes | str = b"", signature_scheme: str = DEFAULT_SCHEME, *, username: str | None = None):
         self.signer = Signer(key, signature_scheme)
-        self.session_id = new_id()
+        self.session_id = uuid.uuid4().hex
         self.username = username if username is not None else _username()
         self._counter = itertools.count(1)
         # frames() writes headers as text; the parts that never change, encoded once
