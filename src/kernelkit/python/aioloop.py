@@ -18,8 +18,8 @@ top-level ``await``, as ipykernel's does.
   then the loop is closed.
 - Made when asyncio is first imported (by a cell, a library, IPython's
   configuration, or a top-level ``await``; at start if it already is):
-  importing asyncio costs a kernel that never uses it about 5 MB (asyncio,
-  ssl and libssl) and 15 ms of its launch. From that import on, everything
+  importing asyncio costs a kernel that never uses it about 3 MB (asyncio,
+  ssl and libssl) and 15-25 ms of its launch. From that import on, everything
   above holds; until then there is nothing a loop could run. The main
   thread makes the loop its event loop as the import returns, or, if
   another thread imported asyncio, as soon as it is idle or starts a cell.
