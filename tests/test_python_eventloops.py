@@ -93,6 +93,27 @@ def test_a_task_made_in_a_sync_cell_runs_between_cells(kc):
     assert value(kc, "task.done(), len(ticks)") == "(True, 10)"
 
 
+
+def test_asyncio_first_imported_by_a_thread_gives_the_next_cell_the_kernels_running_loop(tmp_path):
+    # kernelkit imports asyncio only when something else does (README: "Launch
+    # and memory"); here a thread is first, while a cell runs: the main thread
+    # takes the loop over at the cell's end, and a task made next runs between cells
+    proc, kc = start_python(tmp_path)
+    try:
+        if not IPYKERNEL:  # (ipykernel imports it at start)
+            assert value(kc, "'asyncio' in __import__('sys').modules") == "False"
+        _, out = run_ok(kc, "import threading\nt = threading.Thread(target=__import__, args=('asyncio',))\nt.start(); t.join()", TIMEOUT)
+        assert stream_text(out) == ""  # (no note about the loop)
+        run_ok(kc, TICKER, TIMEOUT)
+        msg_id = kc.execute("print(asyncio.get_running_loop() is asyncio.get_event_loop())\ntask = asyncio.get_running_loop().create_task(ticker(3, 0.02))")
+        assert reply_to(kc, msg_id, TIMEOUT)["content"]["status"] == "ok"
+        assert stream_text(iopub_until_idle(kc, msg_id, TIMEOUT)) == "True\n"
+        assert "ticked 3" in printed_later(kc, msg_id, "ticked 3")
+    finally:
+        kc.stop_channels()
+        proc.kill()
+
+
 def test_a_thread_that_gives_the_idle_loop_work_wakes_it(kc):
     # nothing is scheduled on the loop while the task waits for the thread
     # (kernelkit's main thread then waits on the request queue, not in the loop)

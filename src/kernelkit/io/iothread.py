@@ -89,8 +89,7 @@ class IOThread(threading.Thread):
                 events = poller.poll(timeout)
                 if not events and timeout == TRIM_AFTER_MS:
                     self._trim_due = False
-                    if malloc_trim is not None:
-                        malloc_trim(0)
+                    malloc_trim()
                 for sock, _ in events:
                     if sock is self._wake:
                         self._drain_wake()

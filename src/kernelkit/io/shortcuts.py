@@ -12,7 +12,8 @@
   it out.
 - ``malloc_trim``: glibc keeps what a burst of large outputs used (5,000
   displays of 100 kB left the kernel 127 MB larger); the I/O thread gives it
-  back once idle. None where the C library is not glibc.
+  back once idle (ctypes, to reach it, is loaded then). Nothing where the C
+  library is not glibc.
 """
 
 import zmq
@@ -49,13 +50,18 @@ def name_pyzmq_gc_thread() -> None:
         gc.thread.name = threads.name("pyzmq-gc")
 
 
-def _find_malloc_trim():
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
+_malloc_trim = None  # glibc's, found by the first trim (ctypes is loaded then, not at start)
 
 
-malloc_trim = _find_malloc_trim()
+def malloc_trim() -> None:
+    """Give memory glibc keeps but does not use back to the system (nothing
+    where the C library is not glibc)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _malloc_trim = lambda pad: 0  # noqa: E731
+    _malloc_trim(0)

@@ -16,13 +16,21 @@ top-level ``await``, as ipykernel's does.
   code: the next cell says so on stderr and a new loop takes over.
 - At stop, tasks still pending are cancelled and given a moment to end,
   then the loop is closed.
+- Made when asyncio is first imported (by a cell, a library, IPython's
+  configuration, or a top-level ``await``; at start if it already is):
+  importing asyncio costs a kernel that never uses it about 3 MB (asyncio,
+  ssl and libssl) and 15-25 ms of its launch. From that import on, everything
+  above holds; until then there is nothing a loop could run. The main
+  thread makes the loop its event loop as the import returns, or, if
+  another thread imported asyncio, as soon as it is idle or starts a cell.
 """
 
-import asyncio
 import contextvars
+import functools
 import logging
 import signal
 import sys
+import threading
 
 log = logging.getLogger("kernelkit.python")
 
@@ -39,7 +47,9 @@ AFTER_CELL_PASSES = 100
 
 class KernelLoop:
     def __init__(self):
-        self.loop = None
+        self.loop = None  # None until asyncio is imported (adopt)
+        self._current_on_main = False  # the main thread's event loop is self.loop
+        self._in_cell = False  # a cell runs on the main thread (the loop counts as running)
         self.running = False  # the loop runs now (idle or a cell's await): tasks may write
         self._idling = False
         self._parked = False  # idle() returned False: the main thread waits on the queue
@@ -50,19 +60,44 @@ class KernelLoop:
         self._pump_handle = None
 
     # -- the loop ----------------------------------------------------------------
-    def get(self) -> asyncio.AbstractEventLoop:
-        """The kernel's loop; a new one if there is none or user code closed it."""
+    def get(self):
+        """The kernel's loop (an asyncio event loop); a new one if there is
+        none or user code closed it (importing asyncio first)."""
+        import asyncio  # noqa: F401 (made by adopt, if this import is the first)
+
         loop = self.loop
         if loop is None or loop.is_closed():
             if loop is not None:
                 log.warning("the kernel's asyncio loop was closed by user code: a new one replaces it (its tasks are gone)")
-            loop = self.loop = _KernelEventLoop(self._nudge)
+            self._current_on_main = False
+            loop = self.loop = _kernel_event_loop_class()(self._nudge)
             loop.set_exception_handler(_exception_handler)
             if self._wake is not None:
                 loop.add_reader(self._wake.fileno(), self._woken)
             if self._pump is not None:
                 self._schedule_pump()
         return loop
+
+    def adopt(self) -> None:
+        """asyncio has been imported (on any thread): make the loop, and on
+        the main thread make it the event loop (and, during a cell, the
+        running one). Another thread's import wakes the main thread, which
+        does that when idle (``idle``) or at its next cell."""
+        self.get()
+        if threading.current_thread() is threading.main_thread():
+            self._make_current()
+            if self._in_cell:
+                self.mark_running()
+        else:
+            self._nudge()
+
+    def _make_current(self) -> None:
+        """(main thread) The loop is the main thread's event loop."""
+        if not self._current_on_main:
+            import asyncio
+
+            asyncio.set_event_loop(self.loop)
+            self._current_on_main = True
 
     def set_pump(self, pump, period: float = 0.0) -> None:
         """``pump()`` (processes a GUI toolkit's pending events) runs every
@@ -96,10 +131,15 @@ class KernelLoop:
         be queued: the lifecycle then takes it without idling); and what the
         cell did to the loop that the user should hear about (None: nothing)."""
         loop = self.loop
-        if loop is not None and loop.is_closed():
+        if loop is None:  # asyncio is not imported: nothing was scheduled
+            return None
+        import asyncio
+
+        if loop.is_closed():
             self.get()
-            asyncio.set_event_loop(self.loop)
+            self._make_current()
             return "the kernel's asyncio loop was closed: a new one replaces it; tasks scheduled on the old one will not run"
+        self._make_current()  # (if another thread imported asyncio during the cell)
         passes = 0
         while getattr(loop, "_ready", passes == 0) and passes < AFTER_CELL_PASSES:  # (asyncio's callbacks due now)
             passes += 1
@@ -123,10 +163,17 @@ class KernelLoop:
 
     # -- between cells (Kernel.idle) ------------------------------------------------
     def idle(self, wake) -> bool | None:
+        if self.loop is None:
+            # no asyncio yet: wait on the request queue; a thread that
+            # imports asyncio nudges this thread back here (adopt)
+            self._wake = wake
+            self._parked = True
+            return False
         if self._wake is not wake:
             self._wake = wake
             self.get().add_reader(wake.fileno(), self._woken)
         loop = self.get()
+        self._make_current()
         # (parked before the look, so a thread's call_soon_threadsafe either
         # is seen by the look or nudges)
         self._parked = True
@@ -156,19 +203,34 @@ class KernelLoop:
 
     # -- cells ----------------------------------------------------------------------
     def mark_running(self) -> None:
-        """The loop counts as running on this thread (a cell starts)."""
-        asyncio._set_running_loop(self.get())
+        """(main thread) The loop counts as running on this thread (a cell
+        starts), once there is one: importing asyncio in the cell marks it."""
+        self._in_cell = True
+        if self.loop is not None:
+            import asyncio
+
+            loop = self.get()
+            self._make_current()
+            asyncio._set_running_loop(loop)
 
     def unmark_running(self) -> None:
-        asyncio._set_running_loop(None)
+        self._in_cell = False
+        if self.loop is not None:
+            import asyncio
+
+            asyncio._set_running_loop(None)
 
     def loop_is_only_marked(self) -> bool:
         """This thread's running loop is the kernel's, marked by a cell, not running."""
+        import asyncio
+
         loop = asyncio._get_running_loop()
         return loop is not None and loop is self.loop and not loop.is_running()
 
     def run_cell_coroutine(self, coro):
         """IPython's ``loop_runner``: a cell with top-level await, on this loop."""
+        import asyncio
+
         loop = self.get()
         asyncio._set_running_loop(None)  # (the cell's mark: run_until_complete refuses it)
         task = loop.create_task(coro)
@@ -209,6 +271,8 @@ class KernelLoop:
         loop = self.loop
         if loop is None or loop.is_closed():
             return
+        import asyncio
+
         asyncio._set_running_loop(None)
         try:
             if self._wake is not None:
@@ -227,20 +291,27 @@ class KernelLoop:
             loop.close()
 
 
-class _KernelEventLoop(asyncio.SelectorEventLoop):
-    """asyncio's loop, which tells the kernel when another thread gives it
-    work (``call_soon_threadsafe``: also run_coroutine_threadsafe, executor
-    results): the main thread may be waiting on the request queue instead
-    of in the loop (``_has_nothing_to_do``)."""
+@functools.cache
+def _kernel_event_loop_class():
+    """(Defined once asyncio is imported.)"""
+    import asyncio
 
-    def __init__(self, nudge):
-        super().__init__()
-        self._kernel_nudge = nudge
+    class _KernelEventLoop(asyncio.SelectorEventLoop):
+        """asyncio's loop, which tells the kernel when another thread gives it
+        work (``call_soon_threadsafe``: also run_coroutine_threadsafe, executor
+        results): the main thread may be waiting on the request queue instead
+        of in the loop (``_has_nothing_to_do``)."""
 
-    def call_soon_threadsafe(self, callback, *args, context=None):
-        handle = super().call_soon_threadsafe(callback, *args, context=context)
-        self._kernel_nudge()
-        return handle
+        def __init__(self, nudge):
+            super().__init__()
+            self._kernel_nudge = nudge
+
+        def call_soon_threadsafe(self, callback, *args, context=None):
+            handle = super().call_soon_threadsafe(callback, *args, context=context)
+            self._kernel_nudge()
+            return handle
+
+    return _KernelEventLoop
 
 
 def _nothing() -> None:

@@ -13,12 +13,12 @@ user code imports ``ipykernel.comm``, ``install_ipykernel_bridge`` makes one
 that forwards to this kernel (``ipykernel_bridge``).
 """
 
-import importlib.abc
 import importlib.util
 import os
 import sys
 
 from ..wire.channels import IOPUB
+from .importhooks import ImportHooks
 
 
 class IOPub:
@@ -148,47 +148,6 @@ def _ensure_zmqshell_module(patches) -> None:
         patches.module_alias("ipykernel.zmqshell", sys.modules["kernelkit.python.shell"])
 
 
-class _ImportHooks(importlib.abc.MetaPathFinder):
-    """Runs a function once, as a module is first imported: before its code
-    runs (``before``) or after (``after``). Looks at nothing but the names it
-    waits for, and leaves sys.meta_path when it has none left."""
-
-    def __init__(self, before: dict, after: dict):
-        self._before = dict(before)
-        self._after = dict(after)
-        self._busy = set()  # names being looked up below (which asks us again)
-
-    def find_spec(self, name, path=None, target=None):
-        if name in self._busy or (name not in self._before and name not in self._after):
-            return None
-        before, after = self._before.pop(name, None), self._after.pop(name, None)
-        if not self._before and not self._after:
-            sys.meta_path.remove(self)
-        self._busy.add(name)
-        try:
-            if before is not None:
-                before()
-            spec = importlib.util.find_spec(name)  # the other finders'
-        finally:
-            self._busy.discard(name)
-        if spec is not None and spec.loader is not None and after is not None:
-            spec.loader = _RunAfter(spec.loader, after)
-        return spec
-
-
-class _RunAfter(importlib.abc.Loader):
-    def __init__(self, loader, then):
-        self._loader = loader
-        self._then = then
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        self._loader.exec_module(module)
-        self._then()
-
-
 def install_import_hooks(kernel, install_comms) -> None:
     """What libraries need of ipykernel, done as they are imported."""
 
@@ -204,4 +163,4 @@ def install_import_hooks(kernel, install_comms) -> None:
     elif _installed("ipykernel"):
         after["ipykernel.comm"] = bridge
     if before or after:
-        kernel.patches.import_hooks(_ImportHooks(before, after))
+        kernel.patches.import_hooks(ImportHooks(before, after))

@@ -119,10 +119,17 @@ class PythonKernel(Kernel):
         if self._services.sigint_handler is not None:
             # (libraries test getsignal(SIGINT) against this name: see patches.py)
             self.patches.default_int_handler(self._services.sigint_handler)
-        import asyncio
+        # the asyncio loop is made as asyncio is first imported (aioloop.py)
+        if "asyncio" in sys.modules:
+            self._asyncio_imported()
+        else:
+            from .importhooks import ImportHooks
 
-        asyncio.set_event_loop(self.asyncio.get())
+            self.patches.import_hooks(ImportHooks({}, {"asyncio": self._asyncio_imported}))
+
+    def _asyncio_imported(self) -> None:
         self.patches.asyncio_run(self.asyncio.loop_is_only_marked)
+        self.asyncio.adopt()
 
     def idle(self, wake) -> bool | None:
         """Between cells the main thread runs the asyncio loop (the core's hook).

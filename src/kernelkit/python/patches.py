@@ -10,12 +10,12 @@ kernel/outstream.py's ``CapturedOutput``.)
 | ``signal.default_int_handler`` | the kernel's SIGINT handler (a bound method that raises KeyboardInterrupt while a request runs, as Python's does, and defers it inside the kernel's send path) | ``signal.getsignal(SIGINT) is signal.default_int_handler`` during a cell, as on ipykernel: ``asyncio.run`` and trio then install their Ctrl-C handling, and put back (by that name) the kernel's handler, not one without its deferral | start |
 | ``threading.Thread.start`` | records the request that started the thread | a thread's output goes to the cell that started it | start |
 | ``builtins.input``, ``getpass.getpass`` | an ``input_request`` on stdin | ``input()`` works from a notebook | start |
-| ``asyncio.run`` | the same, run with the kernel's loop unmarked for its duration | in a cell the kernel's asyncio loop counts as running (so ``create_task`` works, aioloop.py), and ``asyncio.run`` would refuse to start; it runs as in a script instead (ipykernel refuses) | start |
+| ``asyncio.run`` | the same, run with the kernel's loop unmarked for its duration | in a cell the kernel's asyncio loop counts as running (so ``create_task`` works, aioloop.py), and ``asyncio.run`` would refuse to start; it runs as in a script instead (ipykernel refuses) | asyncio is first imported (at start if it already is) |
 | ``sys.displayhook`` | the IPython shell's | a cell's last value is an ``execute_result`` | the shell is made |
-| ``pdb.Pdb``, ``pdb.set_trace``, IPython's ``debugger.Pdb`` and ``set_trace`` | IPython's ``InterruptiblePdb``; its ``set_trace``, which returns at once (one line on stderr) when the request does not allow stdin | an interrupt at its prompt leaves the debugger, as in ipykernel; a leftover ``breakpoint()`` must not fail a pipeline (nbclient, papermill: no stdin) | the shell is made |
+| ``pdb.Pdb``, ``pdb.set_trace``, IPython's ``debugger.Pdb`` and ``set_trace`` | IPython's ``InterruptiblePdb``; its ``set_trace``, which returns at once (one line on stderr) when the request does not allow stdin | an interrupt at its prompt leaves the debugger, as in ipykernel; a leftover ``breakpoint()`` must not fail a pipeline (nbclient, papermill: no stdin) | pdb or IPython's debugger is first imported (as the shell is made, if one already is) |
 | ``TERM``, ``CLICOLOR``, ``FORCE_COLOR``, ``CLICOLOR_FORCE``, ``PAGER``, ``GIT_PAGER``, ``MPLBACKEND``, ``PLOTLY_RENDERER`` | ``xterm-color``, ``1``, ``1``, ``1``, ``cat``, ``cat`` (as ipykernel's ``init_environment``, whatever was set), matplotlib-inline, ``plotly_mimetype`` (the last two only if unset) | colour from ``ls``, pytest, rich in the kernel and its subprocesses, no pager, as under ipykernel; inline figures; what plotly picks for ipykernel | the shell is made |
 | ``comm.create_comm``, ``comm.get_comm_manager`` | this kernel's | ipywidgets and other comm users talk through this kernel | the shell is made; again after ``ipykernel.comm`` is imported |
-| ``sys.meta_path`` | one-shot import hooks | the two below, run as their module is first imported | the shell is made |
+| ``sys.meta_path`` | one-shot import hooks (importhooks.py) | the kernel's asyncio loop made as asyncio is first imported (start); the pdb row above and the two below, run as their module is first imported (the shell is made) | start; the shell is made |
 | ``sys.modules["ipykernel.zmqshell"]`` (ipykernel not installed) | ``kernelkit.python.shell`` | ``tqdm.autonotebook`` picks notebook bars only when it is there | ``tqdm.autonotebook`` is imported |
 | ``PYDEVD_DISABLE_FILE_VALIDATION`` (if unset) | ``1`` | debugpy's warning about frozen modules would land in the cell | the debugger starts |
 | ``sys.breakpointhook`` | Python's own (importing debugpy replaced it), the debugger's while a client is attached | ``breakpoint()``: the visual debugger while one is attached, else pdb, with no frame of ours between (pdb would stop in it) | the debugger starts; each attach and disconnect |
@@ -122,7 +122,25 @@ class Patches:
 
     def interruptible_pdb(self, stdin_allowed) -> None:
         """``stdin_allowed()``: whether the running request allows input
-        (pdb's prompt is an input_request)."""
+        (pdb's prompt is an input_request). Done as pdb or IPython's
+        debugger is first imported (by ``breakpoint()``, ``%debug``, user
+        code; now if it already is): a kernel that never debugs does not
+        load them (0.4 MB, 10 ms of the first cell)."""
+        if "pdb" in sys.modules or "IPython.core.debugger" in sys.modules:
+            self._interruptible_pdb(stdin_allowed)
+            return
+        import importlib
+
+        from .importhooks import ImportHooks
+
+        def pdb_imported():
+            # (by IPython's debugger, which is still being imported: its own hook follows)
+            if "IPython.core.debugger" not in sys.modules:
+                importlib.import_module("IPython.core.debugger")
+
+        self.import_hooks(ImportHooks({}, {"pdb": pdb_imported, "IPython.core.debugger": lambda: self._interruptible_pdb(stdin_allowed)}))
+
+    def _interruptible_pdb(self, stdin_allowed) -> None:
         import pdb
 
         from IPython.core import debugger

@@ -4,11 +4,11 @@ Results, displays, tracebacks, payloads and comms go out as Jupyter
 messages through the kernel's helpers (and so through the one outbound FIFO).
 """
 
-import asyncio
 import contextlib
 import logging
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -238,7 +238,8 @@ class ZMQInteractiveShell(InteractiveShell):
 
     def _get_exc_info(self, exc_tuple=None):
         etype, value, tb = super()._get_exc_info(exc_tuple)
-        if etype is asyncio.CancelledError and getattr(_current_task(), "kernelkit_interrupted", False):
+        asyncio = sys.modules.get("asyncio")  # (not imported: no task was cancelled)
+        if asyncio is not None and etype is asyncio.CancelledError and getattr(_current_task(), "kernelkit_interrupted", False):
             # an interrupt while the cell awaited: the loop cancelled the cell (aioloop.py)
             etype, value = KeyboardInterrupt, KeyboardInterrupt()
             value.__traceback__ = tb
@@ -252,6 +253,8 @@ class ZMQInteractiveShell(InteractiveShell):
 
 
 def _current_task():
+    import asyncio
+
     try:
         return asyncio.current_task()
     except RuntimeError:  # no running loop
