@@ -144,6 +144,9 @@ def test_autorestart_after_a_crash_keeps_clients(jupyter_dirs, manager_class, ra
                 kc.execute("import os; os._exit(1)")
                 while not km.has_kernel or km.provisioner.pid == pid:  # the restarter's new process
                     await asyncio.sleep(0.05)
+                # from here the manager says alive, before the kernel has registered: jupyter_server
+                # connects a reconnecting websocket to the manager's ports now, and never again
+                assert {name: getattr(km, name) for name in ports} == ports
                 assert file_ports(km) == ports
                 await asyncio.to_thread(nudge, kc)
                 content, results, _ = await asyncio.to_thread(run, kc, f"{crash} + 1")
