@@ -752,6 +752,31 @@ def test_a_comm_message_for_a_deleted_subshell_is_applied(pykernel):
     assert fe.eval("closed, c.comm_id in get_ipython().kernel.comm_manager.comms") == "([1], False)"
 
 
+def test_a_comm_close_queued_on_a_subshell_when_it_is_deleted_is_applied(pykernel):
+    # the comm_close waits on the subshell (busy) while a cell runs alone on the
+    # main shell (so the comm rule leaves it there); the subshell is deleted
+    # before it runs: the comm still closes, on that subshell's thread
+    fe = pykernel.fe
+    fe.run("import comm, threading\nclosed = []\ngo = threading.Event()\nc = comm.create_comm(target_name='t')\nc.on_close(lambda msg: closed.append(threading.current_thread().name))")
+    comm_id = ast.literal_eval(fe.eval("c.comm_id"))
+    sid, other = fe.create_subshell(), fe.create_subshell()
+    main_id = fe.execute("print('started', flush=True)\nassert go.wait(20)")
+    fe.started(main_id)
+    sub_id = fe.execute("print('started', flush=True)\nassert go.wait(20)", sid)
+    fe.started(sub_id)
+    msg_id = fe.shell("comm_close", {"comm_id": comm_id, "data": {}}, sid)
+    fe.run("'sync'", other)  # (same socket: the comm_close has arrived, and waits)
+    assert fe.delete_subshell(sid) == {"status": "ok"}
+    fe.run("go.set()", other)
+    assert fe.reply(sub_id, timeout=10)["content"]["status"] == "ok"
+    assert_busy_idle_only(fe.iopub(msg_id))
+    assert fe.reply(main_id, timeout=10)["content"]["status"] == "ok"
+    fe.iopub(main_id)
+    closed, still_open = ast.literal_eval(fe.eval("closed, c.comm_id in get_ipython().kernel.comm_manager.comms"))
+    assert len(closed) == 1 and closed[0] != "MainThread" and not still_open, (closed, still_open)
+    assert "ignored comm_close" not in pykernel.proc.stderr
+
+
 def test_deleting_a_busy_subshell(pykernel):
     fe = pykernel.fe
     fe.run("import threading\ngo = threading.Event()\nran = []")

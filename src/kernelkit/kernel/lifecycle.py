@@ -349,10 +349,11 @@ class Lifecycle:
 
     def _delete_subshell(self, req: Request) -> dict:
         """Stop routing to the subshell at once; answer what is queued in it
-        with an error; let its running request finish; then its thread ends."""
+        with an error (comm messages excepted: they still run); let its
+        running request finish; then its thread ends."""
         self._offers_subshells()
         shell = self.shells.remove(req.content.get("subshell_id"))
-        self._refuse_queued(shell)
+        self._refuse_queued(shell, at_delete=True)
         shell.put(STOP)
         return {}
 
@@ -360,16 +361,31 @@ class Lifecycle:
         self._offers_subshells()
         return {"subshell_id": self.shells.subshell_ids()}
 
-    def _refuse_queued(self, shell: ShellQueue) -> None:
+    def _refuse_queued(self, shell: ShellQueue, at_delete: bool = False) -> None:
         """Answer the requests queued in a deleted subshell (also those the
-        I/O thread routed just before the deletion) with SubshellDeleted."""
+        I/O thread routed just before the deletion) with SubshellDeleted.
+        Comm messages are not refused: a comm is the kernel's, not the
+        subshell's, and JupyterLab sends a comm's last messages (comm_close)
+        on a subshell it then deletes. They run on the subshell's own thread,
+        as they would have: at the delete (control thread) they are put back
+        for it, and it runs them before its STOP."""
+        kept = []
         while True:
             req = shell.take_nowait()
             if req is None:
-                return
-            if req is not STOP:
-                req.invalid = SubshellDeleted(f"subshell {shell.subshell_id} was deleted before this request ran")
-                self.handle(req)
+                break
+            if req is STOP:
+                continue
+            if req.msg_type in COMM_MESSAGES:
+                if at_delete:
+                    kept.append(req)
+                else:
+                    self.handle(req)
+                continue
+            req.invalid = SubshellDeleted(f"subshell {shell.subshell_id} was deleted before this request ran")
+            self.handle(req)
+        for req in kept:
+            shell.put(req)
 
     # -- loops ----------------------------------------------------------------------
     def run_shell(self, shell: ShellQueue) -> None:
