@@ -296,6 +296,21 @@ async def busy():
 """
 
 
+def test_a_background_task_that_computes_between_awaits_does_not_hold_replies_back(kc):
+    # the task's steps that run between a cell's end and its reply (kernelkit
+    # lets what a cell scheduled run a moment before replying; it was 100
+    # steps, 2 s of this task, before every reply)
+    run_ok(kc, TICKER + BUSY + "background = asyncio.ensure_future(busy())", TIMEOUT)
+    try:
+        msg_id = kc.execute("n = len(ticks)", user_expressions={"steps": "len(ticks) - n"})
+        reply = reply_to(kc, msg_id, TIMEOUT)["content"]
+        assert reply["status"] == "ok", reply
+        steps = int(reply["user_expressions"]["steps"]["data"]["text/plain"])
+        assert steps <= 3, f"{steps} steps of the background task ran before the reply"
+    finally:
+        run_ok(kc, "background.cancel()", TIMEOUT)
+
+
 @pytest.mark.parametrize("how", ["signal", "interrupt_request"])
 @pytest.mark.parametrize("background", ["ticker(100000, 0.01)", "busy()"])
 def test_an_interrupt_ends_a_cell_blocked_in_await_and_tasks_keep_running(kernel, ipykernel, how, background):

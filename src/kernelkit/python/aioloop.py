@@ -31,6 +31,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 log = logging.getLogger("kernelkit.python")
 
@@ -41,8 +42,12 @@ CELL = contextvars.ContextVar("kernelkit_cell", default=None)
 # how long pending tasks get to end after being cancelled at stop
 CANCEL_GRACE = 1.0
 # passes over the loop's due callbacks after a cell (a task that never
-# waits for anything would otherwise hold the next request back)
+# waits for anything would otherwise hold the next request back), and for
+# how long at most: they run before the cell's reply, so a background task
+# that computes between its awaits must not hold every reply back (100
+# passes of a 20 ms step delayed each reply by 2 s)
 AFTER_CELL_PASSES = 100
+AFTER_CELL_SECONDS = 0.005
 
 
 class KernelLoop:
@@ -141,7 +146,8 @@ class KernelLoop:
             return "the kernel's asyncio loop was closed: a new one replaces it; tasks scheduled on the old one will not run"
         self._make_current()  # (if another thread imported asyncio during the cell)
         passes = 0
-        while getattr(loop, "_ready", passes == 0) and passes < AFTER_CELL_PASSES:  # (asyncio's callbacks due now)
+        deadline = time.monotonic() + AFTER_CELL_SECONDS
+        while getattr(loop, "_ready", passes == 0) and passes < AFTER_CELL_PASSES and (passes == 0 or time.monotonic() < deadline):  # (asyncio's callbacks due now)
             passes += 1
             loop.call_soon(loop.stop)  # (one pass over what is due, then back here)
             self.running = True
