@@ -380,7 +380,7 @@ class Lifecycle:
                 if at_delete:
                     kept.append(req)
                 else:
-                    self.handle(req)
+                    self._run_on(shell, req)
                 continue
             req.invalid = SubshellDeleted(f"subshell {shell.subshell_id} was deleted before this request ran")
             self.handle(req)
@@ -406,16 +406,21 @@ class Lifecycle:
                 if not main:
                     self._refuse_queued(shell)
                 break
-            shell.current = req
-            try:
-                self.handle(req)
-            finally:
-                shell.current = None
-                if main:
-                    self._main_request_done(req)
+            self._run_on(shell, req)
             if shell.abort_through is not None:
                 self.abort_queued(shell, shell.abort_through)
                 shell.abort_through = None
+
+    def _run_on(self, shell: ShellQueue, req: Request) -> None:
+        """Handle ``req`` as ``shell``'s current request (its output is this
+        request's, not an ended one's)."""
+        shell.current = req
+        try:
+            self.handle(req)
+        finally:
+            shell.current = None
+            if shell.is_main:
+                self._main_request_done(req)
 
     def _take_after_idle(self):
         """(main shell, a kernel with its own loop) The next request; until
