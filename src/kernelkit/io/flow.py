@@ -18,6 +18,11 @@ every rule for giving up on one that reads nothing.
 | subscription events read at once | 256 | the rest are read after the other sockets have had their turn (a flood does not hold up requests) | SUBSCRIPTION_BATCH |
 | a subscription's topic | 256 bytes | refused, logged; a frame over MAX_SUBSCRIPTION_FRAME disconnects its peer inside libzmq | MAX_TOPIC |
 | distinct subscription topics, all subscribers together | 1,000 | a subscription to a new topic is refused (not applied: that subscriber gets nothing of it), logged; topics already held, and "" and the other prefixes of `kernel.<session>.` (what clients use), are still applied | MAX_TOPICS |
+| distinct topics one iopub connection subscribes to, in its life | 100 | it is disconnected (its descriptor shut down: libzmq then frees every subscription it recorded for it), logged; its subscriptions meanwhile are not applied. Each topic is welcomed once per connection: a duplicate gets no welcome | MAX_CONNECTION_TOPICS, io/peers.py |
+| those of all iopub connections together | 4,000 | the connection holding the most is disconnected, as above | MAX_HELD, io/peers.py |
+| subscription messages one iopub connection sends, in its life (duplicates and unsubscriptions too) | 1,000 | it is disconnected, as above | MAX_CONNECTION_SUBSCRIPTIONS |
+| new iopub connections while subscriptions wait to be read (libzmq reads a flood far ahead of the kernel) | none admitted: their handshake waits | admitted once every waiting subscription is read | io/peers.py |
+| bytes in flight from an iopub connection | a 4 kB system receive buffer | its sender waits (TCP flow control) | SUBSCRIPTION_BYTES_AHEAD |
 | welcomes waiting | one per topic (a subscription to a topic whose welcome has not been sent yet adds none: the waiting one reaches it first); for topics other than the prefixes of `kernel.<session>.`, 1,000 | a subscriber to another topic gets no welcome, logged; welcomes for "" and the kernel's own prefixes (what clients use) are never dropped | MAX_TOPICS |
 
 Room is the only sign of a subscriber's progress libzmq gives: a pipe's
@@ -93,6 +98,18 @@ MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
 # pipe ends: 200,000 distinct 50-byte topics cost 450 MB there, against 863 MB
 # before this bound, and no socket option limits it.)
 MAX_TOPICS = 1000
+# What one connection may subscribe to (distinct topics, in its life), and
+# all of them together: libzmq records each (about 50 bytes per topic byte:
+# at most ~13 MB per connection, ~50 MB in all), and only the connection's
+# end frees that (io/peers.py). Clients subscribe to "" or a few topics.
+MAX_CONNECTION_TOPICS = 100
+MAX_HELD = 4000
+# Subscription messages one connection may send in its life (duplicates and
+# unsubscriptions included: libzmq queues each it reads, far ahead of the kernel).
+MAX_CONNECTION_SUBSCRIPTIONS = 1000
+# The system's receive buffer of an iopub connection (bytes).
+SUBSCRIPTION_BYTES_AHEAD = 4096
+LIMITS = (MAX_CONNECTION_TOPICS, MAX_CONNECTION_SUBSCRIPTIONS, MAX_HELD)
 # While a message is held, retry this often (ms). XPUB always reports
 # POLLOUT, so the retry has to be timed.
 RETRY_MS = 2
@@ -113,6 +130,9 @@ def socket_options(transport: str, iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT)
         zmq.SNDHWM: IOPUB_HWM,
         # over-long subscription topics are refused before libzmq stores them
         zmq.MAXMSGSIZE: MAX_SUBSCRIPTION_FRAME,
+        # what a connection has in flight when it is cut off (io/peers.py):
+        # libzmq still reads and records it. (Subscribers send nothing else.)
+        zmq.RCVBUF: SUBSCRIPTION_BYTES_AHEAD,
     }
     if transport == "tcp" and iopub_tcp_timeout > 0:
         iopub[zmq.TCP_MAXRT] = int(iopub_tcp_timeout * 1000)
@@ -156,6 +176,15 @@ class Hold:
         self._last = None
 
 
+def _user(frame):
+    """The connection a subscription came from (io/peers.py), or None: the
+    unsubscriptions libzmq makes when a connection ends carry no user id."""
+    try:
+        return frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+
+
 def _size(frames) -> int:
     return sum(map(len, frames))
 
@@ -169,8 +198,10 @@ class Iopub:
     """The XPUB socket's side: subscriptions and their welcomes, and sending
     under the bounds and stall rules above."""
 
-    def __init__(self, sock, session, limiter, hold: Hold):
+    def __init__(self, sock, session, limiter, hold: Hold, peers=None):
         self.sock = sock
+        self._peers = peers  # io/peers.py: who subscribed (None: not told apart)
+        self.backlog = False  # subscriptions were left to read
         self.session = session
         self._limiter = limiter
         self._hold = hold
@@ -202,16 +233,26 @@ class Iopub:
         readable. (Reading a flood to its end kept the I/O thread from
         requests and from sending the welcomes it queued for seconds.)"""
         sock = self.sock
+        peers = self._peers
+        self.backlog = True  # unless all is read
         for _ in range(SUBSCRIPTION_BATCH):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
+                self.backlog = False
                 return
             # a subscription event is one frame: \x01<topic> or \x00<topic>
-            if len(frames) != 1 or not frames[0] or frames[0][0] not in (0, 1):
+            event = frames[0].bytes
+            if len(frames) != 1 or not event or event[0] not in (0, 1):
                 self._limiter.warn("iopub-junk", "iopub: ignored a message that is not a subscription")
                 continue
-            event = frames[0]
+            raw = event[1:]
+            new = True  # to this connection: welcomed
+            if peers is not None:
+                # (first: libzmq has recorded it, whatever the kernel makes of it)
+                new = peers.subscribe(_user(frames[0]), raw if event[0] else None, len(event), LIMITS)
+                if new is None:
+                    continue  # its connection is cut off
             if len(event) > MAX_TOPIC + 1:
                 self._limiter.warn("iopub-long", f"iopub: refused a subscription to a topic of {len(event) - 1} bytes (at most {MAX_TOPIC})")
                 continue
@@ -220,7 +261,6 @@ class Iopub:
             except UnicodeDecodeError:
                 self._limiter.warn("iopub-topic", "iopub: ignored a subscription to a non-UTF-8 topic")
                 continue
-            raw = event[1:]
             if event[0] == 0:
                 sock.setsockopt(zmq.UNSUBSCRIBE, raw)
                 self._topics.discard(raw)
@@ -233,8 +273,9 @@ class Iopub:
                 self._topics.add(raw)
             # XPUB_MANUAL: nothing reaches this subscriber until we apply it here
             sock.setsockopt(zmq.SUBSCRIBE, raw)
-            log.debug("iopub: welcoming a subscriber to %r", topic)
-            self._welcome(topic, own)
+            if new:
+                log.debug("iopub: welcoming a subscriber to %r", topic)
+                self._welcome(topic, own)
 
     def _own_prefix(self, topic: bytes) -> bool:
         """A prefix of every topic this kernel publishes under ("" included):

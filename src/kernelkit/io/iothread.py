@@ -48,7 +48,7 @@ class IOThread(threading.Thread):
     must only enqueue, never block.
     """
 
-    def __init__(self, ctx: zmq.Context, session: Session, sockets: dict, outbound: Outbound, on_message, on_invalid=None):
+    def __init__(self, ctx: zmq.Context, session: Session, sockets: dict, outbound: Outbound, on_message, on_invalid=None, peers=None):
         super().__init__(name=threads.name("io"), daemon=True)
         self.session = session
         self.sockets = {ch: sockets[ch] for ch in CHANNELS}
@@ -57,7 +57,8 @@ class IOThread(threading.Thread):
         self.on_invalid = on_invalid
         self._limiter = LogLimiter()
         hold = Hold()  # the head of _pending's
-        self._iopub = Iopub(self.sockets[IOPUB], session, self._limiter, hold)
+        self.peers = peers  # io/peers.py: ZAP, and iopub's connections (None: not told apart)
+        self._iopub = Iopub(self.sockets[IOPUB], session, self._limiter, hold, peers)
         self._routed = Routed(self.sockets, self._limiter, hold)
         self._pending: deque = deque()  # taken from the FIFO, not yet sent: (channel, frames, size)
         self._wake = ctx.socket(zmq.PULL)
@@ -75,6 +76,10 @@ class IOThread(threading.Thread):
         for ch in CHANNELS:
             poller.register(self.sockets[ch], zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        peers = self.peers
+        if peers is not None:
+            poller.register(peers.zap, zmq.POLLIN)
+            poller.register(peers.monitor, zmq.POLLIN)
         by_socket = {self.sockets[ch]: ch for ch in CHANNELS}
         try:
             while not self._stopped:
@@ -95,8 +100,18 @@ class IOThread(threading.Thread):
                         self._drain_wake()
                     elif sock is self.sockets[IOPUB]:
                         self._iopub.read_subscriptions()
+                    elif peers is not None and sock is peers.zap:
+                        peers.answer_zap(self._iopub.backlog)
+                    elif peers is not None and sock is peers.monitor:
+                        peers.read_monitor()
                     else:
                         self._read(by_socket[sock], sock)
+                if peers is not None:
+                    if peers.waiting and not self._iopub.backlog:
+                        peers.admit_waiting()
+                    if peers.cut_off:  # libzmq frees what it recorded for them
+                        peers.cut_off = False
+                        self._trim_due = True
                 self._send_outbound()
         finally:
             # (an exception goes on to threading.excepthook: in a kernel
@@ -209,5 +224,7 @@ class IOThread(threading.Thread):
         for sock in self.sockets.values():
             sock.close()  # with the linger set at bind time
         self._wake.close(linger=0)
+        if self.peers is not None:
+            self.peers.close()
         if self._stop_marker is not None:
             self._stop_marker.event.set()

@@ -14,14 +14,15 @@ import zmq
 from .. import logs, threads
 from ..io import Heartbeat, IOThread, Outbound, fatal, flow
 from ..io.flow import IOPUB_TCP_TIMEOUT
+from ..io.peers import Peers
 from ..startup import RegistrationInfo, StartupError
-from ..startup.keys import admit_key_holders, make_own_keys
+from ..startup.keys import KeyHolders, admit_key_holders, make_own_keys
 from ..startup.sources import ENV_VAR, STDIN, read_info, watch_launcher_pipe
 from ..startup.bind import bind_sockets
 from ..startup.handshake import RECEIPT_TIMEOUT, register
 from ..wire import Session, jsonutil
 from ..wire.signing import CLOCK_SKEW
-from ..wire.channels import HB
+from ..wire.channels import HB, IOPUB
 from .lifecycle import Lifecycle
 from .sending import Sender
 from .interrupt import InterruptGate
@@ -90,7 +91,8 @@ class KernelApp:
         self._closing = threading.Lock()
         self._closed = False
         self._ending = threading.Lock()
-        self._zap: list = []  # CURVE's ZAP handlers (startup/keys.py)
+        self._zap: list = []  # the heartbeat's ZAP handler with CURVE (startup/keys.py)
+        self.peers = None  # the kernel's context's ZAP handler (io/peers.py)
 
     def start(self) -> None:
         """Bind (picking ports if registering), start the I/O thread, make the
@@ -110,13 +112,20 @@ class KernelApp:
             if reg is not None:
                 make_own_keys(reg)  # asked for: CURVE without a shared filesystem
             self.session = Session(conn.key, conn.signature_scheme)
-            if conn.curve_secretkey:  # before any CURVE socket binds
-                self._zap = [admit_key_holders(c, conn.curve_publickey) for c in (self.ctx, self.hb_ctx)]
+            # ZAP, before any socket that asks binds: CURVE's rule, and
+            # iopub's connections told apart (io/peers.py)
+            holders = KeyHolders({conn.curve_publickey}) if conn.curve_secretkey else None
+            if holders is not None:
+                self._zap = [admit_key_holders(self.hb_ctx, holders)]
+            self.peers = Peers(self.ctx, holders.admits if holders else None)
             options = flow.socket_options(conn.transport, self.iopub_tcp_timeout)
             sockets, self.ports = bind_sockets(
                 self.ctx, self.hb_ctx, conn, self.label, reg.preferred_ports if reg else None, options, self.port_range,
+                before_bind={IOPUB: self.peers.watch},
             )
         except BaseException:
+            if self.peers is not None:
+                self.peers.close()
             self._stop_zap()
             self.ctx.term()
             self.hb_ctx.term()
@@ -131,7 +140,7 @@ class KernelApp:
         self.lifecycle = Lifecycle(Sender(self.session, self.outbound, self.gate.critical), stdin, self.gate)
         # SIGINT interrupts the whole kernel: subshell prompts too
         self.gate.on_signal = stdin.cancel_other_threads
-        self.io = IOThread(self.ctx, self.session, sockets, self.outbound, self.lifecycle.arrive, self.lifecycle.arrive_invalid)
+        self.io = IOThread(self.ctx, self.session, sockets, self.outbound, self.lifecycle.arrive, self.lifecycle.arrive_invalid, self.peers)
         self.outbound.connect()
         self.io.start()
         self._handle_signals()

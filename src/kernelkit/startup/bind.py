@@ -121,6 +121,7 @@ def bind_sockets(
     preferred=None,
     options=None,
     port_range: tuple[int, int] | None = None,
+    before_bind=None,
 ):
     """Bind shell, control, stdin, iopub (in ``ctx``) and hb (in ``hb_ctx``).
 
@@ -130,7 +131,8 @@ def bind_sockets(
     With ``port_range`` (tcp), picked ports come from that range. On failure
     every socket made so far is closed before StartupError propagates.
     ``options``: ``channel -> {zmq option: value}`` to set before binding (the
-    kernel's flow control, io/flow.py ``socket_options``).
+    kernel's flow control, io/flow.py ``socket_options``); ``before_bind``:
+    ``channel -> callable(socket)``, called then too (io/peers.py's watch).
     """
     preferred = preferred or {}
     options = options or {}
@@ -140,6 +142,8 @@ def bind_sockets(
             sock = (hb_ctx if channel == HB else ctx).socket(SOCKET_TYPES[channel])
             sockets[channel] = sock
             _configure(sock, channel, conn, options)
+            if before_bind and channel in before_bind:
+                before_bind[channel](sock)
             port = conn.ports.get(channel, 0)
             bound = None
             if not port and channel in preferred:

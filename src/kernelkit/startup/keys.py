@@ -58,35 +58,41 @@ def curve_client(sock, serverkey: bytes) -> None:
     sock.curve_serverkey = serverkey
 
 
-class _KeyHolders:
-    """pyzmq's credentials provider: admits the clients whose CURVE public key
-    is one of ``keys`` (Z85 bytes)."""
+class KeyHolders:
+    """Who may connect with CURVE: the clients whose public key is one of
+    ``keys`` (Z85 bytes). ``admits`` is the rule; ``callback`` is it as
+    pyzmq's credentials provider."""
 
     def __init__(self, keys):
         self.keys = frozenset(keys)
         self._limiter = LogLimiter()
 
-    def callback(self, domain, key) -> bool:
+    def admits(self, key: bytes) -> bool:
         if key in self.keys:
             return True
         self._limiter.warn("refused", "CURVE: refused a client whose key is not the kernel's (it knows the public key only)")
         return False
 
+    def callback(self, domain, key) -> bool:
+        return self.admits(key)
 
-def admit_key_holders(ctx: zmq.Context, publickey: bytes):
+
+def admit_key_holders(ctx: zmq.Context, holders: KeyHolders):
     """Answer ZAP for ``ctx``'s CURVE servers (start it before they bind):
-    admit only clients that connect with the kernel's own key pair.
+    admit only ``holders``, the clients that connect with the kernel's own
+    key pair (``KeyHolders({publickey})``).
 
     CURVE alone admits any client that knows the server's public key, and
     iopub needs no HMAC key to read. jupyter_client (8.9, 8.10) connects with
     the connection file's key pair, so holding the secret key (the same file
     that holds the HMAC key) is what admits a client; a client with its own
     key pair is refused during the handshake and gets nothing. Returns the
-    authenticator; ``stop()`` it before ``ctx.term()``."""
+    authenticator; ``stop()`` it before ``ctx.term()``. (The kernel's own
+    context has io/peers.py as its ZAP handler, with the same rule.)"""
     from zmq.auth.thread import ThreadAuthenticator
 
     auth = ThreadAuthenticator(ctx, log=log)
     auth.start()
     auth.thread.name = threads.name("zap")
-    auth.configure_curve_callback("*", _KeyHolders({publickey}))
+    auth.configure_curve_callback("*", holders)
     return auth

@@ -1,0 +1,318 @@
+"""Who is connected to iopub: each connection told apart, its subscriptions
+bounded, and one that floods cut off, so libzmq's memory stays bounded.
+
+XPUB does not say which connection a subscription comes from, and with
+XPUB_MANUAL libzmq records every subscription a connection sends (to
+unsubscribe it when the connection ends) whatever the kernel does with it;
+no option bounds that record, and only the connection's end frees it
+(200,000 distinct topics once cost 450 MB). Two libzmq facilities make
+per-connection rules possible:
+
+- ZAP. The iopub socket has a ZAP domain, so libzmq asks the kernel about
+  every connection at its handshake (NULL security included); the answer's
+  user id (``iopub-<n>``) rides on every message of that connection,
+  subscriptions included (pyzmq: ``frame.get("User-Id")``). This handler
+  also answers CURVE's requests for the kernel's other sockets (a context
+  has one ZAP handler): with CURVE on, only clients holding the kernel's
+  key pair are admitted (``admits``, startup/keys.py's rule).
+- The socket monitor, which says which file descriptor each accepted
+  connection has. libzmq has no call to end one connection of a bound
+  socket; shutting its descriptor down makes libzmq end it, and free what it
+  recorded (the unsubscriptions it then reports carry no user id).
+
+A connection is matched to its descriptor when its ZAP request comes: the
+oldest descriptor accepted, not matched yet, that has received a whole
+greeting (a handshake is answered by ZAP only after its accept is reported,
+and in the order handshakes end, which is almost always the order of the
+accepts). When it is cut, a descriptor that has received fewer bytes than
+its subscriptions is not its own (two handshakes that ended out of order);
+the one that has received the most is cut instead. A descriptor is checked
+by its inode before it is shut, so one reused by a newer connection is left
+alone.
+
+libzmq reads a connection's subscriptions far ahead of the kernel (its
+receive high-water mark does not hold it back), so what a flooder sent
+before it was cut waits in one queue ahead of everything else; a connection
+that came meanwhile would flood unseen behind it. So new iopub connections
+are admitted (their ZAP request answered) only once the kernel has read
+every subscription waiting.
+
+Everything here runs on the I/O thread.
+"""
+
+import logging
+import os
+import socket
+import struct
+from collections import deque
+
+import zmq
+from zmq.utils import z85
+from zmq.utils.monitor import parse_monitor_message
+
+from ..logs import LogLimiter
+
+log = logging.getLogger("kernelkit.io")
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+# the iopub socket's ZAP domain: requests in it are iopub connections
+IOPUB_DOMAIN = b"kernelkit-iopub"
+USER_PREFIX = "iopub-"
+_MONITORED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+# struct tcp_info's tcpi_bytes_received (Linux 4.1 and later)
+_BYTES_RECEIVED = struct.Struct("=Q")
+_BYTES_RECEIVED_AT = 128
+# a ZMTP greeting: a connection at its ZAP request has received at least this
+_GREETING = 64
+
+
+class Connection:
+    """One iopub connection: the topics it has subscribed to (distinct, for
+    its life: each is welcomed once), the bytes of subscriptions it sent, its
+    descriptors ((fd, inode) pairs) and whether it is cut off."""
+
+    __slots__ = ("topics", "messages", "sent", "fds", "cut")
+
+    def __init__(self, fds):
+        self.topics: set = set()
+        self.messages = 0  # subscriptions and unsubscriptions
+        self.sent = 0
+        self.fds = fds
+        self.cut = False
+
+
+class Peers:
+    """The ZAP handler of the kernel's context and the iopub socket's
+    connections. ``admits(z85_public_key) -> bool`` is the CURVE rule (None:
+    no CURVE)."""
+
+    def __init__(self, ctx: zmq.Context, admits=None):
+        self._limiter = LogLimiter()
+        self._admits = admits
+        self.zap = ctx.socket(zmq.ROUTER)
+        self.zap.linger = 0
+        self.zap.bind(ZAP_ENDPOINT)  # before any socket that asks binds
+        self.waiting: deque = deque()  # iopub's requests not answered yet
+        self.monitor = None
+        self._accepted: dict = {}  # fd -> inode, accepted and not matched yet (in accept order)
+        self._fd_owner: dict = {}  # fd -> user id, matched
+        self.connections: dict = {}  # user id -> Connection
+        self._count = 0
+        self.held = 0  # distinct topics held by all connections together
+        self.cut_off = False  # a connection was cut off (set here, cleared by the I/O thread)
+
+    def watch(self, iopub) -> None:
+        """Before ``iopub`` binds: ask ZAP about its connections and report
+        their descriptors."""
+        iopub.setsockopt(zmq.ZAP_DOMAIN, IOPUB_DOMAIN)
+        self.monitor = iopub.get_monitor_socket(_MONITORED)
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close(linger=0)
+        self.zap.close(linger=0)
+
+    # -- ZAP -----------------------------------------------------------------
+    def answer_zap(self, backlog: bool) -> None:
+        """Answer every waiting ZAP request; iopub's wait while there is a
+        ``backlog`` of subscriptions (see above)."""
+        while True:
+            try:
+                frames = self.zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                split = frames.index(b"") + 1
+            except ValueError:
+                continue  # (libzmq sends well-formed requests)
+            envelope, request = frames[:split], frames[split:]
+            if len(request) > 2 and request[2] == IOPUB_DOMAIN and (backlog or self.waiting):
+                self.waiting.append((envelope, request))
+                continue
+            self.zap.send_multipart(envelope + self._answer(request))
+
+    def admit_waiting(self) -> None:
+        """The backlog is read: answer iopub's waiting requests."""
+        while self.waiting:
+            envelope, request = self.waiting.popleft()
+            self.zap.send_multipart(envelope + self._answer(request))
+
+    def _answer(self, request) -> list:
+        if len(request) < 6:  # (libzmq sends well-formed requests)
+            return [b"1.0", request[1] if len(request) > 1 else b"", b"500", b"malformed ZAP request", b"", b""]
+        version, request_id, domain, _address, _identity, mechanism = request[:6]
+        if mechanism == b"CURVE" and self._admits is not None:
+            key = request[6] if len(request) > 6 else b""
+            if len(key) != 32 or not self._admits(z85.encode(key)):
+                return [version, request_id, b"400", b"not the kernel's key", b"", b""]
+        user = b""
+        if domain == IOPUB_DOMAIN:
+            user = self._new_connection().encode()
+        return [version, request_id, b"200", b"OK", user, b""]
+
+    def _new_connection(self) -> str:
+        self.read_monitor()  # this connection's accept is reported by now
+        self._count += 1
+        user = f"{USER_PREFIX}{self._count}"
+        fds = []
+        for fd, ino in self._accepted.items():
+            if _at_least(fd, _GREETING):  # (one still in its greeting is not at ZAP)
+                fds.append((fd, ino))
+                del self._accepted[fd]
+                self._fd_owner[fd] = user
+                break
+        self.connections[user] = Connection(fds)
+        return user
+
+    # -- the monitor -----------------------------------------------------------
+    def read_monitor(self) -> None:
+        """Note accepted and ended connections."""
+        monitor = self.monitor
+        while monitor is not None:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            fd = int(event["value"])
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                try:
+                    self._accepted[fd] = os.fstat(fd).st_ino
+                except OSError:
+                    pass  # gone already (its end is reported next)
+            else:  # ended
+                self._accepted.pop(fd, None)
+                user = self._fd_owner.pop(fd, None)
+                conn = self.connections.get(user)
+                if conn is not None:
+                    conn.fds = [f for f in conn.fds if f[0] != fd]
+                    if not conn.fds:
+                        self._forget(user)
+
+    def _forget(self, user) -> None:
+        conn = self.connections.pop(user)
+        self.held -= len(conn.topics)
+        for fd, _ in conn.fds:
+            self._fd_owner.pop(fd, None)
+
+    # -- subscriptions -----------------------------------------------------------
+    def subscribe(self, user, topic, size: int, limits: tuple) -> bool | None:
+        """A subscription (``topic``: bytes) or, with ``topic`` None, an
+        unsubscription from connection ``user``. For a subscription: True if
+        it is new to that connection (to be welcomed), False if it holds it
+        already; None if it must not be applied (the connection is, or is now,
+        cut off). ``limits``: (distinct topics, messages) per connection, and
+        distinct topics held by all."""
+        conn = self.connections.get(user)
+        if conn is None:
+            if self._ended(user):
+                return None  # read by libzmq before the connection ended
+            return True  # (no user id: judged by the overall rules alone)
+        if conn.cut:
+            return None
+        max_topics, max_messages, max_held = limits
+        conn.messages += 1
+        conn.sent += size + 2  # (ZMTP frames it with a flag and a length byte)
+        if conn.messages > max_messages:
+            self.cut(user, f"it sent more than {max_messages} subscriptions")
+            return None
+        if topic is None or topic in conn.topics:
+            return False
+        if len(conn.topics) >= max_topics:
+            self.cut(user, f"it subscribed to more than {max_topics} distinct topics")
+            return None
+        conn.topics.add(topic)
+        self.held += 1
+        if self.held > max_held:
+            live = [u for u, c in self.connections.items() if not c.cut]
+            biggest = max(live, key=lambda u: len(self.connections[u].topics))
+            self.cut(biggest, f"{max_held} subscriptions are held by all connections together and it held the most")
+            if biggest == user:
+                return None
+        return True
+
+    def _ended(self, user) -> bool:
+        """Is ``user`` the id of a connection that has ended (or was cut)?"""
+        if not user or not user.startswith(USER_PREFIX):
+            return False
+        try:
+            return int(user[len(USER_PREFIX):]) <= self._count
+        except ValueError:
+            return False
+
+    def cut(self, user, why: str) -> None:
+        """End connection ``user``: libzmq then frees every subscription it
+        recorded for it. Its further subscriptions are not applied meanwhile."""
+        conn = self.connections[user]
+        conn.cut = True
+        self.read_monitor()
+        fds = [(fd, ino) for fd, ino in conn.fds if _at_least(fd, conn.sent)]
+        if not fds:
+            # not its own (see above): the one that has received the most
+            others = [(b, fd, ino) for fd, ino in self._live() if (b := _bytes_received(fd)) is not None and b >= conn.sent]
+            fds = [max(others)[1:]] if others else []
+        shut = sum(_shut(fd, ino) for fd, ino in fds)
+        if shut:
+            self.cut_off = True
+            self._limiter.warn("iopub-cut", f"iopub: disconnected a subscriber: {why}")
+        else:
+            self._limiter.warn("iopub-uncut", f"iopub: could not disconnect a subscriber ({why}): its connection was not found; its subscriptions are refused")
+
+
+    def _live(self):
+        """(fd, inode) of every iopub connection not cut off."""
+        for fd, ino in self._accepted.items():
+            yield fd, ino
+        for conn in self.connections.values():
+            if not conn.cut:
+                yield from conn.fds
+
+
+def _bytes_received(fd: int) -> int | None:
+    """What a TCP connection has received in all; None for other transports."""
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return None
+    try:
+        sock = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    if len(info) < _BYTES_RECEIVED_AT + _BYTES_RECEIVED.size:
+        return None
+    return _BYTES_RECEIVED.unpack_from(info, _BYTES_RECEIVED_AT)[0]
+
+
+def _at_least(fd: int, n: int) -> bool:
+    """Has connection ``fd`` received ``n`` bytes (True where unknown)?"""
+    got = _bytes_received(fd)
+    return got is None or got >= n
+
+
+def _shut(fd: int, inode: int) -> bool:
+    """Shut connection ``fd`` down (both ways) if it is still the one whose
+    socket has ``inode``; libzmq sees it end and closes it."""
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return False
+    try:
+        sock = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return False
+    try:
+        if os.fstat(dup).st_ino != inode:
+            return False  # closed, and the number reused for another
+        sock.shutdown(socket.SHUT_RDWR)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
