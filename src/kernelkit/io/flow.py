@@ -22,7 +22,7 @@ every rule for giving up on one that reads nothing.
 | those of all iopub connections together | 4,000 | the connection holding the most is disconnected, as above | MAX_HELD, io/peers.py |
 | subscription messages one iopub connection sends, in its life (duplicates and unsubscriptions too) | 1,000 | it is disconnected, as above | MAX_CONNECTION_SUBSCRIPTIONS |
 | new iopub connections while subscriptions wait to be read (libzmq reads a flood far ahead of the kernel) | none admitted: their handshake waits | admitted once every waiting subscription is read | io/peers.py |
-| bytes in flight from an iopub connection | a 4 kB system receive buffer | its sender waits (TCP flow control) | SUBSCRIPTION_BYTES_AHEAD |
+| subscriptions libzmq reads from one iopub connection ahead of the kernel | 8 queued, and a 4 kB system receive buffer (a call into the socket took in about 130 of a waiting flood, against all 200,000 with libzmq's default) | its sender waits (TCP flow control) | SUBSCRIPTIONS_AHEAD, SUBSCRIPTION_BYTES_AHEAD |
 | welcomes waiting | one per topic (a subscription to a topic whose welcome has not been sent yet adds none: the waiting one reaches it first); for topics other than the prefixes of `kernel.<session>.`, 1,000 | a subscriber to another topic gets no welcome, logged; welcomes for "" and the kernel's own prefixes (what clients use) are never dropped | MAX_TOPICS |
 
 Room is the only sign of a subscriber's progress libzmq gives: a pipe's
@@ -92,22 +92,21 @@ MAX_TOPIC = 256
 MAX_SUBSCRIPTION_FRAME = MAX_TOPIC + 32
 # Distinct topics applied to the trie (at most about 13 MB of it). Clients
 # subscribe to "" or a few kernel.<session>.<type> topics; anyone who reaches
-# the port can subscribe. XPUB does not say which subscriber a subscription
-# comes from, so the bound is on all of them together. (libzmq also records
-# every subscription a pipe sends, applied or not, to unsubscribe it when the
-# pipe ends: 200,000 distinct 50-byte topics cost 450 MB there, against 863 MB
-# before this bound, and no socket option limits it.)
+# the port can subscribe. These are the topics the kernel applies (its
+# filter); what each connection may send is bounded below (io/peers.py).
 MAX_TOPICS = 1000
 # What one connection may subscribe to (distinct topics, in its life), and
 # all of them together: libzmq records each (about 50 bytes per topic byte:
-# at most ~13 MB per connection, ~50 MB in all), and only the connection's
+# at most ~1.3 MB per connection, ~50 MB in all), and only the connection's
 # end frees that (io/peers.py). Clients subscribe to "" or a few topics.
 MAX_CONNECTION_TOPICS = 100
 MAX_HELD = 4000
 # Subscription messages one connection may send in its life (duplicates and
 # unsubscriptions included: libzmq queues each it reads, far ahead of the kernel).
 MAX_CONNECTION_SUBSCRIPTIONS = 1000
-# The system's receive buffer of an iopub connection (bytes).
+# The subscriptions of one connection libzmq queues for the kernel, and the
+# system's receive buffer of an iopub connection (bytes).
+SUBSCRIPTIONS_AHEAD = 8
 SUBSCRIPTION_BYTES_AHEAD = 4096
 LIMITS = (MAX_CONNECTION_TOPICS, MAX_CONNECTION_SUBSCRIPTIONS, MAX_HELD)
 # While a message is held, retry this often (ms). XPUB always reports
@@ -130,8 +129,12 @@ def socket_options(transport: str, iopub_tcp_timeout: float = IOPUB_TCP_TIMEOUT)
         zmq.SNDHWM: IOPUB_HWM,
         # over-long subscription topics are refused before libzmq stores them
         zmq.MAXMSGSIZE: MAX_SUBSCRIPTION_FRAME,
-        # what a connection has in flight when it is cut off (io/peers.py):
-        # libzmq still reads and records it. (Subscribers send nothing else.)
+        # what libzmq reads of a connection's subscriptions, and records,
+        # ahead of the kernel in one call: with its default (1,000) one poll
+        # of a socket a flood waited on took in 200,000 subscriptions (450 MB,
+        # 0.7 s); with 8, about 130. And what a connection has in flight when
+        # it is cut off (io/peers.py). (Subscribers send nothing else.)
+        zmq.RCVHWM: SUBSCRIPTIONS_AHEAD,
         zmq.RCVBUF: SUBSCRIPTION_BYTES_AHEAD,
     }
     if transport == "tcp" and iopub_tcp_timeout > 0:

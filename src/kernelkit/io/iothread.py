@@ -34,6 +34,8 @@ SEND_BATCH = 256
 # While the main shell runs a request its messages are queued without waking
 # this thread; it looks at the FIFO this often (ms) instead (io/outbound.py).
 LAZY_MS = 5
+# While iopub handshakes wait (io/peers.py), look at them this often (ms).
+RESOLVE_MS = 50
 # After large messages, once this thread has had nothing to do for this long
 # (ms), freed memory goes back to the system (io/shortcuts.py).
 TRIM_AFTER_MS = 1000
@@ -91,6 +93,8 @@ class IOThread(threading.Thread):
                     timeout = LAZY_MS
                 else:
                     timeout = TRIM_AFTER_MS if self._trim_due else None
+                if peers is not None and peers.waiting and (timeout is None or timeout > RESOLVE_MS):
+                    timeout = RESOLVE_MS  # (iopub handshakes wait: see io/peers.py)
                 events = poller.poll(timeout)
                 if not events and timeout == TRIM_AFTER_MS:
                     self._trim_due = False
@@ -107,8 +111,11 @@ class IOThread(threading.Thread):
                     else:
                         self._read(by_socket[sock], sock)
                 if peers is not None:
-                    if peers.waiting and not self._iopub.backlog:
-                        peers.admit_waiting()
+                    if peers.waiting:
+                        if self._iopub.backlog:
+                            peers.wait_longer()
+                        else:
+                            peers.admit_waiting()
                     if peers.cut_off:  # libzmq frees what it recorded for them
                         peers.cut_off = False
                         self._trim_due = True

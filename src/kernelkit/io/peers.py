@@ -21,14 +21,16 @@ per-connection rules possible:
   recorded (the unsubscriptions it then reports carry no user id).
 
 A connection is matched to its descriptor when its ZAP request comes: the
-oldest descriptor accepted, not matched yet, that has received a whole
-greeting (a handshake is answered by ZAP only after its accept is reported,
-and in the order handshakes end, which is almost always the order of the
-accepts). When it is cut, a descriptor that has received fewer bytes than
-its subscriptions is not its own (two handshakes that ended out of order);
-the one that has received the most is cut instead. A descriptor is checked
-by its inode before it is shut, so one reused by a newer connection is left
-alone.
+descriptor accepted, not matched yet, that has received a whole greeting (a
+handshake is answered by ZAP only after its accept is reported). When
+several are at that point, the handshakes cannot be told apart (ZAP gives
+the peer's address without its port): the request is answered, the others
+wait, and the descriptor the kernel has sent more to (TCP: the handshake's
+end, acknowledged) when the connection's first subscription comes is its own. One that sends nothing
+for RESOLVE_WAIT stays unmatched (it cannot be cut off; over ipc the bytes
+are not known, so neither can one of several handshakes at once). A
+descriptor is checked by its inode before it is shut, so one reused by a
+newer connection is left alone.
 
 libzmq reads a connection's subscriptions far ahead of the kernel (its
 receive high-water mark does not hold it back), so what a flooder sent
@@ -44,6 +46,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections import deque
 
 import zmq
@@ -59,11 +62,14 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 IOPUB_DOMAIN = b"kernelkit-iopub"
 USER_PREFIX = "iopub-"
 _MONITORED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
-# struct tcp_info's tcpi_bytes_received (Linux 4.1 and later)
-_BYTES_RECEIVED = struct.Struct("=Q")
-_BYTES_RECEIVED_AT = 128
+# struct tcp_info's tcpi_bytes_acked and tcpi_bytes_received (Linux 4.1 and later)
+_TCP_BYTES = struct.Struct("=QQ")
+_TCP_BYTES_AT = 120
 # a ZMTP greeting: a connection at its ZAP request has received at least this
 _GREETING = 64
+# How long other iopub handshakes wait for an ambiguous one's first
+# subscription (s): clients subscribe as they connect.
+RESOLVE_WAIT = 1.0
 
 
 class Connection:
@@ -93,6 +99,9 @@ class Peers:
         self.zap.linger = 0
         self.zap.bind(ZAP_ENDPOINT)  # before any socket that asks binds
         self.waiting: deque = deque()  # iopub's requests not answered yet
+        # a connection answered while other handshakes were at the same point:
+        # (user, {fd: (inode, bytes received then)}, until when others wait)
+        self._resolving = None
         self.monitor = None
         self._accepted: dict = {}  # fd -> inode, accepted and not matched yet (in accept order)
         self._fd_owner: dict = {}  # fd -> user id, matched
@@ -126,14 +135,24 @@ class Peers:
             except ValueError:
                 continue  # (libzmq sends well-formed requests)
             envelope, request = frames[:split], frames[split:]
-            if len(request) > 2 and request[2] == IOPUB_DOMAIN and (backlog or self.waiting):
+            if len(request) > 2 and request[2] == IOPUB_DOMAIN and (backlog or self.waiting or self._resolving):
                 self.waiting.append((envelope, request))
                 continue
             self.zap.send_multipart(envelope + self._answer(request))
 
+    def wait_longer(self) -> None:
+        """Subscriptions wait to be read: the ambiguous connection's first may
+        be among them, so its time does not run meanwhile."""
+        if self._resolving is not None:
+            user, ready, _ = self._resolving
+            self._resolving = (user, ready, time.monotonic() + RESOLVE_WAIT)
+
     def admit_waiting(self) -> None:
-        """The backlog is read: answer iopub's waiting requests."""
-        while self.waiting:
+        """The backlog is read: answer iopub's waiting requests, one at a time
+        while a connection's descriptor is ambiguous."""
+        if self._resolving is not None and time.monotonic() > self._resolving[2]:
+            self._resolving = None  # it sent nothing: left unmatched
+        while self.waiting and self._resolving is None:
             envelope, request = self.waiting.popleft()
             self.zap.send_multipart(envelope + self._answer(request))
 
@@ -154,15 +173,39 @@ class Peers:
         self.read_monitor()  # this connection's accept is reported by now
         self._count += 1
         user = f"{USER_PREFIX}{self._count}"
-        fds = []
-        for fd, ino in self._accepted.items():
-            if _at_least(fd, _GREETING):  # (one still in its greeting is not at ZAP)
-                fds.append((fd, ino))
-                del self._accepted[fd]
-                self._fd_owner[fd] = user
-                break
-        self.connections[user] = Connection(fds)
+        self.connections[user] = Connection([])
+        # (one still in its greeting is not at its ZAP request)
+        ready = {fd: (ino, got) for fd, ino in self._accepted.items() if (got := _tcp_bytes(fd)) is None or got[1] >= _GREETING}
+        # one the kernel has sent more to is past its ZAP answer already (a
+        # connection left unmatched): not this one, which has had the least
+        sent = [got[0] for _, got in ready.values() if got is not None]
+        if sent:
+            least = min(sent)
+            ready = {fd: v for fd, v in ready.items() if v[1] is None or v[1][0] == least}
+        if len(ready) == 1:
+            fd, (ino, _) = ready.popitem()
+            self._match(user, fd, ino)
+        elif ready:
+            self._resolving = (user, ready, time.monotonic() + RESOLVE_WAIT)
         return user
+
+    def _match(self, user, fd, ino) -> None:
+        del self._accepted[fd]
+        self._fd_owner[fd] = user
+        self.connections[user].fds.append((fd, ino))
+
+    def _resolve(self) -> None:
+        """The ambiguous connection's first subscription: its descriptor is
+        the one the kernel has sent more to since (its handshake's end: the
+        others wait for their ZAP answer, and a client subscribes only once it
+        has that end, acknowledging it)."""
+        user, ready, _ = self._resolving
+        self._resolving = None
+        self.read_monitor()
+        grown = [(fd, ino) for fd, (ino, got) in ready.items()
+                 if got is not None and self._accepted.get(fd) == ino and ((_tcp_bytes(fd) or got)[0] > got[0])]
+        if len(grown) == 1 and user in self.connections:
+            self._match(user, *grown[0])
 
     # -- the monitor -----------------------------------------------------------
     def read_monitor(self) -> None:
@@ -202,6 +245,8 @@ class Peers:
         already; None if it must not be applied (the connection is, or is now,
         cut off). ``limits``: (distinct topics, messages) per connection, and
         distinct topics held by all."""
+        if self._resolving is not None and user == self._resolving[0]:
+            self._resolve()
         conn = self.connections.get(user)
         if conn is None:
             if self._ended(user):
@@ -245,12 +290,7 @@ class Peers:
         conn = self.connections[user]
         conn.cut = True
         self.read_monitor()
-        fds = [(fd, ino) for fd, ino in conn.fds if _at_least(fd, conn.sent)]
-        if not fds:
-            # not its own (see above): the one that has received the most
-            others = [(b, fd, ino) for fd, ino in self._live() if (b := _bytes_received(fd)) is not None and b >= conn.sent]
-            fds = [max(others)[1:]] if others else []
-        shut = sum(_shut(fd, ino) for fd, ino in fds)
+        shut = sum(_shut(fd, ino) for fd, ino in conn.fds)
         if shut:
             self.cut_off = True
             self._limiter.warn("iopub-cut", f"iopub: disconnected a subscriber: {why}")
@@ -258,17 +298,9 @@ class Peers:
             self._limiter.warn("iopub-uncut", f"iopub: could not disconnect a subscriber ({why}): its connection was not found; its subscriptions are refused")
 
 
-    def _live(self):
-        """(fd, inode) of every iopub connection not cut off."""
-        for fd, ino in self._accepted.items():
-            yield fd, ino
-        for conn in self.connections.values():
-            if not conn.cut:
-                yield from conn.fds
-
-
-def _bytes_received(fd: int) -> int | None:
-    """What a TCP connection has received in all; None for other transports."""
+def _tcp_bytes(fd: int):
+    """(bytes sent and acknowledged, bytes received) of a TCP connection in
+    all; None for other transports."""
     try:
         dup = os.dup(fd)
     except OSError:
@@ -284,15 +316,9 @@ def _bytes_received(fd: int) -> int | None:
         return None
     finally:
         sock.close()
-    if len(info) < _BYTES_RECEIVED_AT + _BYTES_RECEIVED.size:
+    if len(info) < _TCP_BYTES_AT + _TCP_BYTES.size:
         return None
-    return _BYTES_RECEIVED.unpack_from(info, _BYTES_RECEIVED_AT)[0]
-
-
-def _at_least(fd: int, n: int) -> bool:
-    """Has connection ``fd`` received ``n`` bytes (True where unknown)?"""
-    got = _bytes_received(fd)
-    return got is None or got >= n
+    return _TCP_BYTES.unpack_from(info, _TCP_BYTES_AT)
 
 
 def _shut(fd: int, inode: int) -> bool:
