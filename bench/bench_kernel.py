@@ -198,7 +198,8 @@ def add_baselines(specs):
     kernelkit tree launched is byte-compiled (see the docstring)."""
     import compileall
 
-    trees = [Path(importlib.util.find_spec("kernelkit").submodule_search_locations[0])]
+    installed = importlib.util.find_spec("kernelkit")
+    trees = [Path(installed.submodule_search_locations[0])] if installed else []
     for spec in specs or ():
         name, _, src = spec.rpartition("=")
         KERNELS[name or "baseline"] = (baseline_argv(src), *KERNELS["python"][1:])
