@@ -4,6 +4,7 @@ classic connection files, and broken files. Real kernel processes, real ZeroMQ."
 import json
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from queue import Empty
@@ -492,3 +493,12 @@ def test_iopub_sockets_get_the_tcp_timeout_and_ipc_ones_none(tmp_path):
     finally:
         ctx.term()
         hb_ctx.term()
+
+
+def test_the_kernels_modules_leave_socket_and_asyncio_to_first_use():
+    """What a launch imports stays what the first reply needs (bench/README.md,
+    "Launch and memory"): the interrupt watcher wakes on a pipe, not a
+    socketpair, and asyncio is loaded when something first imports it."""
+    code = "import sys, kernelkit.kernel.app, kernelkit.python.kernel; print(sorted(m for m in ('socket', 'asyncio') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]"
