@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 
@@ -18,6 +19,7 @@ from traitlets.config import Config
 
 from kernelkit.launcher import HandshakeError
 from kernelkit.launcher.provisioner import HandshakeProvisioner
+from kernelkit.startup.files import PORT_KEYS
 from support import EXEC_KERNEL, file_ports, km_client, nudge
 
 
@@ -142,10 +144,10 @@ def test_autorestart_after_a_crash_keeps_clients(jupyter_dirs, manager_class, ra
             for crash in range(3):
                 pid = km.provisioner.pid
                 kc.execute("import os; os._exit(1)")
-                while not km.has_kernel or km.provisioner.pid == pid:  # the restarter's new process
+                while not km.has_kernel or km.provisioner.pid == pid:  # the restarter's new kernel
                     await asyncio.sleep(0.05)
-                # from here the manager says alive, before the kernel has registered: jupyter_server
-                # connects a reconnecting websocket to the manager's ports now, and never again
+                # from here the manager says alive: jupyter_server connects a reconnecting
+                # websocket to the manager's ports now, and never again
                 assert {name: getattr(km, name) for name in ports} == ports
                 assert file_ports(km) == ports
                 await asyncio.to_thread(nudge, kc)
@@ -349,3 +351,71 @@ def test_ipc_transport_through_the_provisioner(jupyter_dirs, short_runtime_dir, 
     nudge(kc)
     assert run(kc, "'x' in kernel.ns")[1] == ["False"]
     kc.stop_channels()
+
+
+# takes a port and says so: another process, as a server started meanwhile would be
+SQUATTER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the dead kernel's connections may linger in TIME_WAIT
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen()
+print("bound", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_alive_after_a_crash_restart_only_with_the_ports_the_kernel_holds(jupyter_dirs):
+    """Another process takes the crashed kernel's shell port before the new one
+    binds: the new kernel binds a fresh port. The manager must not say "alive"
+    with the old ports meanwhile: jupyter_server connects a reconnecting
+    websocket to the manager's ports at the first "alive", and for good."""
+    config = Config({"KernelRestarter": {"time_to_dead": 0.1, "restart_limit": 100}})
+    name = exec_spec(jupyter_dirs)
+
+    async def main():
+        km = AsyncIOLoopKernelManager(kernel_name=name, config=config)
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        squatter = None
+        samples = []  # (alive, the manager's ports) from the crash on
+
+        def take_shell_port():  # the restarter found the kernel dead and is about to start it again
+            nonlocal squatter
+            squatter = subprocess.Popen([sys.executable, "-c", SQUATTER, km.ip, str(km.shell_port)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert squatter.stdout.readline() == "bound\n"
+
+        try:
+            await kc.wait_for_ready(timeout=30)
+            before = {port: getattr(km, port) for port in PORT_KEYS}
+            km.add_restart_callback(take_shell_port)
+            kc.execute("import os; os._exit(1)")
+            # the first "alive" after the crash: what jupyter_server's websocket waits for
+            while squatter is None or not await km.is_alive():
+                samples.append((False, None))
+                await asyncio.sleep(0.005)
+            first = {port: getattr(km, port) for port in PORT_KEYS}
+            fresh = km.client()
+            fresh.start_channels()
+            # the manager's every answer until the start is over
+            while not km.ready.done():
+                samples.append((await km.is_alive(), {port: getattr(km, port) for port in PORT_KEYS}))
+                await asyncio.sleep(0.005)
+            await km.ready
+            after = {port: getattr(km, port) for port in PORT_KEYS}
+            assert after["shell_port"] != before["shell_port"], "the kernel could not have bound the taken port"
+            assert first == after, f"alive with ports the kernel does not hold: {first} (it holds {after})"
+            assert all(ports == after for alive, ports in samples if alive)
+            await fresh.wait_for_ready(timeout=20)  # its reply comes
+            fresh.stop_channels()
+        finally:
+            kc.stop_channels()
+            km.stop_restarter()
+            await km.shutdown_kernel(now=True)
+            if squatter is not None:
+                squatter.kill()
+                squatter.wait()
+
+    asyncio.run(main())

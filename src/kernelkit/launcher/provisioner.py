@@ -233,10 +233,11 @@ class HandshakeProvisioner(LocalProvisioner):
         launch = self._launch
         if launch is None:
             raise RuntimeError("launch_kernel without pre_launch")
+        self.process = None
         try:
-            self.process = launch.spawn(cmd, **self._scrub_kwargs(kwargs))
+            process = launch.spawn(cmd, **self._scrub_kwargs(kwargs))
             self._stderr_tail = launch.stderr_tail
-            self.pid = self.process.pid
+            self.pid = process.pid
             try:
                 self.pgid = os.getpgid(self.pid)
             except OSError:
@@ -247,10 +248,17 @@ class HandshakeProvisioner(LocalProvisioner):
             _keep_ports_across_restarts(self.parent)
         except BaseException:
             launch.abort()
-            self.process = None
             raise
         finally:
             self._close_launch()
+        # Only a registered kernel is the manager's process (has_process, poll,
+        # so is_alive): the manager records the registered ports in this same
+        # step, with no await between. Alive any earlier, it would hand out the
+        # ports it held before (a restart), and a client connecting then (as
+        # jupyter_server does at the first "alive", for good) would wait on a
+        # port the kernel did not get. Until then the launch is this
+        # provisioner's: a registration timeout or a shutdown (cleanup) ends it.
+        self.process = process
         return self.connection_info
 
     def _close_launch(self) -> None:
@@ -259,8 +267,12 @@ class HandshakeProvisioner(LocalProvisioner):
             self._launch = None
 
     async def cleanup(self, restart: bool = False) -> None:
-        # no cached ports to return (LocalProvisioner's cleanup): the kernel picked them
-        self._close_launch()
+        # no cached ports to return (LocalProvisioner's cleanup): the kernel picked them.
+        # A shutdown during a start ends the kernel that has not registered yet
+        # (the manager sees no process to signal or wait for: not alive yet).
+        if self._launch is not None:
+            self._launch.abort()
+            self._launch = None
 
     @property
     def stderr_tail(self) -> list:
