@@ -23,8 +23,8 @@ from kernelkit.startup.files import PORT_KEYS
 from support import EXEC_KERNEL, file_ports, km_client, nudge
 
 
-def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", preferred_ports=None, **spec_extra):
-    provisioner = {"provisioner_name": "kernelkit-handshake", "config": {}}
+def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", preferred_ports=None, config=None, **spec_extra):
+    provisioner = {"provisioner_name": "kernelkit-handshake", "config": dict(config or {})}
     if dialect:
         provisioner["config"]["dialect"] = dialect
     if preferred_ports is not None:
@@ -417,5 +417,111 @@ def test_alive_after_a_crash_restart_only_with_the_ports_the_kernel_holds(jupyte
             if squatter is not None:
                 squatter.kill()
                 squatter.wait()
+
+    asyncio.run(main())
+
+
+# a kernel held at a gate before it starts (and so registers): the test opens it
+GATED = "import runpy, sys; open(sys.argv[1]).read(); sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+def gated_spec(jupyter_dirs, **config):
+    gate = jupyter_dirs / "gate"
+    os.mkfifo(gate)
+    name = write_spec(jupyter_dirs / "share", "gated", [sys.executable, "-c", GATED, str(gate), *EXEC_KERNEL[1:], "-f", "{connection_file}"],
+                      config=config)
+    return name, gate
+
+
+async def open_gate(gate):
+    def release():  # blocks until the kernel opens its end
+        os.close(os.open(gate, os.O_WRONLY))
+    await asyncio.to_thread(release)
+
+
+async def started_process(km, start):
+    """The pid of the kernel process ``start`` (a task) spawned."""
+    while getattr(km.provisioner, "pid", None) is None:
+        assert not start.done(), start
+        await asyncio.sleep(0.01)
+    return km.provisioner.pid
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_interrupt_during_a_start_waits_for_the_kernel(jupyter_dirs):
+    """An interrupt asked for while the kernel has not registered reaches it once
+    it has (jupyter_client waits for a start when there is no process yet)
+    instead of killing it mid-start."""
+    name, gate = gated_spec(jupyter_dirs)
+
+    async def main():
+        km = AsyncKernelManager(kernel_name=name)
+        start = asyncio.create_task(km.start_kernel())
+        try:
+            await started_process(km, start)
+            assert not await km.is_alive() and not km.has_kernel
+            interrupt = asyncio.create_task(km.interrupt_kernel())
+            await asyncio.sleep(0)  # lets it run up to where it waits (it would have signalled the process by now)
+            assert not interrupt.done()
+            await open_gate(gate)
+            await start
+            await interrupt
+            assert await km.is_alive()
+            kc = km.client()
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=30)
+            kc.stop_channels()
+        finally:
+            if not start.done():
+                start.cancel()
+            await km.shutdown_kernel(now=True)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("now", [True, False], ids=["kill", "shutdown"])
+def test_shutdown_during_a_start_ends_the_kernel(jupyter_dirs, now):
+    """A kernel that has not registered is not alive, and a shutdown or kill then
+    ends its process at once; the start fails."""
+    name, gate = gated_spec(jupyter_dirs)
+
+    async def main():
+        km = AsyncKernelManager(kernel_name=name)
+        start = asyncio.create_task(km.start_kernel())
+        pid = await started_process(km, start)
+        assert not await km.is_alive()
+        try:
+            await asyncio.wait_for(km.shutdown_kernel(now=now), 10)
+        except asyncio.InvalidStateError:
+            pass  # jupyter_client's: the failed start and the shutdown both settle the manager's one `ready` future
+        assert gone(pid)
+        with pytest.raises(HandshakeError, match="abandoned"):
+            await asyncio.wait_for(start, 10)
+        assert not km.has_kernel and not await km.is_alive()
+        assert not [p for p in os.listdir(jupyter_dirs / "runtime") if p.startswith("kernelkit-registration")]
+
+    asyncio.run(main())
+
+
+def test_a_kernel_that_never_registers_is_not_alive_and_ends_at_the_timeout(jupyter_dirs):
+    name, gate = gated_spec(jupyter_dirs, registration_timeout=1)
+
+    async def main():
+        km = AsyncKernelManager(kernel_name=name)
+        start = asyncio.create_task(km.start_kernel())
+        pid = await started_process(km, start)
+        while not start.done():
+            assert not await km.is_alive()
+            await asyncio.sleep(0.05)
+        with pytest.raises(HandshakeError, match="did not register within 1 s"):
+            await start
+        assert gone(pid) and not km.has_kernel and not await km.is_alive()
 
     asyncio.run(main())
