@@ -365,12 +365,16 @@ sys.stdin.read()
 """
 
 
-def test_alive_after_a_crash_restart_only_with_the_ports_the_kernel_holds(jupyter_dirs):
+@pytest.mark.parametrize("random_ports_until_alive", [True, False], ids=["new-ports-asked", "ports-kept-asked"])
+def test_alive_after_a_crash_restart_only_with_the_ports_the_kernel_holds(jupyter_dirs, random_ports_until_alive):
     """Another process takes the crashed kernel's shell port before the new one
     binds: the new kernel binds a fresh port. The manager must not say "alive"
     with the old ports meanwhile: jupyter_server connects a reconnecting
-    websocket to the manager's ports at the first "alive", and for good."""
-    config = Config({"KernelRestarter": {"time_to_dead": 0.1, "restart_limit": 100}})
+    websocket to the manager's ports at the first "alive", and for good.
+    (ipykernel under LocalProvisioner, same scenario: restarted on the old ports,
+    it dies on the taken one, 5 times, and the restarter gives it up as dead.)"""
+    config = Config({"KernelRestarter": {"time_to_dead": 0.1, "restart_limit": 100,
+                                         "random_ports_until_alive": random_ports_until_alive}})
     name = exec_spec(jupyter_dirs)
 
     async def main():

@@ -30,6 +30,13 @@ Either way, a port taken between the old kernel's end and the new kernel's
 bind is the one case where clients must reconnect to new ports (the
 KernelManager rewrites the connection file).
 
+The kernel is the manager's process (``has_process``, ``poll``, so
+``is_alive``) only once it has registered: the manager never says "alive"
+with ports the kernel does not hold. Until then an interrupt waits for the
+start (jupyter_client's rule when there is no process), a shutdown ends the
+starting kernel (``cleanup``), and ``registration_timeout`` ends one that
+never registers.
+
 ``transport: ipc`` works too: the registration socket and the kernel's
 sockets are ipc paths in the Jupyter runtime dir (mode 0600).
 
