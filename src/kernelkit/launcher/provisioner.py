@@ -240,7 +240,7 @@ class HandshakeProvisioner(LocalProvisioner):
         launch = self._launch
         if launch is None:
             raise RuntimeError("launch_kernel without pre_launch")
-        self.process = None
+        self.process = None  # not alive until registered
         try:
             process = launch.spawn(cmd, **self._scrub_kwargs(kwargs))
             self._stderr_tail = launch.stderr_tail
@@ -258,13 +258,9 @@ class HandshakeProvisioner(LocalProvisioner):
             raise
         finally:
             self._close_launch()
-        # Only a registered kernel is the manager's process (has_process, poll,
-        # so is_alive): the manager records the registered ports in this same
-        # step, with no await between. Alive any earlier, it would hand out the
-        # ports it held before (a restart), and a client connecting then (as
-        # jupyter_server does at the first "alive", for good) would wait on a
-        # port the kernel did not get. Until then the launch is this
-        # provisioner's: a registration timeout or a shutdown (cleanup) ends it.
+        # the manager's process only now (see the module's docstring): the manager
+        # records these ports in this same step, no await between, so whoever sees
+        # "alive" (jupyter_server connects a reconnecting websocket then) sees them
         self.process = process
         return self.connection_info
 
