@@ -3,13 +3,17 @@ a notebook whose kernel crashes (``os._exit(1)``) 20 times in a row runs the nex
 cell every time (jupyter_server's autorestarter brings the kernel back on its ports);
 a thread's output after its cell ended shows in that cell (and, while another cell
 runs, also there); widgets over subshells (JupyterLab's default) draw the same picture in
-a run-all, and a slider moves its label while a 10 s cell runs.
+a run-all, and a slider moves its label while a 10 s cell runs. Without a browser, on jupyter_server:
+a websocket reconnecting at `restarting` (as JupyterLab does) hears the kernel after a
+crash during which another process took the kernel's iopub port.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (the debugger's browser test's
 ``browser`` fixture installs them with apt-get when missing, or skips saying so),
 Selenium and JupyterLab (the ``[test]`` extra).
 """
 
+import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -20,6 +24,9 @@ import urllib.request
 
 import nbformat
 import pytest
+from jupyter_client.jsonutil import json_default
+from jupyter_client.session import Session
+from tornado.websocket import websocket_connect
 
 # 20 in CI; KERNELKIT_LAB_CRASHES=200 for a long run, KERNELKIT_LAB_TRACE=<file> to keep
 # each crash's status sequence (JSON lines) for diagnosis
@@ -73,9 +80,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """A JupyterLab server with a notebook on the kernelkit Python kernel (handshake provisioner)."""
+@contextlib.contextmanager
+def serving(tmp_path, module, *options):
+    """``python -m <module>`` (jupyterlab, jupyter_server) serving a notebook on the
+    kernelkit Python kernel (kernelspec ``kk``, handshake provisioner); yields its
+    base URL, token and log file."""
     spec_dir = tmp_path / "share" / "kernels" / "kk"
     spec_dir.mkdir(parents=True)
     spec = {"argv": [sys.executable, "-m", "kernelkit.python", "-f", "{connection_file}"], "display_name": "kernelkit",
@@ -94,13 +103,13 @@ def lab(tmp_path):
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_DATA_DIR=str(tmp_path / "data"))
     log = open(tmp_path / "server.log", "wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--ServerApp.root_dir={root}",
+        [sys.executable, "-m", module, "--no-browser", "--allow-root", f"--ServerApp.root_dir={root}",
          "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
+         f"--IdentityProvider.token={token}",
          # every crash here comes within stable_start_time (10 s) of the last one, when the
          # restarter counts towards restart_limit (5) and asks for new ports (which the
          # provisioner does not take: the kernel comes back on its ports)
-         "--KernelRestarter.restart_limit=1000"],
+         "--KernelRestarter.restart_limit=1000", *options],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -111,15 +120,24 @@ def lab(tmp_path):
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'server.log').read_text()}")
+                pytest.fail(f"{module} did not start:\n{(tmp_path / 'server.log').read_text()}")
             time.sleep(0.2)
-    yield f"{base}/lab/tree/crash.ipynb?token={token}", tmp_path / "server.log"
-    server.terminate()
     try:
-        server.wait(20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        yield base, token, tmp_path / "server.log"
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server with a notebook on the kernelkit Python kernel (handshake provisioner)."""
+    with serving(tmp_path, "jupyterlab", "--LabApp.expose_app_in_browser=True") as (base, token, log):
+        yield f"{base}/lab/tree/crash.ipynb?token={token}", log
 
 
 def text_of(outputs) -> str:
@@ -395,3 +413,85 @@ def test_a_slider_moves_its_label_while_a_10_s_cell_runs(lab, browser):
     wait_for("the cell ends", lambda v: "slept" in v["last"], 15)
     log = server_log.read_text()
     assert "kernelkit WARNING" not in log and "Got events for closed stream" not in log, log[-3000:]
+
+
+# loops until it can take a port (the crashed kernel's), then holds it: another
+# process, as a server started meanwhile would be
+SQUATTER = """
+import socket, sys, time
+print("waiting", flush=True)
+while True:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the dead kernel's connections may linger in TIME_WAIT
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+        s.listen()
+        break
+    except OSError:
+        s.close()
+        time.sleep(0.001)
+print("bound", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_websocket_reconnecting_at_restarting_hears_the_kernel_when_a_port_was_taken(tmp_path):
+    """jupyter_server, no browser: a websocket client that reconnects when the
+    kernel says `restarting` (as JupyterLab does) while another process takes the
+    crashed kernel's iopub port. The new kernel binds a fresh one; the reconnected
+    websocket must hear it (before, it was connected to the taken port for good:
+    the shell reply came, never a status or output: JupyterLab's `unknown`)."""
+    # plain jupyter_server (quicker to start than JupyterLab), its restarter polling every 0.2 s
+    with serving(tmp_path, "jupyter_server", "--KernelRestarter.time_to_dead=0.2") as (base, token, server_log):
+        asyncio.run(reconnect_after_a_crash_with_a_port_taken(base, token, server_log))
+
+
+async def reconnect_after_a_crash_with_a_port_taken(base, token, server_log):
+    request = urllib.request.Request(f"{base}/api/kernels?token={token}", data=json.dumps({"name": "kk"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    kernel_id = json.load(urllib.request.urlopen(request, timeout=60))["id"]
+    connection_file = server_log.parent / "runtime" / f"kernel-{kernel_id}.json"
+    session = Session()
+    ws_url = f"ws{base[len('http'):]}/api/kernels/{kernel_id}/channels?session_id={session.session}&token={token}"
+
+    def send(ws, msg_type, content, channel="shell"):
+        msg = session.msg(msg_type, content)
+        ws.write_message(json.dumps({**msg, "channel": channel}, default=json_default))
+        return msg["header"]["msg_id"]
+
+    async def until(ws, predicate, what):
+        seen = []
+        while True:
+            try:
+                text = await asyncio.wait_for(ws.read_message(), 20)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"no {what} in 20 s; the websocket got {seen}\nserver log:\n{server_log.read_text()[-3000:]}") from None
+            assert text is not None, f"the websocket closed before {what}"
+            msg = json.loads(text)
+            seen.append(f"{msg['channel']}:{msg['msg_type']}")
+            if predicate(msg):
+                return msg
+
+    ws = await websocket_connect(ws_url)
+    send(ws, "kernel_info_request", {})
+    await until(ws, lambda m: m["msg_type"] == "kernel_info_reply", "kernel_info_reply")
+    before = json.loads(connection_file.read_text())
+    squatter = subprocess.Popen([sys.executable, "-c", SQUATTER, str(before["iopub_port"])],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline() == "waiting\n"
+        send(ws, "execute_request", {"code": "import os; os._exit(1)", "silent": False})
+        await until(ws, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "restarting", "restarting")
+        ws.close()  # JupyterLab reconnects at once, with the same session
+        ws = await websocket_connect(ws_url)
+        msg_id = send(ws, "execute_request", {"code": "6 * 7", "silent": False})
+        result = await until(ws, lambda m: m["msg_type"] == "execute_result" and m["parent_header"].get("msg_id") == msg_id,
+                             "execute_result on iopub")
+        assert result["content"]["data"]["text/plain"] == "42"
+        assert squatter.stdout.readline() == "bound\n"
+        after = json.loads(connection_file.read_text())
+        assert after["iopub_port"] != before["iopub_port"], "the kernel could not have bound the taken port"
+        ws.close()
+    finally:
+        squatter.kill()
+        squatter.wait()

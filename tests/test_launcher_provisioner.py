@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 
@@ -18,11 +19,12 @@ from traitlets.config import Config
 
 from kernelkit.launcher import HandshakeError
 from kernelkit.launcher.provisioner import HandshakeProvisioner
+from kernelkit.startup.files import PORT_KEYS
 from support import EXEC_KERNEL, file_ports, km_client, nudge
 
 
-def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", preferred_ports=None, **spec_extra):
-    provisioner = {"provisioner_name": "kernelkit-handshake", "config": {}}
+def write_spec(root, name, argv, dialect=None, interrupt_mode=None, language="python", preferred_ports=None, config=None, **spec_extra):
+    provisioner = {"provisioner_name": "kernelkit-handshake", "config": dict(config or {})}
     if dialect:
         provisioner["config"]["dialect"] = dialect
     if preferred_ports is not None:
@@ -142,10 +144,10 @@ def test_autorestart_after_a_crash_keeps_clients(jupyter_dirs, manager_class, ra
             for crash in range(3):
                 pid = km.provisioner.pid
                 kc.execute("import os; os._exit(1)")
-                while not km.has_kernel or km.provisioner.pid == pid:  # the restarter's new process
+                while not km.has_kernel or km.provisioner.pid == pid:  # the restarter's new kernel
                     await asyncio.sleep(0.05)
-                # from here the manager says alive, before the kernel has registered: jupyter_server
-                # connects a reconnecting websocket to the manager's ports now, and never again
+                # from here the manager says alive: jupyter_server connects a reconnecting
+                # websocket to the manager's ports now, and never again
                 assert {name: getattr(km, name) for name in ports} == ports
                 assert file_ports(km) == ports
                 await asyncio.to_thread(nudge, kc)
@@ -349,3 +351,181 @@ def test_ipc_transport_through_the_provisioner(jupyter_dirs, short_runtime_dir, 
     nudge(kc)
     assert run(kc, "'x' in kernel.ns")[1] == ["False"]
     kc.stop_channels()
+
+
+# takes a port and says so: another process, as a server started meanwhile would be
+SQUATTER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the dead kernel's connections may linger in TIME_WAIT
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen()
+print("bound", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("random_ports_until_alive", [True, False], ids=["new-ports-asked", "ports-kept-asked"])
+def test_alive_after_a_crash_restart_only_with_the_ports_the_kernel_holds(jupyter_dirs, random_ports_until_alive):
+    """Another process takes the crashed kernel's shell port before the new one
+    binds: the new kernel binds a fresh port. The manager must not say "alive"
+    with the old ports meanwhile: jupyter_server connects a reconnecting
+    websocket to the manager's ports at the first "alive", and for good.
+    (ipykernel under LocalProvisioner, same scenario: restarted on the old ports,
+    it dies on the taken one, 5 times, and the restarter gives it up as dead.)"""
+    config = Config({"KernelRestarter": {"time_to_dead": 0.1, "restart_limit": 100,
+                                         "random_ports_until_alive": random_ports_until_alive}})
+    name = exec_spec(jupyter_dirs)
+
+    async def main():
+        km = AsyncIOLoopKernelManager(kernel_name=name, config=config)
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        squatter = None
+        samples = []  # (alive, the manager's ports) from the crash on
+
+        def take_shell_port():  # the restarter found the kernel dead and is about to start it again
+            nonlocal squatter
+            squatter = subprocess.Popen([sys.executable, "-c", SQUATTER, km.ip, str(km.shell_port)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert squatter.stdout.readline() == "bound\n"
+
+        try:
+            await kc.wait_for_ready(timeout=30)
+            before = {port: getattr(km, port) for port in PORT_KEYS}
+            km.add_restart_callback(take_shell_port)
+            kc.execute("import os; os._exit(1)")
+            # the first "alive" after the crash: what jupyter_server's websocket waits for
+            while squatter is None or not await km.is_alive():
+                samples.append((False, None))
+                await asyncio.sleep(0.005)
+            first = {port: getattr(km, port) for port in PORT_KEYS}
+            fresh = km.client()
+            fresh.start_channels()
+            # the manager's every answer until the start is over
+            while not km.ready.done():
+                samples.append((await km.is_alive(), {port: getattr(km, port) for port in PORT_KEYS}))
+                await asyncio.sleep(0.005)
+            await km.ready
+            after = {port: getattr(km, port) for port in PORT_KEYS}
+            assert after["shell_port"] != before["shell_port"], "the kernel could not have bound the taken port"
+            assert first == after, f"alive with ports the kernel does not hold: {first} (it holds {after})"
+            assert all(ports == after for alive, ports in samples if alive)
+            await fresh.wait_for_ready(timeout=20)  # its reply comes
+            fresh.stop_channels()
+        finally:
+            kc.stop_channels()
+            km.stop_restarter()
+            await km.shutdown_kernel(now=True)
+            if squatter is not None:
+                squatter.kill()
+                squatter.wait()
+
+    asyncio.run(main())
+
+
+# a kernel held at a gate before it starts (and so registers): the test opens it
+GATED = "import runpy, sys; open(sys.argv[1]).read(); sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+def gated_spec(jupyter_dirs, **config):
+    gate = jupyter_dirs / "gate"
+    os.mkfifo(gate)
+    name = write_spec(jupyter_dirs / "share", "gated", [sys.executable, "-c", GATED, str(gate), *EXEC_KERNEL[1:], "-f", "{connection_file}"],
+                      config=config)
+    return name, gate
+
+
+async def open_gate(gate):
+    def release():  # blocks until the kernel opens its end
+        os.close(os.open(gate, os.O_WRONLY))
+    await asyncio.to_thread(release)
+
+
+async def started_process(km, start):
+    """The pid of the kernel process ``start`` (a task) spawned."""
+    while getattr(km.provisioner, "pid", None) is None:
+        assert not start.done(), start
+        await asyncio.sleep(0.01)
+    return km.provisioner.pid
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_interrupt_during_a_start_waits_for_the_kernel(jupyter_dirs):
+    """An interrupt asked for while the kernel has not registered reaches it once
+    it has (jupyter_client waits for a start when there is no process yet)
+    instead of killing it mid-start."""
+    name, gate = gated_spec(jupyter_dirs)
+
+    async def main():
+        km = AsyncKernelManager(kernel_name=name)
+        start = asyncio.create_task(km.start_kernel())
+        try:
+            await started_process(km, start)
+            assert not await km.is_alive() and not km.has_kernel
+            interrupt = asyncio.create_task(km.interrupt_kernel())
+            await asyncio.sleep(0)  # lets it run up to where it waits (it would have signalled the process by now)
+            assert not interrupt.done()
+            await open_gate(gate)
+            await start
+            await interrupt
+            assert await km.is_alive()
+            kc = km.client()
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=30)
+            kc.stop_channels()
+        finally:
+            if not start.done():
+                start.cancel()
+            await km.shutdown_kernel(now=True)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("now", [True, False], ids=["kill", "shutdown"])
+def test_shutdown_during_a_start_ends_the_kernel(jupyter_dirs, now):
+    """A kernel that has not registered is not alive, and a shutdown or kill then
+    ends its process at once; the start fails."""
+    name, gate = gated_spec(jupyter_dirs)
+
+    async def main():
+        km = AsyncKernelManager(kernel_name=name)
+        start = asyncio.create_task(km.start_kernel())
+        pid = await started_process(km, start)
+        assert not await km.is_alive()
+        try:
+            await asyncio.wait_for(km.shutdown_kernel(now=now), 10)
+        except asyncio.InvalidStateError:
+            pass  # jupyter_client's: the failed start and the shutdown both settle the manager's one `ready` future
+        assert gone(pid)
+        with pytest.raises(HandshakeError, match="abandoned"):
+            await asyncio.wait_for(start, 10)
+        assert not km.has_kernel and not await km.is_alive()
+        assert not [p for p in os.listdir(jupyter_dirs / "runtime") if p.startswith("kernelkit-registration")]
+
+    asyncio.run(main())
+
+
+def test_a_kernel_that_never_registers_is_not_alive_and_ends_at_the_timeout(jupyter_dirs):
+    name, gate = gated_spec(jupyter_dirs, registration_timeout=1)
+
+    async def main():
+        km = AsyncKernelManager(kernel_name=name)
+        start = asyncio.create_task(km.start_kernel())
+        pid = await started_process(km, start)
+        while not start.done():
+            assert not await km.is_alive()
+            await asyncio.sleep(0.05)
+        with pytest.raises(HandshakeError, match="did not register within 1 s"):
+            await start
+        assert gone(pid) and not km.has_kernel and not await km.is_alive()
+
+    asyncio.run(main())

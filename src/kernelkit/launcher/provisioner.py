@@ -30,6 +30,13 @@ Either way, a port taken between the old kernel's end and the new kernel's
 bind is the one case where clients must reconnect to new ports (the
 KernelManager rewrites the connection file).
 
+The kernel is the manager's process (``has_process``, ``poll``, so
+``is_alive``) only once it has registered: the manager never says "alive"
+with ports the kernel does not hold. Until then an interrupt waits for the
+start (jupyter_client's rule when there is no process), a shutdown ends the
+starting kernel (``cleanup``), and ``registration_timeout`` ends one that
+never registers.
+
 ``transport: ipc`` works too: the registration socket and the kernel's
 sockets are ipc paths in the Jupyter runtime dir (mode 0600).
 
@@ -233,10 +240,11 @@ class HandshakeProvisioner(LocalProvisioner):
         launch = self._launch
         if launch is None:
             raise RuntimeError("launch_kernel without pre_launch")
+        self.process = None  # not alive until registered
         try:
-            self.process = launch.spawn(cmd, **self._scrub_kwargs(kwargs))
+            process = launch.spawn(cmd, **self._scrub_kwargs(kwargs))
             self._stderr_tail = launch.stderr_tail
-            self.pid = self.process.pid
+            self.pid = process.pid
             try:
                 self.pgid = os.getpgid(self.pid)
             except OSError:
@@ -247,10 +255,13 @@ class HandshakeProvisioner(LocalProvisioner):
             _keep_ports_across_restarts(self.parent)
         except BaseException:
             launch.abort()
-            self.process = None
             raise
         finally:
             self._close_launch()
+        # the manager's process only now (see the module's docstring): the manager
+        # records these ports in this same step, no await between, so whoever sees
+        # "alive" (jupyter_server connects a reconnecting websocket then) sees them
+        self.process = process
         return self.connection_info
 
     def _close_launch(self) -> None:
@@ -259,8 +270,12 @@ class HandshakeProvisioner(LocalProvisioner):
             self._launch = None
 
     async def cleanup(self, restart: bool = False) -> None:
-        # no cached ports to return (LocalProvisioner's cleanup): the kernel picked them
-        self._close_launch()
+        # no cached ports to return (LocalProvisioner's cleanup): the kernel picked them.
+        # A shutdown during a start ends the kernel that has not registered yet
+        # (the manager sees no process to signal or wait for: not alive yet).
+        if self._launch is not None:
+            self._launch.abort()
+            self._launch = None
 
     @property
     def stderr_tail(self) -> list:
