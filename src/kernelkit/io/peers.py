@@ -44,14 +44,12 @@ Everything here runs on the I/O thread.
 
 import logging
 import os
-import socket
 import struct
 import time
 from collections import deque
 
 import zmq
 from zmq.utils import z85
-from zmq.utils.monitor import parse_monitor_message
 
 from ..logs import LogLimiter
 
@@ -62,6 +60,9 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 IOPUB_DOMAIN = b"kernelkit-iopub"
 USER_PREFIX = "iopub-"
 _MONITORED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+# a monitor event's first frame: event id, value (the descriptor). (pyzmq's
+# parse_monitor_message is this, but its module imports asyncio.)
+_EVENT = struct.Struct("=Hi")
 # struct tcp_info's tcpi_bytes_acked and tcpi_bytes_received (Linux 4.1 and later)
 _TCP_BYTES = struct.Struct("=QQ")
 _TCP_BYTES_AT = 120
@@ -174,6 +175,9 @@ class Peers:
         self._count += 1
         user = f"{USER_PREFIX}{self._count}"
         self.connections[user] = Connection([])
+        if len(self._accepted) == 1:  # (the usual case: its own)
+            self._match(user, *next(iter(self._accepted.items())))
+            return user
         # (one still in its greeting is not at its ZAP request)
         ready = {fd: (ino, got) for fd, ino in self._accepted.items() if (got := _tcp_bytes(fd)) is None or got[1] >= _GREETING}
         # one the kernel has sent more to is past its ZAP answer already (a
@@ -213,11 +217,11 @@ class Peers:
         monitor = self.monitor
         while monitor is not None:
             try:
-                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            fd = int(event["value"])
-            if event["event"] == zmq.EVENT_ACCEPTED:
+            event, fd = _EVENT.unpack(frames[0])
+            if event == zmq.EVENT_ACCEPTED:
                 try:
                     self._accepted[fd] = os.fstat(fd).st_ino
                 except OSError:
@@ -301,6 +305,8 @@ class Peers:
 def _tcp_bytes(fd: int):
     """(bytes sent and acknowledged, bytes received) of a TCP connection in
     all; None for other transports."""
+    import socket  # (only when connections must be told apart: not at launch)
+
     try:
         dup = os.dup(fd)
     except OSError:
@@ -324,6 +330,7 @@ def _tcp_bytes(fd: int):
 def _shut(fd: int, inode: int) -> bool:
     """Shut connection ``fd`` down (both ways) if it is still the one whose
     socket has ``inode``; libzmq sees it end and closes it."""
+    import socket
     try:
         dup = os.dup(fd)
     except OSError:
