@@ -237,7 +237,6 @@ class Iopub:
         requests and from sending the welcomes it queued for seconds.)"""
         sock = self.sock
         peers = self._peers
-        self.backlog = True  # unless all is read
         for _ in range(SUBSCRIPTION_BATCH):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -253,7 +252,7 @@ class Iopub:
             new = True  # to this connection: welcomed
             if peers is not None:
                 # (first: libzmq has recorded it, whatever the kernel makes of it)
-                new = peers.subscribe(_user(frames[0]), raw if event[0] else None, len(event), LIMITS)
+                new = peers.subscribe(_user(frames[0]), raw if event[0] else None, LIMITS)
                 if new is None:
                     continue  # its connection is cut off
             if len(event) > MAX_TOPIC + 1:
@@ -279,6 +278,8 @@ class Iopub:
             if new:
                 log.debug("iopub: welcoming a subscriber to %r", topic)
                 self._welcome(topic, own)
+        # (the batch may have taken the last one: then none is left)
+        self.backlog = bool(sock.get(zmq.EVENTS) & zmq.POLLIN)
 
     def _own_prefix(self, topic: bytes) -> bool:
         """A prefix of every topic this kernel publishes under ("" included):

@@ -32,12 +32,18 @@ are not known, so neither can one of several handshakes at once). A
 descriptor is checked by its inode before it is shut, so one reused by a
 newer connection is left alone.
 
-libzmq reads a connection's subscriptions far ahead of the kernel (its
-receive high-water mark does not hold it back), so what a flooder sent
-before it was cut waits in one queue ahead of everything else; a connection
-that came meanwhile would flood unseen behind it. So new iopub connections
-are admitted (their ZAP request answered) only once the kernel has read
-every subscription waiting.
+libzmq moves what a connection has sent into the socket's queue, and
+records it, whenever the kernel calls into the socket, far ahead of what the
+kernel has read: with libzmq's default receive high-water mark one call took
+in a waiting flood of 200,000; with io/flow.py's SUBSCRIPTIONS_AHEAD about
+130. What a flooder sent before it was cut waits in that one queue ahead of
+everything else, and a connection that came meanwhile would flood unseen
+behind it. So new iopub connections are admitted (their ZAP request
+answered) only once the kernel has read every subscription waiting.
+
+A connection that must be cut off but was left unmatched has all the
+unmatched connections past their handshake cut off with it (a ZeroMQ client
+reconnects and is welcomed again).
 
 Everything here runs on the I/O thread.
 """
@@ -45,6 +51,7 @@ Everything here runs on the I/O thread.
 import logging
 import os
 import struct
+import sys
 import time
 from collections import deque
 
@@ -75,15 +82,14 @@ RESOLVE_WAIT = 1.0
 
 class Connection:
     """One iopub connection: the topics it has subscribed to (distinct, for
-    its life: each is welcomed once), the bytes of subscriptions it sent, its
+    its life: each is welcomed once), the messages it sent, its
     descriptors ((fd, inode) pairs) and whether it is cut off."""
 
-    __slots__ = ("topics", "messages", "sent", "fds", "cut")
+    __slots__ = ("topics", "messages", "fds", "cut")
 
     def __init__(self, fds):
         self.topics: set = set()
         self.messages = 0  # subscriptions and unsubscriptions
-        self.sent = 0
         self.fds = fds
         self.cut = False
 
@@ -242,7 +248,7 @@ class Peers:
             self._fd_owner.pop(fd, None)
 
     # -- subscriptions -----------------------------------------------------------
-    def subscribe(self, user, topic, size: int, limits: tuple) -> bool | None:
+    def subscribe(self, user, topic, limits: tuple) -> bool | None:
         """A subscription (``topic``: bytes) or, with ``topic`` None, an
         unsubscription from connection ``user``. For a subscription: True if
         it is new to that connection (to be welcomed), False if it holds it
@@ -260,7 +266,6 @@ class Peers:
             return None
         max_topics, max_messages, max_held = limits
         conn.messages += 1
-        conn.sent += size + 2  # (ZMTP frames it with a flag and a length byte)
         if conn.messages > max_messages:
             self.cut(user, f"it sent more than {max_messages} subscriptions")
             return None
@@ -270,9 +275,11 @@ class Peers:
             self.cut(user, f"it subscribed to more than {max_topics} distinct topics")
             return None
         conn.topics.add(topic)
+        if not conn.fds:
+            return True  # (unmatched: not counted in all, its end is not seen)
         self.held += 1
         if self.held > max_held:
-            live = [u for u, c in self.connections.items() if not c.cut]
+            live = [u for u, c in self.connections.items() if not c.cut and c.fds]
             biggest = max(live, key=lambda u: len(self.connections[u].topics))
             self.cut(biggest, f"{max_held} subscriptions are held by all connections together and it held the most")
             if biggest == user:
@@ -294,12 +301,19 @@ class Peers:
         conn = self.connections[user]
         conn.cut = True
         self.read_monitor()
-        shut = sum(_shut(fd, ino) for fd, ino in conn.fds)
+        fds = conn.fds
+        if not fds:
+            # unmatched (see above): it is one of those left unmatched past
+            # their handshake; they are all cut off (a ZeroMQ client reconnects
+            # and is welcomed again), and this one is forgotten
+            del self.connections[user]
+            fds = [(fd, ino) for fd, ino in self._accepted.items() if (got := _tcp_bytes(fd)) is None or got[0] > _GREETING]
+        shut = sum(_shut(fd, ino) for fd, ino in fds)
         if shut:
             self.cut_off = True
             self._limiter.warn("iopub-cut", f"iopub: disconnected a subscriber: {why}")
         else:
-            self._limiter.warn("iopub-uncut", f"iopub: could not disconnect a subscriber ({why}): its connection was not found; its subscriptions are refused")
+            self._limiter.warn("iopub-uncut", f"iopub: could not disconnect a subscriber ({why}): its connection was not found; its subscriptions are ignored")
 
 
 def _tcp_bytes(fd: int):
@@ -316,8 +330,12 @@ def _tcp_bytes(fd: int):
     except OSError:
         os.close(dup)
         return None
+    tcp_info = getattr(socket, "TCP_INFO", None)  # (Linux's layout below)
+    if tcp_info is None or not sys.platform.startswith("linux"):
+        sock.close()
+        return None
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        info = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 256)
     except OSError:
         return None
     finally:
