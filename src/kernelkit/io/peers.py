@@ -316,9 +316,9 @@ class Peers:
             self._limiter.warn("iopub-uncut", f"iopub: could not disconnect a subscriber ({why}): its connection was not found; its subscriptions are ignored")
 
 
-def _tcp_bytes(fd: int):
-    """(bytes sent and acknowledged, bytes received) of a TCP connection in
-    all; None for other transports."""
+def _socket_of(fd: int):
+    """A socket object on a duplicate of libzmq's descriptor ``fd`` (closing it
+    leaves libzmq's open), or None if ``fd`` is gone or not a socket."""
     import socket  # (only when connections must be told apart: not at launch)
 
     try:
@@ -326,13 +326,22 @@ def _tcp_bytes(fd: int):
     except OSError:
         return None
     try:
-        sock = socket.socket(fileno=dup)
+        return socket.socket(fileno=dup)
     except OSError:
         os.close(dup)
         return None
-    tcp_info = getattr(socket, "TCP_INFO", None)  # (Linux's layout below)
+
+
+def _tcp_bytes(fd: int):
+    """(bytes sent and acknowledged, bytes received) of a TCP connection in
+    all; None for other transports and systems (Linux's layout)."""
+    import socket
+
+    tcp_info = getattr(socket, "TCP_INFO", None)
     if tcp_info is None or not sys.platform.startswith("linux"):
-        sock.close()
+        return None
+    sock = _socket_of(fd)
+    if sock is None:
         return None
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 256)
@@ -349,17 +358,12 @@ def _shut(fd: int, inode: int) -> bool:
     """Shut connection ``fd`` down (both ways) if it is still the one whose
     socket has ``inode``; libzmq sees it end and closes it."""
     import socket
-    try:
-        dup = os.dup(fd)
-    except OSError:
+
+    sock = _socket_of(fd)
+    if sock is None:
         return False
     try:
-        sock = socket.socket(fileno=dup)
-    except OSError:
-        os.close(dup)
-        return False
-    try:
-        if os.fstat(dup).st_ino != inode:
+        if os.fstat(sock.fileno()).st_ino != inode:
             return False  # closed, and the number reused for another
         sock.shutdown(socket.SHUT_RDWR)
         return True
