@@ -26,9 +26,14 @@ KERNEL_ARGV = [*EXEC_KERNEL, "-f", "{connection_file}"]
 
 
 def client(info) -> BlockingKernelClient:
+    """A ready client: its iopub subscription is in before it sends anything
+    (a client that executes at once races its own subscription, on any kernel:
+    output sent before that arrives is not its; kernelkit's iopub handshake has
+    a ZAP answer in it, 0.2 ms more, which made this test lose that race once)."""
     kc = BlockingKernelClient()
     kc.load_connection_info(info)
     kc.start_channels()
+    kc.wait_for_ready(timeout=30)
     return kc
 
 
