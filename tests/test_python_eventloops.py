@@ -323,7 +323,13 @@ def test_an_interrupt_ends_a_cell_blocked_in_await_and_tasks_keep_running(kernel
     reply = reply_to(kc, msg_id, TIMEOUT)["content"]
     # (ipykernel 7.4 ends it with the CancelledError of its own cancel)
     assert reply["status"] == "error" and reply["ename"] == ("CancelledError" if ipykernel else "KeyboardInterrupt"), reply
-    reply, out = execute(kc, "n = len(ticks)\nawait asyncio.sleep(0.2)\nprint(background.done(), len(ticks) > n)\nbackground.cancel()")
+    after = "n = len(ticks)\nawait asyncio.sleep(0.2)\nprint(background.done(), len(ticks) > n)\nbackground.cancel()"
+    reply, out = execute(kc, after)
+    if ipykernel and reply["status"] == "aborted":
+        # ipykernel 7.4 aborts a request that comes while it still aborts its
+        # queue after the error (on a loaded machine, this one: seen in CI with
+        # a core busy, ~1 run in 10); the cell, sent again, runs
+        reply, out = execute(kc, after)
     assert stream_text(out).strip() == "False True"
 
 
