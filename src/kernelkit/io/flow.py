@@ -179,15 +179,6 @@ class Hold:
         self._last = None
 
 
-def _user(frame):
-    """The connection a subscription came from (io/peers.py), or None: the
-    unsubscriptions libzmq makes when a connection ends carry no user id."""
-    try:
-        return frame.get("User-Id")
-    except zmq.ZMQError:
-        return None
-
-
 def _size(frames) -> int:
     return sum(map(len, frames))
 
@@ -252,7 +243,7 @@ class Iopub:
             new = True  # to this connection: welcomed
             if peers is not None:
                 # (first: libzmq has recorded it, whatever the kernel makes of it)
-                new = peers.subscribe(_user(frames[0]), raw if event[0] else None, LIMITS)
+                new = peers.subscribe(frames[0], raw if event[0] else None, LIMITS)
                 if new is None:
                     continue  # its connection is cut off
             if len(event) > MAX_TOPIC + 1:

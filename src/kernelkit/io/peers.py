@@ -87,10 +87,10 @@ class Connection:
 
     __slots__ = ("topics", "messages", "fds", "cut")
 
-    def __init__(self, fds):
+    def __init__(self):
         self.topics: set = set()
         self.messages = 0  # subscriptions and unsubscriptions
-        self.fds = fds
+        self.fds: list = []  # (matched at the ZAP request, or at its first subscription)
         self.cut = False
 
 
@@ -180,7 +180,7 @@ class Peers:
         self.read_monitor()  # this connection's accept is reported by now
         self._count += 1
         user = f"{USER_PREFIX}{self._count}"
-        self.connections[user] = Connection([])
+        self.connections[user] = Connection()
         if len(self._accepted) == 1:  # (the usual case: its own)
             self._match(user, *next(iter(self._accepted.items())))
             return user
@@ -238,23 +238,20 @@ class Peers:
                 conn = self.connections.get(user)
                 if conn is not None:
                     conn.fds = [f for f in conn.fds if f[0] != fd]
-                    if not conn.fds:
-                        self._forget(user)
-
-    def _forget(self, user) -> None:
-        conn = self.connections.pop(user)
-        self.held -= len(conn.topics)
-        for fd, _ in conn.fds:
-            self._fd_owner.pop(fd, None)
+                    if not conn.fds:  # ended: forgotten
+                        del self.connections[user]
+                        self.held -= len(conn.topics)
 
     # -- subscriptions -----------------------------------------------------------
-    def subscribe(self, user, topic, limits: tuple) -> bool | None:
+    def subscribe(self, frame, topic, limits: tuple) -> bool | None:
         """A subscription (``topic``: bytes) or, with ``topic`` None, an
-        unsubscription from connection ``user``. For a subscription: True if
+        unsubscription, read as ``frame`` (which says its connection's user
+        id). For a subscription: True if
         it is new to that connection (to be welcomed), False if it holds it
         already; None if it must not be applied (the connection is, or is now,
         cut off). ``limits``: (distinct topics, messages) per connection, and
         distinct topics held by all."""
+        user = _user(frame)
         if self._resolving is not None and user == self._resolving[0]:
             self._resolve()
         conn = self.connections.get(user)
@@ -314,6 +311,15 @@ class Peers:
             self._limiter.warn("iopub-cut", f"iopub: disconnected a subscriber: {why}")
         else:
             self._limiter.warn("iopub-uncut", f"iopub: could not disconnect a subscriber ({why}): its connection was not found; its subscriptions are ignored")
+
+
+def _user(frame):
+    """The user id of the connection a subscription came from, or None: the
+    unsubscriptions libzmq makes when a connection ends carry none."""
+    try:
+        return frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
 
 
 def _socket_of(fd: int):
