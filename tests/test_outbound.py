@@ -2,6 +2,7 @@
 
 import sys
 import threading
+import time
 
 import pytest
 import zmq
@@ -65,3 +66,30 @@ def test_many_producers_lose_nothing_and_never_stall(io_thread):
         for t in threads:
             t.join(10)
     assert all(i == per_producer - 1 for i in seen.values())
+
+
+def test_a_producer_outlives_an_ended_io_thread():
+    """Once the I/O thread has ended (its wake-up socket closed), a producer's
+    send neither raises nor waits: were the I/O thread dead, its own error must
+    be the one that ends the process, not a producer's."""
+    ctx = zmq.Context()
+    outbound = Outbound(ctx, maxsize=64)
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(outbound.wake_endpoint)
+    outbound.connect()
+    pull.close(linger=0)
+    # libzmq's reaper ends the pipe in its own time: wait until the wake-up
+    # socket can no longer send, as it finds when the I/O thread has ended
+    deadline = time.monotonic() + 10
+    while outbound._wake_socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+        assert time.monotonic() < deadline, "the wake-up socket still has a peer"
+        time.sleep(0.001)
+    try:
+        outbound.send(IOPUB, [b"a"])
+        outbound.wake_pending = False  # as if the I/O thread had read a wake-up before ending
+        outbound.send(IOPUB, [b"b"])
+        outbound.stop()
+        assert len(outbound.fifo) == 3
+    finally:
+        outbound.close()
+        ctx.term()

@@ -186,7 +186,15 @@ class Outbound:
             # the lock serialises use of the one wake socket across threads
             if not self.wake_pending and self._wake_socket is not None:
                 self.wake_pending = True
-                self._wake_socket.send(b"", zmq.NOBLOCK)
+                try:
+                    self._wake_socket.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    # At most one wake-up is ever in flight, so a full socket
+                    # means the I/O thread's end is closed: it has ended, and
+                    # if it died, its own error ends the process (io/fatal.py).
+                    # Raising here would end this thread instead, under the
+                    # wrong name.
+                    pass
 
     def stop(self) -> Marker:
         """Ask the I/O thread to send what is queued, close its sockets and end."""
