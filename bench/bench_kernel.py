@@ -130,6 +130,8 @@ KERNELS = {
     "python": ([sys.executable, "-m", "kernelkit.python"], _print_loop, "pass", PYTHON_CELL),
     # a yardstick: messages only, nothing run (bench/floor_kernel.py; no stream)
     "floor": ([sys.executable, str(ROOT / "bench" / "floor_kernel.py")], None, "pass"),
+    # below the floor: pre-built messages, no work per request (floor_kernel.py --zero)
+    "zero": ([sys.executable, str(ROOT / "bench" / "floor_kernel.py"), "--zero"], None, "pass"),
 }
 if importlib.util.find_spec("ipykernel"):
     KERNELS["ipykernel"] = ([sys.executable, "-m", "ipykernel_launcher"], _print_loop, "pass", PYTHON_CELL)

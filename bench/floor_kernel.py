@@ -10,9 +10,17 @@ of the messages alone, with no hand-off to another thread and no IPython.
 bench_kernel.py runs it as the kernel "floor": what is left between it and
 another kernel is that kernel's own work (hand-offs, running the cell); what
 is left between it and a raw ZeroMQ echo is the client's and the transport's.
+
+``--zero`` (bench_kernel.py's "zero") goes further: every message is built
+once, at start, and a request only changes its parent header (the request's
+header frame, as received) and its signature. No JSON, no header, no date:
+the least any kernel, in any language, can make its client wait for these
+messages, so it bounds from below what a round trip through this client can
+cost.
 """
 
 import argparse
+import hmac
 import json
 import os
 import sys
@@ -37,7 +45,9 @@ KERNEL_INFO = {
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-f", required=True)
-    info = json.loads(Path(p.parse_args().f).read_text())
+    p.add_argument("--zero", action="store_true", help="pre-built messages: only the parent header and the signature change")
+    args = p.parse_args()
+    info = json.loads(Path(args.f).read_text())
     session = Session(info["key"], info.get("signature_scheme", "hmac-sha256"))
     ctx = zmq.Context()
 
@@ -56,6 +66,8 @@ def main():
     poller = zmq.Poller()
     for sock in (shell, control, hb):
         poller.register(sock, zmq.POLLIN)
+    if args.zero:
+        answer_prebuilt(session, info["key"].encode(), poller, hb, iopub)
     while True:
         for sock, _ in poller.poll():
             if sock is hb:
@@ -78,6 +90,49 @@ def main():
             sock.send_multipart(session.frames(reply_type, content, msg, identities=msg.identities))
             publish("status", {"execution_state": "idle"}, msg)
             if msg_type == "shutdown_request":
+                os._exit(0)
+
+
+def answer_prebuilt(session, key, poller, hb, iopub):
+    """--zero: answer from messages built at start (never returns)."""
+    delim = b"<IDS|MSG>"
+
+    def prebuilt(msg_type, content):
+        # [header, metadata, content] of a message made once
+        header, _parent, metadata, body = session.frames(msg_type, content)[-4:]
+        return header, metadata, body
+
+    busy, idle = prebuilt("status", {"execution_state": "busy"}), prebuilt("status", {"execution_state": "idle"})
+    execute_input = prebuilt("execute_input", {"code": "pass", "execution_count": 1})
+    replies = {
+        b"execute_request": prebuilt("execute_reply", {"status": "ok", "execution_count": 1, "user_expressions": {}, "payload": []}),
+        b"kernel_info_request": prebuilt("kernel_info_reply", KERNEL_INFO),
+        b"shutdown_request": prebuilt("shutdown_reply", {"status": "ok", "restart": False}),
+    }
+    status_topic, input_topic = session.iopub_topic("status"), session.iopub_topic("execute_input")
+
+    def frames(built, parent, identities):
+        header, metadata, body = built
+        sig = hmac.new(key, header, "sha256")
+        for part in (parent, metadata, body):
+            sig.update(part)
+        return [*identities, delim, sig.hexdigest().encode(), header, parent, metadata, body]
+
+    while True:
+        for sock, _ in poller.poll():
+            if sock is hb:
+                hb.send(hb.recv())
+                continue
+            request = sock.recv_multipart()
+            at = request.index(delim)
+            parent = request[at + 2]
+            msg_type = json.loads(parent)["msg_type"].encode()
+            iopub.send_multipart(frames(busy, parent, [status_topic]))
+            if msg_type == b"execute_request":
+                iopub.send_multipart(frames(execute_input, parent, [input_topic]))
+            sock.send_multipart(frames(replies[msg_type], parent, request[:at]))
+            iopub.send_multipart(frames(idle, parent, [status_topic]))
+            if msg_type == b"shutdown_request":
                 os._exit(0)
 
 
