@@ -6,6 +6,9 @@ syntax. These tests compare its transformer with IPython's own on cells with
 and without such syntax, including the near misses (``%`` as an operator and
 in strings, ``!=``, escapes that only count at the start of a line), and
 check that a changed set of token transformers turns the shortcut off.
+The cleanup transforms' shortcuts (no dedent of a cell whose first line is
+not indented, no prompt search without ``>>>``) are held to the same rule:
+indented cells, whitespace-only lines, pasted doctest and IPython prompts.
 """
 
 import itertools
@@ -75,7 +78,28 @@ NEAR_MISSES = [
     "x == !y",
 ]
 
-ALL_CELLS = PLAIN + IPYTHON_SYNTAX + NEAR_MISSES
+# what IPython's cleanup transforms change: indentation, whitespace-only
+# lines (dedent empties them), pasted prompts
+CLEANUP = [
+    "x = 1\n    \ny = 2",
+    "x = '''\n  \t\n'''",
+    "def f():\n    '''Doc.\n    \n    '''\n",
+    "\t\tx = 1\n\t\ty = 2",
+    "  \n  x = 1",
+    "\n\n    x = 1\n    y = 2\n",
+    "x = 1\n \r\ny = 2",
+    ">>> x = 1\n>>> x + 1",
+    ">>> def f():\n...     return 1\n",
+    "    >>> x = 1\n    >>> x",
+    "s = '''\n>>> not a prompt\n'''",
+    "x = 1\n...",
+    "x = 1\n... ",
+    "In [1]: x = 1",
+    "In [2]: def f():\n   ...:     return 1\n",
+    "\x0cx = 1",
+]
+
+ALL_CELLS = PLAIN + IPYTHON_SYNTAX + NEAR_MISSES + CLEANUP
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)
@@ -132,3 +156,12 @@ def test_added_token_transformer_turns_the_shortcut_off():
     manager = KernelTransformerManager()
     manager.token_transformers.append(Shout)
     assert manager.transform_cell("shout") == "print('SHOUT')\n"
+
+
+def test_a_changed_cleanup_transform_runs_them_all():
+    def shout(lines):
+        return [line.upper() for line in lines]
+
+    manager = KernelTransformerManager()
+    manager.cleanup_transforms.append(shout)
+    assert manager.transform_cell("x = 1\n") == "X = 1\n"

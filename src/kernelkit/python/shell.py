@@ -18,7 +18,17 @@ from IPython.core.display_trap import DisplayTrap
 from IPython.core.displayhook import DisplayHook
 from IPython.core.error import StdinNotImplementedError
 from IPython.core.displaypub import DisplayPublisher
-from IPython.core.inputtransformer2 import EscapedCommand, HelpEnd, MagicAssign, SystemAssign, TransformerManager
+from IPython.core.inputtransformer2 import (
+    EscapedCommand,
+    HelpEnd,
+    MagicAssign,
+    SystemAssign,
+    TransformerManager,
+    classic_prompt,
+    ipython_prompt,
+    leading_empty_lines,
+    leading_indent,
+)
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any, Instance, Type, default
 
@@ -128,6 +138,12 @@ def may_hold_ipython_syntax(lines: list) -> bool:
     return False
 
 
+# IPython's cleanup transforms, in its order; and textwrap.dedent's rule for a
+# whitespace-only line (it empties such lines even when it removes no margin)
+_IPYTHON_CLEANUP = [leading_empty_lines, leading_indent, classic_prompt, ipython_prompt]
+_WHITESPACE_ONLY_LINE = re.compile(r"^[ \t]+$", re.MULTILINE)
+
+
 class KernelTransformerManager(TransformerManager):
     """IPython's static input transformations, minus the cost of finding out
     that plain Python has nothing to transform.
@@ -138,7 +154,29 @@ class KernelTransformerManager(TransformerManager):
     it is, which is what the tokenizing would conclude (``%`` as an operator,
     ``!=``, a ``?`` inside a string do not count). If anyone changes the
     token transformers, the full path runs.
+
+    Two cleanup transforms get the same treatment (about 0.2 ms of a 50-line
+    cell): ``leading_indent`` dedents the whole cell, which changes nothing
+    when the first line is not indented and no line is whitespace alone; and
+    IPython 9's doctest-aware ``classic_prompt`` marks every line's quoting
+    before it looks for a ``>>>`` prompt, which a cell without ``>>>`` cannot
+    hold. If anyone changes the cleanup transforms, they all run.
     """
+
+    def transform_cell(self, cell: str) -> str:
+        if self.cleanup_transforms != _IPYTHON_CLEANUP:
+            return super().transform_cell(cell)
+        if not cell.endswith("\n"):
+            cell += "\n"
+        lines = leading_empty_lines(cell.splitlines(keepends=True))
+        if not lines or lines[0][0] in " \t\n" or _WHITESPACE_ONLY_LINE.search(cell):
+            lines = leading_indent(lines)
+        if not getattr(classic_prompt, "doctest", False) or ">>>" in cell:
+            lines = classic_prompt(lines)
+        lines = ipython_prompt(lines)
+        for transform in self.line_transforms:
+            lines = transform(lines)
+        return "".join(self.do_token_transforms(lines))
 
     def do_token_transforms(self, lines):
         if self.token_transformers == _IPYTHON_TOKEN_TRANSFORMERS and not may_hold_ipython_syntax(lines):
