@@ -298,13 +298,13 @@ def test_default_scheme_is_hmac_sha256():
 
 def test_verification_uses_constant_time_compare(monkeypatch):
     calls = []
-    real = hmac.compare_digest
+    real = signing.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(signing.hmac, "compare_digest", spy)
+    monkeypatch.setattr(signing, "compare_digest", spy)
     tx, rx = pair()
     good = tx.frames("x")
     rx.parse(good)
@@ -933,3 +933,36 @@ def test_history_request_good_access_types(access):
 def test_other_requests_invalid(msg_type, content):
     with pytest.raises(InvalidContent):
         validate(_req(msg_type, content))
+
+
+@pytest.mark.parametrize("key_len", [1, 32, 64, 65, 200])
+def test_hmac_sha256_signatures_match_hmac_on_either_hash(key_len):
+    """Small messages are signed on the interpreter's own SHA-256 and large ones
+    on OpenSSL's (see signing.py): every signature is the one hmac makes, on
+    both sides of the switch and after it."""
+    key = bytes(range(key_len % 256)) * (key_len // 256 + 1)
+    key = key[:key_len]
+    signer = Signer(key)
+    for size in (0, 1, 63, 64, 550, signing.BUILTIN_MAX, signing.BUILTIN_MAX + 1, 100_000, 550):
+        data = bytes(i % 251 for i in range(size))
+        expected = hmac.new(key, data, "sha256").hexdigest().encode()
+        assert signer.sign([data[:7], data[7:]]) == expected, size
+        signer.verify(expected, [data], check_replay=False)
+
+
+def test_the_kernel_core_leaves_openssl_until_a_large_message():
+    """Signing small messages maps no libcrypto (3.5 MB resident in a kernel)."""
+    code = (
+        "import sys\n"
+        "from kernelkit.wire import Session\n"
+        "s = Session(b'key')\n"
+        "s.parse(s.frames('status', {'execution_state': 'idle'}))\n"
+        "print('_hashlib' in sys.modules)\n"
+        "s.frames('stream', {'name': 'stdout', 'text': 'x' * 5000})\n"
+        "print('_hashlib' in sys.modules)\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]

@@ -1,9 +1,22 @@
-"""HMAC signing and verification of the four signed frames, with a replay guard."""
+"""HMAC signing and verification of the four signed frames, with a replay guard.
+
+HMAC-SHA256, the scheme every Jupyter client uses, starts on the interpreter's
+own SHA-256 and moves to OpenSSL's (``hmac``, which maps libcrypto: 3.5 MB
+resident) with the first message over BUILTIN_MAX bytes. The built-in hash
+costs about 1.5 us more per small message (a status, a reply) and 4-6x more
+on large ones, so a kernel that only ever exchanges small messages keeps its
+memory, and one that sends large output pays nothing per byte after the first.
+"""
 
 import collections
-import hmac
+from _operator import _compare_digest as compare_digest  # (what hmac.compare_digest is without OpenSSL)
 from datetime import datetime, timezone
 from typing import Iterable
+
+try:
+    from _sha2 import sha256 as _builtin_sha256  # Python 3.12+
+except ImportError:
+    from _sha256 import sha256 as _builtin_sha256
 
 from .errors import BadSignature, MissingSignature, ReplayedSignature, UnknownSignatureScheme
 
@@ -15,6 +28,13 @@ REPLAY_SESSIONS = 1 << 16
 # How far a sender's clock may be behind the kernel's (s) for a message dated
 # before the kernel started to be taken as new (Kerberos allows the same 5 min).
 CLOCK_SKEW = 300.0
+# The largest message (signed bytes) signed on the built-in SHA-256; a larger
+# one moves the Signer to OpenSSL for good. A kernel_info reply (about 1.3 kB)
+# stays below, so connecting clients do not load OpenSSL.
+BUILTIN_MAX = 2048
+_HMAC_BLOCK = 64  # SHA-256's block size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def digest_for_scheme(scheme: str) -> str:
@@ -24,6 +44,10 @@ def digest_for_scheme(scheme: str) -> str:
             f"signature_scheme {scheme!r} is not supported: expected 'hmac-<hash>', e.g. 'hmac-sha256'"
         )
     name = scheme[5:]
+    if name == "sha256":
+        return name
+    import hmac
+
     try:
         # hashlib.new alone accepts XOFs such as shake_128, which HMAC cannot use
         hmac.new(b"k", digestmod=name).hexdigest()
@@ -41,18 +65,21 @@ class Signer:
     ``verify`` accepts anything.
     """
 
-    __slots__ = ("key", "scheme", "_hmac", "_seen", "_order", "not_before", "_floors", "_floor_all")
+    __slots__ = ("key", "scheme", "_digest", "_hmac", "_builtin", "_seen", "_order", "not_before", "_floors", "_floor_all")
 
     def __init__(self, key: bytes | str = b"", scheme: str = DEFAULT_SCHEME, replay_window: int = REPLAY_WINDOW):
         if isinstance(key, str):
             key = key.encode("utf-8")
         self.key = key
         self.scheme = scheme
-        digest = digest_for_scheme(scheme)
-        base = hmac.new(key, digestmod=digest) if key else None
-        # OpenSSL's HMAC object, when there is one: copy/update/hexdigest
-        # without the Python wrapper (signing is on every message)
-        self._hmac = getattr(base, "_hmac", None) or base
+        self._digest = digest_for_scheme(scheme)
+        # the keyed HMAC on OpenSSL (None until needed), or on the built-in
+        # SHA-256 (None if the scheme is another hash); neither: no key
+        self._hmac = self._builtin = None
+        if key and self._digest == "sha256":
+            self._builtin = _BuiltinHmacSha256(key)
+        elif key:
+            self._use_openssl()
         # a window of 0 turns the replay guard off
         self._seen: set[bytes] | None = set() if replay_window > 0 else None
         # (signature, session, date as epoch seconds or None), oldest first
@@ -65,21 +92,40 @@ class Signer:
         self._floors: dict = {}  # session -> newest date forgotten
         self._floor_all = float("-inf")  # the newest of the floors dropped from _floors
 
+    def _use_openssl(self) -> None:
+        import hmac
+
+        base = hmac.new(self.key, digestmod=self._digest)
+        # OpenSSL's HMAC object, when there is one: copy/update/hexdigest
+        # without the Python wrapper (signing is on every message)
+        self._hmac = getattr(base, "_hmac", None) or base
+        self._builtin = None  # (after _hmac is set: sign() reads them in the other order)
+
     def sign(self, parts: Iterable[bytes]) -> bytes:
-        if self._hmac is None:
+        data = b"".join(parts)
+        builtin = self._builtin  # (once: another thread may move to OpenSSL meanwhile)
+        if builtin is not None:
+            if len(data) <= BUILTIN_MAX:
+                return builtin.hexdigest(data)
+            self._use_openssl()
+        elif self._hmac is None:
             return b""
         h = self._hmac.copy()
-        h.update(b"".join(parts))
+        h.update(data)
         return h.hexdigest().encode("ascii")
+
+    @property
+    def keyed(self) -> bool:
+        return self._hmac is not None or self._builtin is not None
 
     def verify(self, signature: bytes, parts: Iterable[bytes], *, check_replay: bool = True) -> None:
         """Raise a WireError unless ``signature`` signs ``parts`` and is fresh."""
-        if self._hmac is None:
+        if not self.keyed:
             return
         if not signature:
             raise MissingSignature("message is unsigned but the connection has a key")
         expected = self.sign(parts)
-        if not hmac.compare_digest(expected, bytes(signature)):
+        if not compare_digest(expected, bytes(signature)):
             raise BadSignature("signature does not match (wrong key or altered message)")
         if check_replay:
             self.remember(expected)
@@ -90,7 +136,7 @@ class Signer:
         ``header`` (a dict): its ``session`` and ``date`` for the rules beyond
         the window (a message without a readable date is judged by the window
         alone)."""
-        if self._seen is None or self._hmac is None:
+        if self._seen is None or not self.keyed:
             return
         if signature in self._seen:
             raise ReplayedSignature("signature was already used by an earlier message (replay)")
@@ -119,6 +165,27 @@ class Signer:
                     floors[old_session] = old_when
         order.append((signature, session, when))
         self._seen.add(signature)
+
+
+class _BuiltinHmacSha256:
+    """HMAC-SHA256 (RFC 2104) on the interpreter's own SHA-256: the keyed
+    inner and outer hashes are made once, and each message costs two copies."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > _HMAC_BLOCK:
+            key = _builtin_sha256(key).digest()
+        key = key.ljust(_HMAC_BLOCK, b"\0")
+        self._inner = _builtin_sha256(key.translate(_IPAD))
+        self._outer = _builtin_sha256(key.translate(_OPAD))
+
+    def hexdigest(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode("ascii")
 
 
 def _epoch(date) -> float | None:
