@@ -1,6 +1,6 @@
 """Where a round trip's time goes: one kernel, one request type, a raw client.
 
-    python3 bench/profile_kernel.py [--kernel python] [--what execute|kernel_info]
+    python3 bench/profile_kernel.py [--kernel python] [--what execute|cell|kernel_info]
                                     [--rounds 2000] [--py-spy] [--baseline [NAME=]SRC]
 
 The client is a bare DEALER and SUB (no signature check, no parsing beyond
@@ -189,14 +189,15 @@ def summarize_py_spy(path, rounds, rate):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kernel", default="python")
-    p.add_argument("--what", default="execute", choices=("execute", "kernel_info"))
+    p.add_argument("--what", default="execute", choices=("execute", "cell", "kernel_info"), help="cell: the 50-line cell")
     p.add_argument("--rounds", type=int, default=2000)
     p.add_argument("--py-spy", action="store_true", help="also record a sampling profile (py-spy on PATH)")
     p.add_argument("--baseline", metavar="[NAME=]SRC", action="append", help="the Python kernel from another kernelkit src/ tree, as NAME")
     args = p.parse_args()
     add_baselines(args.baseline)
-    msg_type = f"{args.what}_request"
-    content = {"code": KERNELS[args.kernel][2], "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True} if args.what == "execute" else {}
+    msg_type = "kernel_info_request" if args.what == "kernel_info" else "execute_request"
+    code = KERNELS[args.kernel][3 if args.what == "cell" else 2]
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True} if args.what != "kernel_info" else {}
 
     with tempfile.TemporaryDirectory() as tmp:
         proc, kc, _ = start(KERNELS[args.kernel][0], tmp)
