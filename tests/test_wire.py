@@ -966,3 +966,9 @@ def test_the_kernel_core_leaves_openssl_until_a_large_message():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_an_interpreter_without_its_own_sha256_signs_on_openssl(monkeypatch):
+    monkeypatch.setattr(signing, "_builtin_sha256", None)
+    signer = Signer(b"key")
+    assert signer.sign([b"x"]) == hmac.new(b"key", b"x", "sha256").hexdigest().encode()

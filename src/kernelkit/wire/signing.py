@@ -16,7 +16,10 @@ from typing import Iterable
 try:
     from _sha2 import sha256 as _builtin_sha256  # Python 3.12+
 except ImportError:
-    from _sha256 import sha256 as _builtin_sha256
+    try:
+        from _sha256 import sha256 as _builtin_sha256
+    except ImportError:  # (an interpreter built without its own hashes: OpenSSL only)
+        _builtin_sha256 = None
 
 from .errors import BadSignature, MissingSignature, ReplayedSignature, UnknownSignatureScheme
 
@@ -76,7 +79,7 @@ class Signer:
         # the keyed HMAC on OpenSSL (None until needed), or on the built-in
         # SHA-256 (None if the scheme is another hash); neither: no key
         self._hmac = self._builtin = None
-        if key and self._digest == "sha256":
+        if key and self._digest == "sha256" and _builtin_sha256 is not None:
             self._builtin = _BuiltinHmacSha256(key)
         elif key:
             self._use_openssl()
