@@ -67,7 +67,8 @@ def main():
     for sock in (shell, control, hb):
         poller.register(sock, zmq.POLLIN)
     if args.zero:
-        answer_prebuilt(session, info["key"].encode(), poller, hb, iopub)
+        digest = info.get("signature_scheme", "hmac-sha256").removeprefix("hmac-")
+        answer_prebuilt(session, info["key"].encode(), digest, poller, hb, iopub)
     while True:
         for sock, _ in poller.poll():
             if sock is hb:
@@ -93,7 +94,7 @@ def main():
                 os._exit(0)
 
 
-def answer_prebuilt(session, key, poller, hb, iopub):
+def answer_prebuilt(session, key, digest, poller, hb, iopub):
     """--zero: answer from messages built at start (never returns)."""
     delim = b"<IDS|MSG>"
 
@@ -113,7 +114,7 @@ def answer_prebuilt(session, key, poller, hb, iopub):
 
     def frames(built, parent, identities):
         header, metadata, body = built
-        sig = hmac.new(key, header, "sha256")
+        sig = hmac.new(key, header, digest)
         for part in (parent, metadata, body):
             sig.update(part)
         return [*identities, delim, sig.hexdigest().encode(), header, parent, metadata, body]
@@ -127,6 +128,9 @@ def answer_prebuilt(session, key, poller, hb, iopub):
             at = request.index(delim)
             parent = request[at + 2]
             msg_type = json.loads(parent)["msg_type"].encode()
+            if msg_type not in replies:  # (an error reply, built the first time it is asked)
+                kind = msg_type.decode().removesuffix("_request")
+                replies[msg_type] = prebuilt(f"{kind}_reply", {"status": "error", "ename": "NotImplemented", "evalue": kind, "traceback": []})
             iopub.send_multipart(frames(busy, parent, [status_topic]))
             if msg_type == b"execute_request":
                 iopub.send_multipart(frames(execute_input, parent, [input_topic]))

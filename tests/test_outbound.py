@@ -86,7 +86,7 @@ def test_a_producer_outlives_an_ended_io_thread():
         time.sleep(0.001)
     try:
         outbound.send(IOPUB, [b"a"])
-        outbound.wake_pending = False  # as if the I/O thread had read a wake-up before ending
+        assert not outbound.wake_pending  # (the next producer would try again)
         outbound.send(IOPUB, [b"b"])
         outbound.stop()
         assert len(outbound.fifo) == 3

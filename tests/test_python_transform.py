@@ -97,6 +97,10 @@ CLEANUP = [
     "In [1]: x = 1",
     "In [2]: def f():\n   ...:     return 1\n",
     "\x0cx = 1",
+    # (since Python 3.14, dedent also empties lines of \r, \x0c and the like)
+    "x = 1\r\n\r\ny = 2\r\n",
+    "x = 1\n\x0c\ny = 2\n",
+    "x\n\r\x0c\ny",
 ]
 
 ALL_CELLS = PLAIN + IPYTHON_SYNTAX + NEAR_MISSES + CLEANUP

@@ -193,8 +193,9 @@ class Outbound:
                     # means the I/O thread's end is closed: it has ended, and
                     # if it died, its own error ends the process (io/fatal.py).
                     # Raising here would end this thread instead, under the
-                    # wrong name.
-                    pass
+                    # wrong name. (The flag is cleared: were the I/O thread
+                    # somehow alive, the next producer tries again.)
+                    self.wake_pending = False
 
     def stop(self) -> Marker:
         """Ask the I/O thread to send what is queued, close its sockets and end."""

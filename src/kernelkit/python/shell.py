@@ -138,10 +138,11 @@ def may_hold_ipython_syntax(lines: list) -> bool:
     return False
 
 
-# IPython's cleanup transforms, in its order; and textwrap.dedent's rule for a
-# whitespace-only line (it empties such lines even when it removes no margin)
+# IPython's cleanup transforms, in its order; and a line textwrap.dedent may
+# empty even when it removes no margin: whitespace alone (spaces and tabs up to
+# Python 3.13; since 3.14, anything str.isspace, such as the \r of a \r\n line)
 _IPYTHON_CLEANUP = [leading_empty_lines, leading_indent, classic_prompt, ipython_prompt]
-_WHITESPACE_ONLY_LINE = re.compile(r"^[ \t]+$", re.MULTILINE)
+_WHITESPACE_ONLY_LINE = re.compile(r"^[^\S\n]+$", re.MULTILINE)
 
 
 class KernelTransformerManager(TransformerManager):

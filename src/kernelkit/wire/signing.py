@@ -68,12 +68,13 @@ class Signer:
     ``verify`` accepts anything.
     """
 
-    __slots__ = ("key", "scheme", "_digest", "_hmac", "_builtin", "_seen", "_order", "not_before", "_floors", "_floor_all")
+    __slots__ = ("key", "scheme", "keyed", "_digest", "_hmac", "_builtin", "_seen", "_order", "not_before", "_floors", "_floor_all")
 
     def __init__(self, key: bytes | str = b"", scheme: str = DEFAULT_SCHEME, replay_window: int = REPLAY_WINDOW):
         if isinstance(key, str):
             key = key.encode("utf-8")
         self.key = key
+        self.keyed = bool(key)  # (fixed: the hash objects below change while other threads verify)
         self.scheme = scheme
         self._digest = digest_for_scheme(scheme)
         # the keyed HMAC on OpenSSL (None until needed), or on the built-in
@@ -116,10 +117,6 @@ class Signer:
         h = self._hmac.copy()
         h.update(data)
         return h.hexdigest().encode("ascii")
-
-    @property
-    def keyed(self) -> bool:
-        return self._hmac is not None or self._builtin is not None
 
     def verify(self, signature: bytes, parts: Iterable[bytes], *, check_replay: bool = True) -> None:
         """Raise a WireError unless ``signature`` signs ``parts`` and is fresh."""
