@@ -943,22 +943,27 @@ def test_hmac_sha256_signatures_match_hmac_on_either_hash(key_len):
     key = bytes(range(key_len % 256)) * (key_len // 256 + 1)
     key = key[:key_len]
     signer = Signer(key)
-    for size in (0, 1, 63, 64, 550, signing.BUILTIN_MAX, signing.BUILTIN_MAX + 1, 100_000, 550):
+    for size in (0, 1, 63, 64, 550, signing.BUILTIN_MAX, signing.BUILTIN_MAX + 1, 100_000, 550):  # (and after the switch)
         data = bytes(i % 251 for i in range(size))
         expected = hmac.new(key, data, "sha256").hexdigest().encode()
         assert signer.sign([data[:7], data[7:]]) == expected, size
         signer.verify(expected, [data], check_replay=False)
 
 
-def test_the_kernel_core_leaves_openssl_until_a_large_message():
-    """Signing small messages maps no libcrypto (3.5 MB resident in a kernel)."""
+@pytest.mark.parametrize("what", ["large", "many"])
+def test_the_kernel_core_leaves_openssl_until_a_large_message_or_many(what):
+    """Signing a few small messages maps no libcrypto (3.4 MB resident in a
+    kernel); a large message, or many, load it."""
+    then = "s.frames('stream', {'name': 'stdout', 'text': 'x' * 5000})" if what == "large" else (
+        f"for _ in range({signing.BUILTIN_MESSAGES // 2}): s.parse(s.frames('status', {{}}))"
+    )
     code = (
         "import sys\n"
         "from kernelkit.wire import Session\n"
         "s = Session(b'key')\n"
         "s.parse(s.frames('status', {'execution_state': 'idle'}))\n"
         "print('_hashlib' in sys.modules)\n"
-        "s.frames('stream', {'name': 'stdout', 'text': 'x' * 5000})\n"
+        f"{then}\n"
         "print('_hashlib' in sys.modules)\n"
     )
     import subprocess

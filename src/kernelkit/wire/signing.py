@@ -2,10 +2,11 @@
 
 HMAC-SHA256, the scheme every Jupyter client uses, starts on the interpreter's
 own SHA-256 and moves to OpenSSL's (``hmac``, which maps libcrypto: 3.5 MB
-resident) with the first message over BUILTIN_MAX bytes. The built-in hash
-costs about 1.5 us more per small message (a status, a reply) and 4-6x more
-on large ones, so a kernel that only ever exchanges small messages keeps its
-memory, and one that sends large output pays nothing per byte after the first.
+resident) with the first message over BUILTIN_MAX bytes or after
+BUILTIN_MESSAGES messages. The built-in hash costs about 1.5 us more per small
+message (a status, a reply) and 4-6x more on large ones: a kernel that sits
+idle, or has run a few small cells, keeps its memory, and one that sends large
+output or many messages pays OpenSSL's price per message from then on.
 """
 
 import collections
@@ -35,6 +36,9 @@ CLOCK_SKEW = 300.0
 # one moves the Signer to OpenSSL for good. A kernel_info reply (about 1.3 kB)
 # stays below, so connecting clients do not load OpenSSL.
 BUILTIN_MAX = 2048
+# ... and the most messages it signs or checks (1.5 ms in all): a kernel that
+# busy is better served by the faster hash than by 3.4 MB
+BUILTIN_MESSAGES = 1000
 _HMAC_BLOCK = 64  # SHA-256's block size
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
@@ -68,7 +72,7 @@ class Signer:
     ``verify`` accepts anything.
     """
 
-    __slots__ = ("key", "scheme", "keyed", "_digest", "_hmac", "_builtin", "_seen", "_order", "not_before", "_floors", "_floor_all")
+    __slots__ = ("key", "scheme", "keyed", "_digest", "_hmac", "_builtin", "_builtin_left", "_seen", "_order", "not_before", "_floors", "_floor_all")
 
     def __init__(self, key: bytes | str = b"", scheme: str = DEFAULT_SCHEME, replay_window: int = REPLAY_WINDOW):
         if isinstance(key, str):
@@ -80,6 +84,7 @@ class Signer:
         # the keyed HMAC on OpenSSL (None until needed), or on the built-in
         # SHA-256 (None if the scheme is another hash); neither: no key
         self._hmac = self._builtin = None
+        self._builtin_left = BUILTIN_MESSAGES  # (counted loosely across threads: a bound, not a count)
         if key and self._digest == "sha256" and _builtin_sha256 is not None:
             self._builtin = _BuiltinHmacSha256(key)
         elif key:
@@ -109,7 +114,8 @@ class Signer:
         data = b"".join(parts)
         builtin = self._builtin  # (once: another thread may move to OpenSSL meanwhile)
         if builtin is not None:
-            if len(data) <= BUILTIN_MAX:
+            self._builtin_left -= 1
+            if len(data) <= BUILTIN_MAX and self._builtin_left >= 0:
                 return builtin.hexdigest(data)
             self._use_openssl()
         elif self._hmac is None:
