@@ -1,8 +1,8 @@
 """HMAC signing and verification of the four signed frames, with a replay guard.
 
 HMAC-SHA256, the scheme every Jupyter client uses, starts on the interpreter's
-own SHA-256 and moves to OpenSSL's (``hmac``, which maps libcrypto: 3.5 MB
-resident) with the first message over BUILTIN_MAX bytes or after
+own SHA-256 and moves to OpenSSL's (``hmac``, which maps libcrypto: 3.4 MB
+resident in a kernel) with the first message over BUILTIN_MAX bytes or after
 BUILTIN_MESSAGES messages. The built-in hash costs about 1.5 us more per small
 message (a status, a reply) and 4-6x more on large ones: a kernel that sits
 idle, or has run a few small cells, keeps its memory, and one that sends large
@@ -33,8 +33,8 @@ REPLAY_SESSIONS = 1 << 16
 # before the kernel started to be taken as new (Kerberos allows the same 5 min).
 CLOCK_SKEW = 300.0
 # The largest message (signed bytes) signed on the built-in SHA-256; a larger
-# one moves the Signer to OpenSSL for good. A kernel_info reply (about 1.3 kB)
-# stays below, so connecting clients do not load OpenSSL.
+# one moves the Signer to OpenSSL for good. A kernel_info reply (about 1.6 kB
+# signed) stays below, so connecting clients do not load OpenSSL.
 BUILTIN_MAX = 2048
 # ... and the most messages it signs or checks (1.5 ms in all): a kernel that
 # busy is better served by the faster hash than by 3.4 MB
