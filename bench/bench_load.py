@@ -41,8 +41,10 @@ import zmq
 from jupyter_client import BlockingKernelClient
 from jupyter_client.session import Session
 
+from kernelkit.io.shortcuts import recv_multipart  # (pyzmq's makes an enum per frame: see below)
 
 BLOCKS = 5
+MODES = ("closed", "pipelined")
 # the request a message answers, found without parsing its JSON: each client
 # reads every client's iopub messages (ten times what it keeps), and parsing
 # them all made the client, not the kernel, the bottleneck (one core busy)
@@ -50,10 +52,11 @@ _MSG_ID = re.compile(rb'"msg_id"\s*:\s*"([^"]*)"')
 
 
 # pyzmq's Socket.get makes an enum for every option it is asked (RCVMORE per
-# frame in recv_multipart, EVENTS), and a failed read raises an exception
-# (7 us): the client reads 31 messages of 7 frames per execute, so it asks
-# the backend, which takes plain ints (1-2 us)
-_recv, _get = zmq.backend.Socket.recv, zmq.backend.Socket.get
+# frame in its recv_multipart, EVENTS), and a failed read raises an exception
+# (7 us): the client reads 31 messages of 7 frames per execute, so it reads
+# through kernelkit's shortcut to the backend and asks the backend, which
+# takes plain ints (1-2 us)
+_get = zmq.backend.Socket.get
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
@@ -61,18 +64,9 @@ def readable(sock) -> bool:
     return bool(_get(sock, _EVENTS) & _POLLIN)
 
 
-def recv_message(sock) -> list:
-    """One whole message (raises zmq.Again if none is waiting)."""
-    parts = [_recv(sock, zmq.NOBLOCK)]
-    while _get(sock, zmq.RCVMORE):
-        parts.append(_recv(sock, zmq.NOBLOCK))
-    return parts
-
-
 def parent_id(parent_header: bytes) -> str | None:
     m = _MSG_ID.search(parent_header)
     return m.group(1).decode() if m else None
-MODES = ("closed", "pipelined")
 
 
 class Client:
@@ -106,7 +100,7 @@ class Client:
 
     def read_shell(self):
         """Returns the msg_ids this read finished."""
-        frames = recv_message(self.shell)
+        frames = recv_multipart(self.shell)
         i = frames.index(b"<IDS|MSG>")
         parent = parent_id(frames[i + 3])
         if parent not in self.sent:
@@ -116,7 +110,7 @@ class Client:
         return [parent] if self._finish(parent) else []
 
     def read_iopub(self):
-        frames = recv_message(self.iopub)
+        frames = recv_multipart(self.iopub)
         i = frames.index(b"<IDS|MSG>")
         parent = parent_id(frames[i + 3])
         if parent not in self.sent:

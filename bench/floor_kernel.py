@@ -20,7 +20,6 @@ cost.
 """
 
 import argparse
-import hmac
 import json
 import os
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from kernelkit.wire import Session  # noqa: E402
+from kernelkit.wire import DELIMITER, Session  # noqa: E402
 
 KERNEL_INFO = {
     "status": "ok",
@@ -67,8 +66,7 @@ def main():
     for sock in (shell, control, hb):
         poller.register(sock, zmq.POLLIN)
     if args.zero:
-        digest = info.get("signature_scheme", "hmac-sha256").removeprefix("hmac-")
-        answer_prebuilt(session, info["key"].encode(), digest, poller, hb, iopub)
+        answer_prebuilt(session, poller, hb, iopub)
     while True:
         for sock, _ in poller.poll():
             if sock is hb:
@@ -94,10 +92,8 @@ def main():
                 os._exit(0)
 
 
-def answer_prebuilt(session, key, digest, poller, hb, iopub):
+def answer_prebuilt(session, poller, hb, iopub):
     """--zero: answer from messages built at start (never returns)."""
-    delim = b"<IDS|MSG>"
-
     def prebuilt(msg_type, content):
         # [header, metadata, content] of a message made once
         header, _parent, metadata, body = session.frames(msg_type, content)[-4:]
@@ -112,12 +108,11 @@ def answer_prebuilt(session, key, digest, poller, hb, iopub):
     }
     status_topic, input_topic = session.iopub_topic("status"), session.iopub_topic("execute_input")
 
+    sign = session.signer.sign
+
     def frames(built, parent, identities):
         header, metadata, body = built
-        sig = hmac.new(key, header, digest)
-        for part in (parent, metadata, body):
-            sig.update(part)
-        return [*identities, delim, sig.hexdigest().encode(), header, parent, metadata, body]
+        return [*identities, DELIMITER, sign((header, parent, metadata, body)), header, parent, metadata, body]
 
     while True:
         for sock, _ in poller.poll():
@@ -125,7 +120,7 @@ def answer_prebuilt(session, key, digest, poller, hb, iopub):
                 hb.send(hb.recv())
                 continue
             request = sock.recv_multipart()
-            at = request.index(delim)
+            at = request.index(DELIMITER)
             parent = request[at + 2]
             msg_type = json.loads(parent)["msg_type"].encode()
             if msg_type not in replies:  # (an error reply, built the first time it is asked)
